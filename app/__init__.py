@@ -1,0 +1,80 @@
+"""The HTTP and WebSocket edge. ``create_app()`` is the factory; nothing connects until a request."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from celery import Celery
+from flask import Flask, Response, g, request
+from flask_sock import Sock
+
+from app.errors import register_error_handlers
+from app.routes import health, scans, stream
+from app.services.scans import ScanService
+from app.services.stats import Presence, Stats
+from tasks.celery_app import create_celery
+from tasks.events import EventLog
+from tasks.logconfig import configure_logging, request_id_var
+from tasks.redis_client import connect
+from tasks.settings import Settings
+from tasks.store import ScanStore
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+@dataclass
+class Certus:
+    settings: Settings
+    redis: redis.Redis
+    celery: Celery
+    scans: ScanService
+    stats: Stats
+    presence: Presence
+
+
+def create_app(settings: Settings | None = None, *, celery: Celery | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    configure_logging(settings)
+    client = connect(settings.redis_url)
+    broker = client if settings.broker == settings.redis_url else connect(settings.broker)
+    store = ScanStore(client, retention_seconds=settings.retention_seconds)
+    events = EventLog(client, maxlen=settings.stream_maxlen, block_ms=settings.ws_block_ms,
+                      retention_seconds=settings.retention_seconds)
+    celery = celery or create_celery(settings)
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.config["SOCK_SERVER_OPTIONS"] = {"ping_interval": 25}
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["certus"] = Certus(
+        settings=settings, redis=client, celery=celery,
+        scans=ScanService(settings, store, events, celery),
+        stats=Stats(client, store, broker), presence=Presence(client))
+
+    @app.before_request
+    def _request_id() -> None:
+        incoming = request.headers.get("X-Request-ID", "")
+        ok = 0 < len(incoming) <= 64 and incoming.replace("-", "").isalnum()
+        g.request_id = incoming if ok else secrets.token_hex(8)
+        request_id_var.set(g.request_id)
+
+    @app.after_request
+    def _echo_request_id(response: Response) -> Response:
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        return response
+
+    register_error_handlers(app)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(scans.bp)
+    sock = Sock(app)
+    stream.register(sock)
+    logging.getLogger(__name__).debug("app created")
+    return app
+
+
+def __getattr__(name: str) -> Any:  # pragma: no cover - helpful error for a common mistake
+    raise AttributeError(f"module 'app' has no attribute {name!r}; use app.create_app()")

@@ -1,0 +1,149 @@
+"""Marshmallow schemas for the scan endpoints, exactly as CONTRACT.md pins them."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
+
+from tasks import manifest as manifests
+from tasks.profiles import DEFAULT_PROFILE
+from tasks.store import STATUSES
+
+SLUG = r"^[a-z0-9][a-z0-9-]{0,62}$"
+ASSESSMENT = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+COMMIT = r"^[0-9a-fA-F]{7,40}$"
+GIT_SCHEMES = ("https", "http", "ssh", "git", "file")
+MANIFEST_SCHEMES = ("s3", "oci", "https", "file")
+
+# git check-ref-format rules, plus: no leading '-' (option injection), printable ASCII only.
+_BAD_REF = re.compile(r"(^[-/.])|(\.\.)|(@\{)|([\x00-\x20\x7f~^:?*\[\\])|(//)|(/$)|(\.lock$)|(\.$)|(/\.)")
+
+
+def check_branch(value: str) -> None:
+    if not value or len(value) > 255 or _BAD_REF.search(value) or value == "@":
+        raise ValidationError("not a valid branch name")
+
+
+def check_git_url(value: str) -> None:
+    if value.startswith("-"):
+        raise ValidationError("must not begin with '-'")
+    if "::" in value.split("/", 1)[0] or value.lower().startswith("ext::"):
+        raise ValidationError("transport helpers (such as ext::) are not allowed")
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in value):
+        raise ValidationError("must not contain spaces or control characters")
+    parts = urlsplit(value)
+    if not parts.scheme and value.startswith("/"):
+        return  # a local path; the service decides whether local sources are allowed
+    if parts.scheme not in GIT_SCHEMES:
+        raise ValidationError(f"scheme must be one of {', '.join(GIT_SCHEMES)}")
+    if parts.scheme != "file" and not parts.hostname:
+        raise ValidationError("must name a host")
+    if parts.username or parts.password:
+        if parts.scheme in ("https", "http"):
+            raise ValidationError("credentials belong in the workspace's git secret, not in the URL")
+    if parts.query or parts.fragment:
+        raise ValidationError("must not carry a query or fragment")
+
+
+def check_manifest_uri(value: str) -> None:
+    parts = urlsplit(value)
+    if parts.scheme not in MANIFEST_SCHEMES:
+        raise ValidationError(f"scheme must be one of {', '.join(MANIFEST_SCHEMES)}")
+    if parts.scheme != "file" and not parts.netloc:
+        raise ValidationError("must name a bucket, registry or host")
+    if parts.username or parts.password:
+        raise ValidationError("must not carry credentials")
+
+
+def check_relative_path(value: str) -> None:
+    if not value or value.startswith(("/", "\\")) or "\x00" in value:
+        raise ValidationError("must be a relative path inside the source")
+    if any(part == ".." for part in re.split(r"[\\/]", value)):
+        raise ValidationError("must not leave the source tree")
+
+
+class ScanRequestSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    workspace_id = fields.String(required=True, validate=validate.Regexp(SLUG))
+    component_id = fields.String(required=True, validate=validate.Regexp(SLUG))
+    assessment_id = fields.String(required=True, validate=validate.Regexp(ASSESSMENT))
+    source_type = fields.String(load_default="git", validate=validate.OneOf(["git", "directory", "archive"]))
+    git_url = fields.String(validate=[validate.Length(max=2048), check_git_url])
+    branch = fields.String(validate=check_branch)
+    commit = fields.String(validate=validate.Regexp(COMMIT))
+    directory_path = fields.String(validate=validate.Length(min=1, max=4096))
+    archive_path = fields.String(validate=validate.Length(min=1, max=4096))
+    profile = fields.String(load_default=DEFAULT_PROFILE,
+                            validate=validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"))
+    manifest = fields.Dict(keys=fields.String())
+    manifest_path = fields.String(validate=[validate.Length(max=1024), check_relative_path])
+    manifest_uri = fields.String(validate=[validate.Length(max=2048), check_manifest_uri])
+    manifest_signature_uri = fields.String(validate=[validate.Length(max=2048), check_manifest_uri])
+    requested_by = fields.String(validate=validate.Length(max=256))
+
+    @validates_schema(skip_on_field_errors=False)
+    def _check_sources(self, data: dict[str, Any], **_: Any) -> None:
+        errors: dict[str, list[str]] = {}
+        source_type = data.get("source_type", "git")
+        if source_type not in ("git", "directory", "archive"):
+            return
+        required = {"git": "git_url", "directory": "directory_path", "archive": "archive_path"}[source_type]
+        if not data.get(required):
+            errors[required] = [f"required when source_type is {source_type}"]
+        for other in ("git_url", "directory_path", "archive_path"):
+            if other != required and other in data:
+                errors.setdefault(other, []).append(f"not allowed when source_type is {source_type}")
+        if source_type != "git":
+            for name in ("branch", "commit"):
+                if name in data:
+                    errors.setdefault(name, []).append("only for git sources")
+        given = [n for n in ("manifest", "manifest_path", "manifest_uri") if n in data]
+        if len(given) > 1:
+            for name in given:
+                errors.setdefault(name, []).append("give at most one of manifest, manifest_path, manifest_uri")
+        if "manifest_signature_uri" in data and "manifest_uri" not in data:
+            errors.setdefault("manifest_signature_uri", []).append("only together with manifest_uri")
+        parsed = None
+        if "manifest" in data and len(given) == 1:
+            try:
+                parsed = manifests.parse(data["manifest"])
+            except manifests.ManifestInvalid as exc:
+                errors["manifest"] = [f"{path}: {msg}" for path, msgs in exc.errors.items() for msg in msgs]
+        profile = data.get("profile", DEFAULT_PROFILE)
+        if "manifest" not in errors and not manifests.profile_known(profile, parsed):
+            # A profile defined in a manifest fetched later (path or URI) can only be checked then.
+            if not any(n in data for n in ("manifest_path", "manifest_uri")):
+                errors.setdefault("profile", []).append(
+                    "unknown profile: name a built-in profile or one the manifest defines")
+        if errors:
+            raise ValidationError(errors)
+
+    @post_load
+    def _normalise(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        if "commit" in data:
+            data["commit"] = data["commit"].lower()
+        return data
+
+
+class ScanListQuerySchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    workspace_id = fields.String(validate=validate.Regexp(SLUG))
+    component_id = fields.String(validate=validate.Regexp(SLUG))
+    status = fields.String(validate=validate.OneOf(STATUSES))
+    cursor = fields.String(validate=validate.Length(max=200))
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+
+
+class EventsQuerySchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    after = fields.String(load_default="0-0", validate=validate.Length(max=48))
+    limit = fields.Integer(load_default=500, validate=validate.Range(min=1, max=5000))

@@ -1,0 +1,144 @@
+"""The thin service layer behind the scan endpoints: records, events and task sending."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+
+from app.errors import APIError, not_found
+from tasks import manifest as manifests
+from tasks import names
+from tasks.clock import utcnow_iso
+from tasks.events import EventLog, encode_event, stream_key
+from tasks.ids import is_test_id, new_test_id
+from tasks.netpolicy import HostNotAllowed, check_url
+from tasks.settings import Settings
+from tasks.store import (
+    CANCELLED,
+    QUEUED,
+    RUNNING,
+    TERMINAL,
+    InvalidCursor,
+    ScanStore,
+    StreamAppend,
+    new_record,
+)
+
+log = logging.getLogger(__name__)
+
+SOURCE_FIELDS = ("source_type", "git_url", "branch", "commit", "directory_path", "archive_path")
+INTERNAL_FIELDS = frozenset({"attempt", "cancel_requested", "manifest"})
+
+
+def public_view(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k not in INTERNAL_FIELDS}
+
+
+def _confined(path: str, roots: tuple[str, ...]) -> bool:
+    resolved = Path(path).resolve()
+    return any(resolved == Path(root) or Path(root) in resolved.parents for root in roots)
+
+
+class ScanService:
+    def __init__(self, settings: Settings, store: ScanStore, events: EventLog, celery: Celery) -> None:
+        self.settings = settings
+        self.store = store
+        self.events = events
+        self.celery = celery
+
+    # -- submit ------------------------------------------------------------------------------
+    def _check_source(self, data: dict[str, Any]) -> None:
+        source_type = data["source_type"]
+        if source_type == "git":
+            try:
+                check_url(data["git_url"], self.settings.git_allowed_hosts, self.settings.allow_local_sources)
+            except HostNotAllowed as exc:
+                raise APIError(422, exc.code, str(exc), fields={"git_url": [str(exc)]}) from exc
+            return
+        field = "directory_path" if source_type == "directory" else "archive_path"
+        path = data[field]
+        if not Path(path).is_absolute() or not _confined(path, self.settings.allowed_source_roots):
+            raise APIError(422, "path_not_allowed", f"{field} must lie inside a configured allowed root",
+                           fields={field: ["outside the allowed roots"]})
+
+    def submit(self, data: dict[str, Any]) -> dict[str, Any]:
+        self._check_source(data)
+        test_id = new_test_id()
+        manifest_digest = None
+        if "manifest" in data:
+            manifest_digest = manifests.digest(manifests.inline_text(data["manifest"]))
+        base = f"/v1/security-scans/{test_id}"
+        record = new_record(
+            test_id=test_id,
+            workspace_id=data["workspace_id"],
+            component_id=data["component_id"],
+            assessment_id=data["assessment_id"],
+            profile=data["profile"],
+            manifest=data.get("manifest"),
+            manifest_path=data.get("manifest_path"),
+            manifest_uri=data.get("manifest_uri"),
+            manifest_signature_uri=data.get("manifest_signature_uri"),
+            manifest_digest=manifest_digest,
+            requested_by=data.get("requested_by"),
+            stream_url=f"{base}/stream",
+            status_url=base,
+            **{f: data.get(f) for f in SOURCE_FIELDS},
+        )
+        # The record and its first event exist before the task is sent: a worker never sees an
+        # id the store does not know, and a watcher can connect the moment we answer.
+        self.store.create(record)
+        self.events.append(test_id, "phase", phase="queued", message="scan accepted and queued")
+        try:
+            self.celery.send_task(names.SCAN_RUN, args=[test_id], task_id=test_id, queue=names.SCANS_QUEUE)
+        except Exception as exc:
+            log.error("enqueue failed for %s: %s", test_id, exc.__class__.__name__)
+            self.store.delete(test_id, record["workspace_id"])
+            self.events.redis.delete(stream_key(test_id))
+            raise APIError(503, "queue_unavailable", "the scan could not be queued; nothing was kept",
+                           headers={"Retry-After": "5"}) from exc
+        return {k: record[k] for k in ("test_id", "workspace_id", "component_id", "assessment_id", "status",
+                                       "profile", "manifest_digest", "stream_url", "status_url")}
+
+    # -- read --------------------------------------------------------------------------------
+    def get(self, test_id: str) -> dict[str, Any]:
+        record = self.store.get(test_id) if is_test_id(test_id) else None
+        if record is None:
+            raise not_found()
+        return record
+
+    def list(self, query: dict[str, Any]) -> dict[str, Any]:
+        try:
+            items, cursor = self.store.list(**query)
+        except InvalidCursor as exc:
+            raise APIError(422, "invalid_cursor", str(exc), fields={"cursor": [str(exc)]}) from exc
+        return {"items": [public_view(r) for r in items], "next_cursor": cursor}
+
+    def is_finished(self, test_id: str) -> bool:
+        status = self.store.get_fields(test_id, "status")["status"]
+        return status is None or status in TERMINAL
+
+    # -- cancel ------------------------------------------------------------------------------
+    def cancel(self, test_id: str) -> dict[str, Any]:
+        record = self.get(test_id)
+        if record["status"] in TERMINAL:
+            raise APIError(409, "scan_finished", f"the scan already ended {record['status']}")
+        event_id = self.events.next_id(test_id)
+        complete = StreamAppend(
+            stream_key(test_id), event_id,
+            encode_event("scan_complete", {"status": CANCELLED, "manifest_digest": record.get("manifest_digest"),
+                                           "bundle": None, "summary": None}),
+            self.settings.stream_maxlen)
+        # A queued scan is cancelled here; a running one is flagged and its worker stops it.
+        result = self.store.transition(test_id, CANCELLED, allowed_from=[QUEUED], event=complete,
+                                       completed_at=utcnow_iso(), cancel_requested=True)
+        if not result.ok:
+            if result.previous == RUNNING:
+                self.store.update(test_id, cancel_requested=True)
+            elif result.previous in TERMINAL:
+                raise APIError(409, "scan_finished", f"the scan already ended {result.previous}")
+        else:
+            self.events.expire(test_id)
+        return {"test_id": test_id, "status": CANCELLED if result.ok else RUNNING, "cancel_requested": True}

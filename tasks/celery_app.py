@@ -1,0 +1,38 @@
+"""The Celery app factory, configured for long jobs that must be neither lost nor run twice."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from tasks import names
+from tasks.settings import Settings
+
+
+def create_celery(settings: Settings) -> Celery:
+    app = Celery("certus_assurance", broker=settings.broker, set_as_current=False)
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        # The Redis record is the truth; results are never read.
+        task_ignore_result=True,
+        result_backend=None,
+        # A task is acknowledged only when it has finished, and handed back if its process dies.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout},
+        broker_connection_retry_on_startup=True,
+        task_default_queue=names.SCANS_QUEUE,
+        task_routes={
+            "scans.*": {"queue": names.SCANS_QUEUE},
+            "uploads.*": {"queue": names.UPLOADS_QUEUE},
+        },
+        # Task events, so Flower shows tasks by name as they run.
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        worker_hijack_root_logger=False,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+    )
+    app.certus_settings = settings
+    return app

@@ -1,0 +1,59 @@
+"""Which network hosts a scan may reach: checked at submit and again by the worker before it
+connects (DNS may answer differently the second time)."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Iterable
+from urllib.parse import urlsplit
+
+
+class HostNotAllowed(ValueError):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _is_internal(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return (ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_multicast or ip.is_reserved
+            or ip.is_unspecified or not ip.is_global)
+
+
+def is_local_source(url: str) -> bool:
+    return url.startswith("/") or urlsplit(url).scheme == "file"
+
+
+def check_host(host: str, port: int | None, allowed_hosts: Iterable[str]) -> list[str]:
+    """Resolve ``host`` and refuse it if any address is loopback, private, link-local or otherwise
+    not public, unless the host is listed in ``allowed_hosts``. Returns the resolved addresses."""
+    host = host.strip("[]").lower()
+    allowed = {h.lower() for h in allowed_hosts}
+    try:
+        infos = socket.getaddrinfo(host, port or 0, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise HostNotAllowed("git_host_unresolvable", f"cannot resolve host {host!r}") from exc
+    addresses = sorted({str(info[4][0]) for info in infos})
+    if host in allowed:
+        return addresses
+    for address in addresses:
+        if _is_internal(address):
+            raise HostNotAllowed("git_host_not_allowed",
+                                 f"host {host!r} resolves to a non-public address; "
+                                 "list it in CERTUS_ASSURANCE_GIT_ALLOWED_HOSTS to allow it")
+    return addresses
+
+
+def check_url(url: str, allowed_hosts: Iterable[str], allow_local: bool) -> None:
+    if is_local_source(url):
+        if not allow_local:
+            raise HostNotAllowed("git_url_not_allowed",
+                                 "local git sources are disabled (CERTUS_ASSURANCE_ALLOW_LOCAL_SOURCES)")
+        return
+    parts = urlsplit(url)
+    if not parts.hostname:
+        raise HostNotAllowed("git_url_invalid", "the git URL names no host")
+    check_host(parts.hostname, parts.port, allowed_hosts)

@@ -1,0 +1,98 @@
+"""The whole service on loopback: a real Redis, real Celery workers and the API under gunicorn."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from subprocess import Popen
+from typing import Any
+
+import requests
+
+from stack import processes
+from stack.ports import free_port, wait_port
+
+
+@dataclass
+class Service:
+    env: dict[str, str]
+    workdir: Path
+    api_ports: list[int] = field(default_factory=list)
+    procs: list[Popen[bytes]] = field(default_factory=list)
+    workers: list[Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_ports[0]}"
+
+    def url(self, path: str, replica: int = 0) -> str:
+        return f"http://127.0.0.1:{self.api_ports[replica]}{path}"
+
+    def ws_url(self, path: str, replica: int = 0) -> str:
+        return f"ws://127.0.0.1:{self.api_ports[replica]}{path}"
+
+    @property
+    def artifact_root(self) -> Path:
+        return Path(self.env["CERTUS_ASSURANCE_ARTIFACT_ROOT"])
+
+    def start_api(self, worker_class: str = "gevent") -> int:
+        port = free_port()
+        log = self.workdir / f"api-{port}.log"
+        self.procs.append(processes.spawn(processes.api_argv(f"127.0.0.1:{port}", worker_class=worker_class),
+                                          self.env, log))
+        wait_port("127.0.0.1", port, 60)
+        self.api_ports.append(port)
+        return port
+
+    def start_worker(self, name: str, queues: str = "scans,uploads", concurrency: int = 2) -> Popen[bytes]:
+        log = self.workdir / f"worker-{name}.log"
+        proc = processes.spawn(processes.worker_argv(name, queues, concurrency), self.env, log)
+        self.workers.append(proc)
+        self.procs.append(proc)
+        return proc
+
+    def wait_workers(self, count: int, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            stats = requests.get(self.url("/stats"), timeout=5).json()
+            if stats["workers_online"] >= count:
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"{count} workers did not come online; see {self.workdir}")
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            processes.stop(proc, timeout=20)
+
+    def submit(self, replica: int = 0, **payload: Any) -> requests.Response:
+        body = {"workspace_id": "ws-test", "component_id": "comp", "assessment_id": "a-1", **payload}
+        return requests.post(self.url("/v1/security-scans", replica), json=body, timeout=10)
+
+    def status(self, test_id: str) -> dict[str, Any]:
+        return requests.get(self.url(f"/v1/security-scans/{test_id}"), timeout=10).json()
+
+    def wait_done(self, test_id: str, timeout: float = 120) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            record = self.status(test_id)
+            if record["status"] in ("SUCCEEDED", "FAILED", "CANCELLED"):
+                return record
+            time.sleep(0.2)
+        raise TimeoutError(f"scan {test_id} did not finish: {self.status(test_id)['status']}")
+
+
+def base_env(tmp: Path, redis_url: str, **extra: str) -> dict[str, str]:
+    env = {
+        "CERTUS_ASSURANCE_REDIS_URL": redis_url,
+        "CERTUS_ASSURANCE_ARTIFACT_ROOT": str(tmp / "artifacts"),
+        "CERTUS_ASSURANCE_WORK_ROOT": str(tmp / "work"),
+        "CERTUS_ASSURANCE_GIT_ALLOWED_HOSTS": "127.0.0.1",
+        "CERTUS_ASSURANCE_LEASE_SECONDS": "6",
+    }
+    env.update(extra)
+    for key in list(os.environ):
+        if key.startswith("CERTUS_ASSURANCE_") and key not in env:
+            env[key] = os.environ[key]
+    return env

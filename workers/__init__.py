@@ -1,0 +1,1 @@
+"""The engine: pipeline phases, scanner adapters, signing and publishers. Never imports Flask."""

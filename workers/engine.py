@@ -1,0 +1,340 @@
+"""The scan engine: one ``ScanJob`` per delivery owns the lifecycle (start, heartbeat, finish, fail)
+and runs the phases source -> manifest -> scanners -> bundle."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+from celery.exceptions import SoftTimeLimitExceeded
+
+from tasks import manifest as manifests
+from tasks.clock import utcnow_iso
+from tasks.events import EventLog, encode_event, stream_key
+from tasks.logconfig import test_id_var
+from tasks.settings import Settings
+from tasks.store import (
+    CANCELLED,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    SUCCEEDED,
+    TERMINAL,
+    ScanStore,
+    StreamAppend,
+)
+from workers.bundle import Bundle
+from workers.emitter import ScanEmitter
+from workers.lease import Lease
+from workers.pipeline.manifest import ResolvedManifest, resolve_manifest
+from workers.pipeline.policy import evaluate
+from workers.pipeline.tools import ToolRunReport, run_tools, select_tools
+from workers.redact import Redactor
+from workers.scanners.base import Scanner
+from workers.scanners.registry import all_scanners
+from workers.sources import git
+from workers.sources.errors import SourceError
+
+log = logging.getLogger(__name__)
+
+
+class Stop(Exception):
+    """The scan must stop now: cancelled, lease lost, or past its time limit."""
+
+    def __init__(self, status: str, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class ScanEngine:
+    def __init__(self, settings: Settings, client: redis.Redis,
+                 scanners: dict[str, Scanner] | None = None) -> None:
+        self.settings = settings
+        self.redis = client
+        self.store = ScanStore(client, retention_seconds=settings.retention_seconds)
+        self.events = EventLog(client, maxlen=settings.stream_maxlen, block_ms=settings.ws_block_ms,
+                               retention_seconds=settings.retention_seconds)
+        self.scanners = scanners if scanners is not None else all_scanners()
+
+    def run_scan(self, test_id: str, *, delivery: dict[str, Any] | None = None) -> None:
+        token = test_id_var.set(test_id)
+        try:
+            record = self.store.get(test_id)
+            if record is None:
+                log.warning("scan %s has no record (expired or never stored); nothing to do", test_id)
+                return
+            if record["status"] in TERMINAL:
+                log.info("scan %s already %s; delivery ignored", test_id, record["status"])
+                return
+            job = ScanJob(self, record)
+            lease = Lease(self.redis, test_id, self.settings.lease_seconds, on_beat=job.on_heartbeat)
+            if not lease.acquire():
+                log.info("scan %s is held by another worker; delivery ignored", test_id)
+                return
+            job.lease = lease
+            try:
+                job.run()
+            finally:
+                lease.release()
+        finally:
+            test_id_var.reset(token)
+
+
+class ScanJob:
+    def __init__(self, engine: ScanEngine, record: dict[str, Any]) -> None:
+        self.engine = engine
+        self.settings = engine.settings
+        self.store = engine.store
+        self.record = record
+        self.test_id: str = record["test_id"]
+        self.redactor = Redactor()
+        self.emitter = ScanEmitter(engine.events, self.test_id, self.redactor)
+        self.token = secrets.token_hex(4)
+        self.workspace = Path(self.settings.work_root) / f"{self.test_id}.{self.token}"
+        self.bundle: Bundle | None = None
+        self.lease: Lease | None = None
+        self.cancel = threading.Event()
+        self.deadline: float | None = None
+        self.phases: list[dict[str, Any]] = []
+        self.errors: list[dict[str, str]] = []
+        self.warnings: list[dict[str, str]] = []
+        self.manifest: ResolvedManifest | None = None
+        self.checkout: git.GitCheckout | None = None
+        self.tools: ToolRunReport | None = None
+        self.started_at = utcnow_iso()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def on_heartbeat(self) -> None:
+        """Called by the lease thread: publish liveness and pick up a cancel request."""
+        self.store.update(self.test_id, heartbeat_at=utcnow_iso())
+        if self.store.get_fields(self.test_id, "cancel_requested")["cancel_requested"]:
+            self.cancel.set()
+
+    def should_stop(self) -> bool:
+        return (self.cancel.is_set() or (self.lease is not None and self.lease.lost.is_set())
+                or (self.deadline is not None and time.monotonic() > self.deadline))
+
+    def check_stop(self) -> None:
+        if self.cancel.is_set() or self.store.get_fields(self.test_id, "cancel_requested")["cancel_requested"]:
+            self.cancel.set()
+            raise Stop(CANCELLED, "cancelled", "the scan was cancelled")
+        if self.lease is not None and self.lease.lost.is_set():
+            raise Stop(FAILED, "lease_lost", "the worker lost its lease on the scan")
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise Stop(FAILED, "scan_timeout", "the scan exceeded its runtime ceiling")
+
+    def run(self) -> None:
+        restarted = self.record["status"] == RUNNING
+        attempt = int(self.record.get("attempt") or 0) + 1
+        if self.record.get("cancel_requested"):
+            self.cancel.set()
+        moved = self.store.transition(self.test_id, RUNNING, allowed_from=[QUEUED, RUNNING],
+                                      started_at=self.started_at, attempt=attempt, phases=[],
+                                      errors=[], warnings=[], heartbeat_at=utcnow_iso())
+        if not moved.ok:
+            log.info("scan %s is %s; not starting", self.test_id, moved.previous)
+            return
+        if restarted:
+            self.emitter.phase("restarted", f"the previous attempt stopped without finishing; "
+                                            f"starting again cleanly (attempt {attempt})", attempt=attempt)
+        else:
+            self.emitter.phase("started", "scan started")
+        self.bundle = Bundle(self.settings.artifact_root, self.test_id, self.token)
+        status, code, message = SUCCEEDED, None, None
+        try:
+            self.workspace.mkdir(parents=True, exist_ok=True)
+            self._run_phases()
+            if self.tools is not None and self.tools.errors:
+                status, code = FAILED, "tool_error"
+                message = "a scanner did not complete: " + ", ".join(sorted(self.tools.errors))
+        except Stop as exc:
+            status, code, message = exc.status, exc.code, exc.message
+        except SourceError as exc:
+            status, code, message = FAILED, exc.code, exc.message
+        except manifests.ManifestInvalid as exc:
+            status, code, message = FAILED, "manifest_invalid", str(exc)
+        except SoftTimeLimitExceeded:
+            self.cancel.set()
+            status, code, message = FAILED, "scan_timeout", "the scan exceeded its time limit"
+        except Exception:
+            log.exception("scan %s failed unexpectedly", self.test_id)
+            status, code, message = FAILED, "internal_error", "the scan failed unexpectedly"
+        finally:
+            shutil.rmtree(self.workspace, ignore_errors=True)
+        self._finish(status, code, message)
+
+    # -- phases ------------------------------------------------------------------------------
+    def _phase_start(self, name: str, message: str, **fields: Any) -> dict[str, Any]:
+        self.check_stop()
+        phase = {"name": name, "status": "running", "started_at": utcnow_iso(), "finished_at": None,
+                 "duration_s": None, "_t0": time.monotonic()}
+        self.phases.append(phase)
+        self.store.update(self.test_id, phases=self._public_phases())
+        self.emitter.phase(name, message, **fields)
+        return phase
+
+    def _phase_end(self, phase: dict[str, Any], status: str = "succeeded") -> None:
+        phase["status"] = status
+        phase["finished_at"] = utcnow_iso()
+        phase["duration_s"] = round(time.monotonic() - phase["_t0"], 3)
+        self.store.update(self.test_id, phases=self._public_phases())
+
+    def _public_phases(self) -> list[dict[str, Any]]:
+        return [{k: v for k, v in p.items() if not k.startswith("_")} for p in self.phases]
+
+    def _run_phases(self) -> None:
+        rec = self.record
+        assert self.bundle is not None
+        # source
+        phase = self._phase_start("clone", "fetching source", source_type=rec["source_type"])
+        src = self.workspace / "src"
+        if rec["source_type"] != "git":
+            raise SourceError("source_type_unsupported", f"source type {rec['source_type']} is not supported")
+        self.checkout = git.fetch(self.settings, rec["git_url"], src, branch=rec.get("branch"),
+                                  commit=rec.get("commit"), should_stop=self.should_stop)
+        self.check_stop()
+        self.store.update(self.test_id, resolved_commit=self.checkout.commit)
+        self._phase_end(phase)
+        self.emitter.phase("clone", f"checked out {self.checkout.commit[:12]}", commit=self.checkout.commit,
+                           branch=self.checkout.branch)
+        # manifest
+        phase = self._phase_start("manifest", "resolving manifest")
+        self.manifest = resolve_manifest(rec, self.settings)
+        self.bundle.write_bytes("manifest.json", self.manifest.text.encode())
+        if self.manifest.ceiling_minutes:
+            self.deadline = time.monotonic() + self.manifest.ceiling_minutes * 60
+        selection = select_tools(self.manifest, self.engine.scanners)
+        self.store.update(self.test_id, manifest_digest=self.manifest.digest,
+                          manifest_metadata=self.manifest.info)
+        self.bundle.write_json("manifest-info.json", self.manifest.info)
+        self._phase_end(phase)
+        self.emitter.phase("manifest", "manifest resolved", hash=self.manifest.digest)
+        # scanners
+        phase = self._phase_start("scan", "running scanners")
+        for tool in selection.unsupported:
+            self.warnings.append({"code": "tool_unsupported", "message": f"tool {tool!r} is not supported"})
+        self.tools = run_tools(selection, src, self.workspace / "tools", self.bundle, self.emitter,
+                               self.settings, self.should_stop)
+        self.check_stop()
+        for tool, reason in self.tools.skipped.items():
+            self.warnings.append({"code": "tool_skipped", "message": f"{tool}: {reason}"})
+        self._phase_end(phase, "failed" if self.tools.errors else "succeeded")
+
+    # -- finishing ---------------------------------------------------------------------------
+    def _summary(self) -> dict[str, Any]:
+        if self.tools is None:
+            return {"total": 0, "by_severity": {}, "by_tool": {}, "executed_tools": [], "skipped_tools": {}}
+        return self.tools.summary()
+
+    def _finish(self, status: str, code: str | None, message: str | None) -> None:
+        assert self.bundle is not None
+        for phase in self.phases:
+            if phase["status"] == "running":
+                self._phase_end(phase, "cancelled" if status == CANCELLED else "failed")
+        if code and message:
+            message = self.redactor.text(message)
+            self.errors.append({"code": code, "message": message})
+            self.emitter.error(code, message)
+        summary = self._summary()
+        policy = evaluate(self.manifest, summary) if self.manifest and status == SUCCEEDED else None
+        if policy is not None:
+            self.bundle.write_json("policy-result.json", policy)
+        if self.tools is not None:
+            self.bundle.write_json("summary.json", summary)
+        completed_at = utcnow_iso()
+        digest = self.manifest.digest if self.manifest else self.record.get("manifest_digest")
+        bundle_ref = {"test_id": self.test_id, "artifacts_url": f"/v1/security-scans/{self.test_id}/artifacts"}
+        event_fields = {"status": status, "manifest_digest": digest, "bundle": bundle_ref, "summary": summary}
+        if policy is not None:
+            event_fields["policy"] = {"passed": policy["passed"]}
+        events = self.engine.events
+        event_id = events.next_id(self.test_id)
+        payload = encode_event("scan_complete", self.redactor.value(event_fields))
+        history = events.all(self.test_id) + [{"id": event_id, **json.loads(payload)}]
+        self.bundle.write_bytes("logs/stream.jsonl",
+                                "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in history).encode())
+        self.bundle.write_bytes("logs/runner.log", "".join(_log_line(e) for e in history).encode())
+        scan_json = self._scan_json(status, completed_at, summary, policy)
+        self.bundle.write_json("scan.json", scan_json)
+        artifacts = {_artifact_key(p): p for p in self.bundle.files()}
+        # Later phases (attestation) slot in here, before the bundle is moved into place.
+        self.bundle.publish()
+        done = self.store.transition(
+            self.test_id, status, allowed_from=[RUNNING],
+            event=StreamAppend(stream_key(self.test_id), event_id, payload, self.settings.stream_maxlen),
+            completed_at=completed_at, summary=summary, policy=policy, artifacts=artifacts,
+            errors=self.errors, warnings=self.warnings, phases=self._public_phases())
+        if not done.ok:
+            log.warning("scan %s could not be finished: it is %s", self.test_id, done.previous)
+        self.engine.events.expire(self.test_id)
+        log.info("scan %s finished %s", self.test_id, status)
+
+    def _scan_json(self, status: str, completed_at: str, summary: dict[str, Any],
+                   policy: dict[str, Any] | None) -> dict[str, Any]:
+        rec = self.record
+        assert self.bundle is not None
+        return self.redactor.value({
+            "test_id": self.test_id,
+            "workspace_id": rec["workspace_id"],
+            "component_id": rec["component_id"],
+            "assessment_id": rec["assessment_id"],
+            "requested_by": rec.get("requested_by"),
+            "status": status,
+            "source": {
+                "source_type": rec["source_type"],
+                "git_url": rec.get("git_url"),
+                "branch": self.checkout.branch if self.checkout else rec.get("branch"),
+                "commit_requested": rec.get("commit"),
+                "resolved_commit": self.checkout.commit if self.checkout else None,
+            },
+            "profile": rec["profile"],
+            "manifest_digest": self.manifest.digest if self.manifest else rec.get("manifest_digest"),
+            "timings": {"created_at": rec["created_at"], "started_at": self.started_at,
+                        "completed_at": completed_at, "phases": self._public_phases()},
+            "summary": summary,
+            "policy": policy,
+            "errors": self.errors,
+            "warnings": self.warnings,
+            "tools": self.tools.versions if self.tools else {},
+            "artifacts": {p: {"sha256": d} for p, d in self.bundle.digests().items()},
+        })
+
+
+def _artifact_key(path: str) -> str:
+    name = path.rsplit("/", 1)[-1]
+    for suffix in (".sarif.json", ".json", ".jsonl", ".log"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    prefix = path.split("/", 1)[0] if "/" in path else ""
+    if prefix == "reports":
+        prefix = path.split("/")[1]
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _log_line(event: dict[str, Any]) -> str:
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(float(event.get("timestamp", 0))))
+    kind = event.get("type")
+    if kind == "log":
+        text = f"{event.get('tool')} {event.get('stream')}: {event.get('line')}"
+    elif kind == "tool_start":
+        text = f"{event.get('tool')} started: {' '.join(event.get('command') or [])}"
+    elif kind == "tool_complete":
+        text = (f"{event.get('tool')} exited {event.get('exit_code')} with {event.get('findings')} findings "
+                f"in {event.get('duration_s')} s")
+    elif kind == "scan_complete":
+        text = f"scan {event.get('status')}"
+    elif kind == "error":
+        text = f"{event.get('code')}: {event.get('message')}"
+    else:
+        text = f"{event.get('phase', '')}: {event.get('message', '')}"
+    return f"{stamp}Z [{kind}] {text}\n"

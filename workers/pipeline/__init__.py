@@ -1,0 +1,1 @@
+"""The phases of a scan after the source is in place: manifest, tools, policy."""

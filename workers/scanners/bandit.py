@@ -1,0 +1,69 @@
+"""bandit: Python SAST. Runs with a JSON report, converted to SARIF by the service."""
+
+from __future__ import annotations
+
+import json
+from importlib import metadata
+
+from workers.scanners.base import Finding, ToolContext, ToolFailed, ToolOutput, find_executable
+from workers.toolrun import ProcessResult
+
+_SEVERITY = {"HIGH": "high", "MEDIUM": "medium", "LOW": "low", "UNDEFINED": "info"}
+
+
+class Bandit:
+    id = "bandit"
+    category = "sast"
+
+    def unavailable_reason(self) -> str | None:
+        return None if find_executable("bandit") else "bandit is not installed"
+
+    def version(self) -> str:
+        try:
+            return metadata.version("bandit")
+        except metadata.PackageNotFoundError:
+            return "unknown"
+
+    def command(self, ctx: ToolContext) -> list[str]:
+        exe = find_executable("bandit") or "bandit"
+        return [exe, "-r", ".", "-f", "json", "-o", str(ctx.out_dir / "bandit.json"),
+                "--exclude", "./.git"]
+
+    def parse(self, ctx: ToolContext, result: ProcessResult) -> ToolOutput:
+        # bandit exits 1 when it finds issues; anything else non-zero is a crash.
+        report = ctx.out_dir / "bandit.json"
+        if result.exit_code not in (0, 1) or not report.exists():
+            raise ToolFailed(f"bandit exited {result.exit_code} without a report")
+        try:
+            data = json.loads(report.read_text())
+        except json.JSONDecodeError as exc:
+            raise ToolFailed("bandit wrote an unreadable report") from exc
+        findings = []
+        for item in data.get("results", []):
+            path = str(item.get("filename", "")).removeprefix("./")
+            line_range = item.get("line_range") or [item.get("line_number")]
+            findings.append(Finding(
+                tool=self.id,
+                rule_id=item.get("test_id", "B000"),
+                rule_name=item.get("test_name"),
+                message=item.get("issue_text", ""),
+                severity=_SEVERITY.get(str(item.get("issue_severity", "")).upper(), "info"),
+                path=path or None,
+                line=item.get("line_number"),
+                end_line=max(line_range) if line_range and all(isinstance(x, int) for x in line_range) else None,
+                column=(item.get("col_offset") or 0) + 1,
+                snippet=_code_line(item.get("code", ""), item.get("line_number")),
+                help_uri=item.get("more_info"),
+                properties={"confidence": str(item.get("issue_confidence", "")).lower(),
+                            "cwe": (item.get("issue_cwe") or {}).get("id")},
+            ))
+        return ToolOutput(findings=findings)
+
+
+def _code_line(code: str, line: int | None) -> str | None:
+    """bandit's ``code`` holds numbered context lines; keep the flagged one (stable across moves)."""
+    for raw in code.splitlines():
+        number, _, text = raw.partition(" ")
+        if number.isdigit() and int(number) == line:
+            return text.strip() or None
+    return code.strip() or None

@@ -1,0 +1,71 @@
+"""What every scanner adapter provides, and the finding it reports."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from workers.toolrun import ProcessResult
+
+SEVERITIES = ("critical", "high", "medium", "low", "info")
+
+
+@dataclass(frozen=True)
+class Finding:
+    tool: str
+    rule_id: str
+    message: str
+    severity: str
+    path: str | None = None  # relative to the source root, '/' separated
+    line: int | None = None
+    end_line: int | None = None
+    column: int | None = None
+    snippet: str | None = None
+    rule_name: str | None = None
+    help_uri: str | None = None
+    properties: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ToolContext:
+    source_dir: Path
+    out_dir: Path  # scratch folder for this tool's raw output
+    config: dict[str, Any]
+    home: Path
+
+
+@dataclass
+class ToolOutput:
+    findings: list[Finding]
+    # Extra bundle files: bundle-relative path -> bytes (e.g. SBOM documents).
+    files: dict[str, bytes] = field(default_factory=dict)
+    sarif: bool = True  # write reports/sast/<tool>.sarif.json from the findings
+    notes: list[str] = field(default_factory=list)
+
+
+class ToolFailed(RuntimeError):
+    """The tool ran but its result cannot be trusted (crash, unreadable report)."""
+
+
+class Scanner(Protocol):
+    id: str
+    category: str
+
+    def unavailable_reason(self) -> str | None: ...
+
+    def version(self) -> str: ...
+
+    def command(self, ctx: ToolContext) -> list[str]: ...
+
+    def parse(self, ctx: ToolContext, result: ProcessResult) -> ToolOutput: ...
+
+
+def find_executable(name: str) -> str | None:
+    """A tool installed in the service's environment (next to its Python) or on PATH."""
+    candidate = Path(sys.executable).parent / name
+    if candidate.exists():
+        return str(candidate)
+    return shutil.which(name)

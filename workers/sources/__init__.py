@@ -1,0 +1,1 @@
+"""Where a scan's source comes from: git (dulwich), a directory, or an archive."""
