@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import threading
 
-import requests
-
 from tests.support.ws import StreamResult, read_stream
 
 
@@ -19,7 +17,7 @@ def test_scan_streams_and_succeeds_with_bandit_findings(service, vulnerable_repo
     assert body["status"] == "QUEUED" and body["profile"] == "smoke"
     assert body["stream_url"] == f"/v1/security-scans/{test_id}/stream"
 
-    stream = read_stream(service.ws_url(body["stream_url"]))
+    stream = read_stream(headers=service.ws_headers, url=service.ws_url(body["stream_url"]))
     assert stream.close_code == 1000
     types = stream.types
     assert types[-1] == "scan_complete"
@@ -71,14 +69,15 @@ def test_stream_through_the_other_replica_and_late_subscribers(service, vulnerab
     results: list[StreamResult] = []
 
     def watch(replica: int) -> None:
-        results.append(read_stream(service.ws_url(path, replica)))
+        results.append(read_stream(headers=service.ws_headers, url=service.ws_url(path, replica)))
 
     early = [threading.Thread(target=watch, args=(r,)) for r in (0, 1)]
     for t in early:
         t.start()
     for t in early:
         t.join(120)
-    late = read_stream(service.ws_url(path, 1))  # after completion: the whole history, then close
+    # after completion: the whole history, then close
+    late = read_stream(headers=service.ws_headers, url=service.ws_url(path, 1))
     results.append(late)
     assert len(results) == 3
     reference = [e["id"] for e in results[0].events]
@@ -87,11 +86,11 @@ def test_stream_through_the_other_replica_and_late_subscribers(service, vulnerab
         assert [e["id"] for e in result.events] == reference
         assert result.types[-1] == "scan_complete" and result.types.count("scan_complete") == 1
     # the events endpoint serves the same events, and resumes after an id
-    page = requests.get(service.url(f"{path[:-7]}/events", 1), params={"limit": 3}).json()
+    page = service.http.get(service.url(f"{path[:-7]}/events", 1), params={"limit": 3}).json()
     assert [e["id"] for e in page["events"]] == reference[:3] and not page["complete"]
-    rest = requests.get(service.url(f"{path[:-7]}/events"), params={"after": page["next_after"]}).json()
+    rest = service.http.get(service.url(f"{path[:-7]}/events"), params={"after": page["next_after"]}).json()
     assert [e["id"] for e in rest["events"]] == reference[3:] and rest["complete"]
-    resumed = read_stream(service.ws_url(f"{path}?after={reference[2]}", 0))
+    resumed = read_stream(headers=service.ws_headers, url=service.ws_url(f"{path}?after={reference[2]}", 0))
     assert [e["id"] for e in resumed.events] == reference[3:]
 
 
@@ -120,26 +119,26 @@ def test_failing_sources_end_failed_with_a_code(service, vulnerable_repo, git_se
         assert record["status"] == "FAILED", (code, record)
         assert record["errors"][0]["code"] == code, record["errors"]
         assert record["errors"][0]["message"]
-        stream = read_stream(service.ws_url(f"/v1/security-scans/{test_id}/stream"))
+        stream = read_stream(headers=service.ws_headers, url=service.ws_url(f"/v1/security-scans/{test_id}/stream"))
         assert stream.types[-1] == "scan_complete" and stream.events[-1]["status"] == "FAILED"
         assert "error" in stream.types
         assert (service.artifact_root / test_id / "scan.json").is_file()
 
 
 def test_unknown_ids(service):
-    resp = requests.get(service.url("/v1/security-scans/test_000000000000"))
+    resp = service.http.get(service.url("/v1/security-scans/test_000000000000"))
     assert resp.status_code == 404 and resp.json()["error"]["code"] == "scan_not_found"
-    resp = requests.get(service.url("/v1/security-scans/../../etc/passwd"))
+    resp = service.http.get(service.url("/v1/security-scans/../../etc/passwd"))
     assert resp.status_code == 404 and resp.json()["error"]["code"]
-    stream = read_stream(service.ws_url("/v1/security-scans/test_000000000000/stream"))
+    stream = read_stream(headers=service.ws_headers, url=service.ws_url("/v1/security-scans/test_000000000000/stream"))
     assert stream.close_code == 4404 and stream.events == []
-    resp = requests.get(service.url("/v1/security-scans/test_000000000000/events"))
+    resp = service.http.get(service.url("/v1/security-scans/test_000000000000/events"))
     assert resp.status_code == 404
 
 
 def test_validation_errors_name_each_field_and_enqueue_nothing(service, redis_client):
     before = redis_client.zcard("ca:idx:all")
-    resp = requests.post(service.url("/v1/security-scans"), json={
+    resp = service.http.post(service.url("/v1/security-scans"), json={
         "workspace_id": "Bad_WS", "component_id": "ok", "assessment_id": "-x", "commit": "xyz",
         "profile": "nope", "manifest": {}, "manifest_uri": "https://example.invalid/m.json",
         "manifest_signature_uri": "ftp://x/y"})
@@ -149,9 +148,10 @@ def test_validation_errors_name_each_field_and_enqueue_nothing(service, redis_cl
     for name in ("workspace_id", "assessment_id", "commit", "git_url", "manifest_uri", "manifest",
                  "manifest_signature_uri"):
         assert name in err["fields"], name
-    resp = requests.post(service.url("/v1/security-scans"), data="not json", headers={"Content-Type": "text/plain"})
+    resp = service.http.post(service.url("/v1/security-scans"), data="not json", headers={"Content-Type": "text/plain"})
     assert resp.status_code == 415 and resp.json()["error"]["code"] == "unsupported_media_type"
-    resp = requests.post(service.url("/v1/security-scans"), data="{bad", headers={"Content-Type": "application/json"})
+    resp = service.http.post(service.url("/v1/security-scans"), data="{bad",
+                             headers={"Content-Type": "application/json"})
     assert resp.status_code == 400 and resp.json()["error"]["code"] == "invalid_json"
     assert redis_client.zcard("ca:idx:all") == before
     assert redis_client.llen("scans") == 0
@@ -168,27 +168,27 @@ def test_list_filters_and_paginates_newest_first(service, vulnerable_repo):
         params = {"workspace_id": "ws-list", "limit": 2}
         if cursor:
             params["cursor"] = cursor
-        page = requests.get(service.url("/v1/security-scans"), params=params).json()
+        page = service.http.get(service.url("/v1/security-scans"), params=params).json()
         seen += [item["test_id"] for item in page["items"]]
         cursor = page["next_cursor"]
         if not cursor:
             break
     assert seen == list(reversed(ids))
-    c1 = requests.get(service.url("/v1/security-scans"),
+    c1 = service.http.get(service.url("/v1/security-scans"),
                       params={"workspace_id": "ws-list", "component_id": "c1"}).json()
     assert [i["test_id"] for i in c1["items"]] == [ids[3], ids[1]]
-    done = requests.get(service.url("/v1/security-scans"), params={"workspace_id": "ws-list",
+    done = service.http.get(service.url("/v1/security-scans"), params={"workspace_id": "ws-list",
                                                                    "status": "QUEUED"}).json()
     assert done["items"] == []
-    bad = requests.get(service.url("/v1/security-scans"), params={"cursor": "!!!"})
+    bad = service.http.get(service.url("/v1/security-scans"), params={"cursor": "!!!"})
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_cursor"
 
 
 def test_service_endpoints(service):
-    health = requests.get(service.url("/health")).json()
+    health = service.http.get(service.url("/health")).json()
     assert health["status"] == "ok" and isinstance(health["security_module_available"], bool)
-    assert requests.get(service.url("/ready")).status_code == 200
-    stats = requests.get(service.url("/stats")).json()
+    assert service.http.get(service.url("/ready")).status_code == 200
+    stats = service.http.get(service.url("/stats")).json()
     assert stats["workers_online"] >= 2
     assert set(stats["scans"]) == {"QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"}
     assert set(stats["queue_depth"]) == {"scans", "uploads"}
@@ -197,5 +197,5 @@ def test_service_endpoints(service):
 def test_cancel_of_finished_scan_is_409(service, vulnerable_repo):
     test_id = service.submit(git_url=vulnerable_repo["url"], profile="smoke").json()["test_id"]
     service.wait_done(test_id)
-    resp = requests.post(service.url(f"/v1/security-scans/{test_id}/cancel"))
+    resp = service.http.post(service.url(f"/v1/security-scans/{test_id}/cancel"))
     assert resp.status_code == 409 and resp.json()["error"]["code"] == "scan_finished"

@@ -22,6 +22,9 @@ class Service:
     api_ports: list[int] = field(default_factory=list)
     procs: list[Popen[bytes]] = field(default_factory=list)
     workers: list[Popen[bytes]] = field(default_factory=list)
+    # Every test talks to the API through this session, so credentials can be added in one place.
+    http: requests.Session = field(default_factory=requests.Session)
+    ws_headers: list[str] = field(default_factory=list)
 
     @property
     def base_url(self) -> str:
@@ -56,7 +59,7 @@ class Service:
     def wait_workers(self, count: int, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            stats = requests.get(self.url("/stats"), timeout=5).json()
+            stats = self.http.get(self.url("/stats"), timeout=5).json()
             if stats["workers_online"] >= count:
                 return
             time.sleep(0.2)
@@ -68,10 +71,10 @@ class Service:
 
     def submit(self, replica: int = 0, **payload: Any) -> requests.Response:
         body = {"workspace_id": "ws-test", "component_id": "comp", "assessment_id": "a-1", **payload}
-        return requests.post(self.url("/v1/security-scans", replica), json=body, timeout=10)
+        return self.http.post(self.url("/v1/security-scans", replica), json=body, timeout=10)
 
     def status(self, test_id: str) -> dict[str, Any]:
-        return requests.get(self.url(f"/v1/security-scans/{test_id}"), timeout=10).json()
+        return self.http.get(self.url(f"/v1/security-scans/{test_id}"), timeout=10).json()
 
     def wait_done(self, test_id: str, timeout: float = 120) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
