@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 PYTEST_ARGS ?=
 
-.PHONY: install run worker test test-unit test-integration lint fmt bench clean system-deps
+.PHONY: install tools run worker test test-unit test-integration lint fmt bench clean system-deps
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,11 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed
+	@PYTHON=$(PYTHON) ./scripts/install-tools.sh
+
+## Only the scanners (each in .tools/<name>/ from requirements/tools-<name>.txt).
+tools:
+	@PYTHON=$(PYTHON) ./scripts/install-tools.sh
 
 ## The service on 127.0.0.1:8000 with one worker (and an embedded Redis when none is configured).
 run: install

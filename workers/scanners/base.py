@@ -63,9 +63,16 @@ class Scanner(Protocol):
     def parse(self, ctx: ToolContext, result: ProcessResult) -> ToolOutput: ...
 
 
+TOOLS_DIR = Path(__file__).resolve().parents[2] / ".tools"
+
+
 def find_executable(name: str) -> str | None:
-    """A tool installed in the service's environment (next to its Python) or on PATH."""
+    """A scanner from the service's environment (next to its Python), from one of the scanner
+    environments under ``.tools/<name>/bin`` (``make tools``), or from PATH."""
     candidate = Path(sys.executable).parent / name
     if candidate.exists():
         return str(candidate)
+    for bindir in sorted(TOOLS_DIR.glob("*/bin")):
+        if (bindir / name).exists():
+            return str(bindir / name)
     return shutil.which(name)
