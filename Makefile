@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 PYTEST_ARGS ?=
 
-.PHONY: install tools run worker test test-unit test-integration lint fmt bench clean system-deps
+.PHONY: install tools run worker test test-unit test-integration lint fmt bench bench-quick clean system-deps
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,13 @@ fmt: install
 ## Programs the tests run that come from the system's packages (git daemon).
 system-deps:
 	@./scripts/system-deps.sh
+
+## Benchmarks against their floors; results in bench/results/ (see bench/README.md).
+bench: install system-deps
+	$(PY) -m bench
+
+bench-quick: install system-deps
+	$(PY) -m bench --quick
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -56,10 +56,14 @@ class Service:
         self.procs.append(proc)
         return proc
 
-    def wait_workers(self, count: int, timeout: float = 60) -> None:
+    def wait_workers(self, count: int, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            stats = self.http.get(self.url("/stats"), timeout=5).json()
+            try:
+                stats = self.http.get(self.url("/stats"), timeout=30).json()
+            except requests.RequestException:
+                time.sleep(0.5)  # a busy machine: the first request to a new process can be slow
+                continue
             if stats["workers_online"] >= count:
                 return
             time.sleep(0.2)
@@ -71,12 +75,12 @@ class Service:
 
     def submit(self, replica: int = 0, **payload: Any) -> requests.Response:
         body = {"workspace_id": "ws-test", "component_id": "comp", "assessment_id": "a-1", **payload}
-        return self.http.post(self.url("/v1/security-scans", replica), json=body, timeout=10)
+        return self.http.post(self.url("/v1/security-scans", replica), json=body, timeout=60)
 
     def status(self, test_id: str) -> dict[str, Any]:
-        return self.http.get(self.url(f"/v1/security-scans/{test_id}"), timeout=10).json()
+        return self.http.get(self.url(f"/v1/security-scans/{test_id}"), timeout=60).json()
 
-    def wait_done(self, test_id: str, timeout: float = 120) -> dict[str, Any]:
+    def wait_done(self, test_id: str, timeout: float = 240) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             record = self.status(test_id)

@@ -1,0 +1,55 @@
+"""Scale-out: scans per minute with 1, 2, 4 and 8 worker processes, each scan's one tool waiting
+instead of computing, against linear scaling from one process."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import requests
+
+from bench.harness import GitDaemon, Stack, git_repo, submit
+
+
+def _throughput(stack: Stack, base: str, url: str, scans: int) -> float:
+    session = requests.Session()
+    client = stack.client
+    t0 = time.perf_counter()
+    ids = [submit(base, session, git_url=url, profile="smoke")["test_id"] for _ in range(scans)]
+    pending = set(ids)
+    while pending:
+        for test_id in list(pending):
+            if client.sismember("ca:status:SUCCEEDED", test_id):
+                pending.discard(test_id)
+            elif client.sismember("ca:status:FAILED", test_id):
+                raise RuntimeError(f"scan {test_id} failed: {client.hget(f'ca:scan:{test_id}', 'errors')}")
+        time.sleep(0.05)
+    return scans / (time.perf_counter() - t0) * 60
+
+
+def run(quick: bool) -> dict[str, Any]:
+    counts = [1, 2] if quick else [1, 2, 4, 8]
+    sleep = "1" if quick else "3"
+    per_worker = 2 if quick else 4
+    results = {}
+    with Stack(BENCH_SLEEP_SECONDS=sleep) as stack:
+        git_repo(stack.tmp / "git", {"main.py": "print('hello')\n"})
+        daemon = GitDaemon(stack.tmp / "git")
+        try:
+            base = stack.api()
+            started = 0
+            for n in counts:
+                while started < n:
+                    started += 1
+                    stack.worker(f"bench{started}", app="bench.sleep_worker", concurrency=1, queues="scans")
+                stack.wait_workers(n)
+                results[n] = _throughput(stack, base, daemon.url("repo"), per_worker * n)
+        finally:
+            daemon.stop()
+    top = max(counts)
+    linear = results[1] * top
+    return {"scans_per_min": {str(k): v for k, v in results.items()}, "workers_max": top,
+            "linear_ratio_at_max": results[top] / linear, "sleep_s": float(sleep)}
+
+
+TARGETS = {"linear_ratio_at_max": (">=", 0.9)}

@@ -1,0 +1,131 @@
+"""Whole scans: a scan of a fixed real repository with the default profile, submit ->
+``scan_complete`` at a WebSocket client, against the same tools run directly on the same checkout,
+one after another and all at once. Also the cost of a scan: the worker's peak memory and the Redis
+memory a retained scan takes."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import flask
+import psutil
+import requests
+import websocket
+import werkzeug
+
+from bench.harness import GitDaemon, Stack, git_repo, submit
+from tasks.profiles import DEFAULT_PROFILE, builtin
+from workers.scanners.base import ToolContext
+from workers.scanners.registry import all_scanners
+from workers.toolrun import scrubbed_env
+
+
+def _real_repository(base: Path) -> Path:
+    """Flask's and Werkzeug's own sources at the versions this project pins: real code, fixed."""
+    files: dict[str, str] = {}
+    for package in (flask, werkzeug):
+        root = Path(package.__file__).parent
+        for path in root.rglob("*.py"):
+            files[f"{package.__name__}/{path.relative_to(root)}"] = path.read_text()
+    files["requirements.txt"] = "flask==2.0.0\nwerkzeug==2.0.0\njinja2==2.10\n"
+    return git_repo(base, files)
+
+
+def _direct(checkout: Path, tools: list[str], parallel: bool) -> float:
+    scanners = all_scanners()
+    runnable = [scanners[t] for t in tools if t in scanners and scanners[t].unavailable_reason() is None]
+    scratch = Path(tempfile.mkdtemp(prefix="certus-direct-"))
+    home = scratch / "home"
+    home.mkdir()
+
+    def one(scanner: Any) -> None:
+        out = scratch / scanner.id
+        out.mkdir(exist_ok=True)
+        ctx = ToolContext(source_dir=checkout, out_dir=out, config={}, home=home)
+        subprocess.run(scanner.command(ctx), cwd=checkout, env=scrubbed_env(home=str(home)),
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+
+    t0 = time.perf_counter()
+    if parallel:
+        with ThreadPoolExecutor(max_workers=max(len(runnable), 1)) as pool:
+            list(pool.map(one, runnable))
+    else:
+        for scanner in runnable:
+            one(scanner)
+    elapsed = time.perf_counter() - t0
+    shutil.rmtree(scratch, ignore_errors=True)
+    return elapsed
+
+
+def _peak_rss(pid: int, stop: threading.Event, out: list[int]) -> None:
+    peak = 0
+    root = psutil.Process(pid)
+    while not stop.is_set():
+        try:
+            procs = [root, *root.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in procs if p.is_running()))
+        except psutil.Error:
+            pass
+        time.sleep(0.05)
+    out.append(peak)
+
+
+def run(quick: bool) -> dict[str, Any]:
+    reps = 1 if quick else 3
+    profile = "smoke" if quick else DEFAULT_PROFILE
+    base_profile = builtin(profile)
+    assert base_profile is not None
+    tools = list(base_profile.tools)
+    service_s: list[float] = []
+    seq_s: list[float] = []
+    par_s: list[float] = []
+    peaks: list[int] = []
+    redis_bytes: list[int] = []
+    with Stack(CERTUS_ASSURANCE_TOOL_PARALLELISM=str(max(len(tools), 1))) as stack:
+        repo = _real_repository(stack.tmp / "git")
+        daemon = GitDaemon(stack.tmp / "git")
+        try:
+            base = stack.api()
+            worker = stack.worker("bench", concurrency=1, queues="scans")
+            stack.wait_workers(1)
+            session = requests.Session()
+            submit(base, session, git_url=daemon.url("repo"), profile="smoke")  # warm-up
+            time.sleep(3)
+            for _ in range(reps):
+                stop = threading.Event()
+                peak: list[int] = []
+                sampler = threading.Thread(target=_peak_rss, args=(worker.pid, stop, peak))
+                sampler.start()
+                t0 = time.perf_counter()
+                created = submit(base, session, git_url=daemon.url("repo"), profile=profile)
+                ws = websocket.create_connection(f"ws://{base}{created['stream_url']}", timeout=600)
+                while ws.recv():
+                    pass
+                service_s.append(time.perf_counter() - t0)
+                stop.set()
+                sampler.join()
+                peaks.append(peak[0])
+                client = stack.client
+                test_id = created["test_id"]
+                redis_bytes.append(int(client.memory_usage(f"ca:scan:{test_id}") or 0)
+                                   + int(client.memory_usage(f"ca:events:{test_id}") or 0))
+                seq_s.append(_direct(repo, tools, parallel=False))
+                par_s.append(_direct(repo, tools, parallel=True))
+        finally:
+            daemon.stop()
+    med = sorted(service_s)[len(service_s) // 2]
+    seq = sorted(seq_s)[len(seq_s) // 2]
+    par = sorted(par_s)[len(par_s) // 2]
+    return {"profile": profile, "tools": tools, "service_s": med, "direct_sequential_s": seq,
+            "direct_parallel_s": par, "vs_parallel": med / par, "vs_sequential": med / seq,
+            "worker_peak_rss_mb": max(peaks) / 2**20, "redis_bytes_per_scan": sorted(redis_bytes)[0]}
+
+
+TARGETS = {"vs_parallel": ("<=", 1.05), "vs_sequential": ("<=", 0.9)}
