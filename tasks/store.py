@@ -121,10 +121,13 @@ class ScanStore:
         return f"ca:scan:{test_id}"
 
     # -- writing -----------------------------------------------------------------------------
-    def create(self, record: Mapping[str, Any]) -> None:
+    def create(self, record: Mapping[str, Any], *, event: StreamAppend | None = None) -> None:
+        """Write a new record, its indexes and (optionally) its first event in one transaction."""
         test_id = record["test_id"]
         score = time.time()
         pipe = self.redis.pipeline(transaction=True)
+        if event is not None:
+            pipe.xadd(event.key, {"e": event.payload}, id=event.event_id, maxlen=event.maxlen, approximate=True)
         pipe.hset(self.key(test_id), mapping={k: _dumps(v) for k, v in record.items()})
         pipe.zadd("ca:idx:all", {test_id: score})
         pipe.zadd(f"ca:idx:ws:{record['workspace_id']}", {test_id: score})

@@ -89,8 +89,8 @@ class ScanService:
         )
         # The record and its first event exist before the task is sent: a worker never sees an
         # id the store does not know, and a watcher can connect the moment we answer.
-        self.store.create(record)
-        self.events.append(test_id, "phase", phase="queued", message="scan accepted and queued")
+        first = encode_event("phase", {"phase": "queued", "message": "scan accepted and queued"})
+        self.store.create(record, event=StreamAppend(stream_key(test_id), "*", first, self.settings.stream_maxlen))
         try:
             self.celery.send_task(names.SCAN_RUN, args=[test_id], task_id=test_id, queue=names.SCANS_QUEUE)
         except Exception as exc:
