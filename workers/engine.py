@@ -41,6 +41,7 @@ from workers.scanners.base import Scanner
 from workers.scanners.registry import all_scanners
 from workers.sources import git
 from workers.sources.errors import SourceError
+from workers.sources.fetch import FetchedSource, fetch_source
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,7 @@ class ScanJob:
         self.warnings: list[dict[str, str]] = []
         self.manifest: ResolvedManifest | None = None
         self.checkout: git.GitCheckout | None = None
+        self.source: FetchedSource | None = None
         self.tools: ToolRunReport | None = None
         self.started_at = utcnow_iso()
 
@@ -197,15 +199,23 @@ class ScanJob:
         # source
         phase = self._phase_start("clone", "fetching source", source_type=rec["source_type"])
         src = self.workspace / "src"
-        if rec["source_type"] != "git":
-            raise SourceError("source_type_unsupported", f"source type {rec['source_type']} is not supported")
-        self.checkout = git.fetch(self.settings, rec["git_url"], src, branch=rec.get("branch"),
-                                  commit=rec.get("commit"), should_stop=self.should_stop)
+        try:
+            self.source = fetch_source(self.settings, rec, src, self.redactor, should_stop=self.should_stop)
+        except SourceError as exc:
+            if exc.code == "cancelled" or self.should_stop():
+                self.check_stop()  # cancelled or out of time: report that, not a source failure
+            raise
         self.check_stop()
-        self.store.update(self.test_id, resolved_commit=self.checkout.commit)
+        self.warnings.extend(self.source.warnings)
+        if self.source.commit:
+            self.checkout = git.GitCheckout(commit=self.source.commit, branch=self.source.branch)
+        self.store.update(self.test_id, resolved_commit=self.source.commit, source_hash=self.source.hash)
         self._phase_end(phase)
-        self.emitter.phase("clone", f"checked out {self.checkout.commit[:12]}", commit=self.checkout.commit,
-                           branch=self.checkout.branch)
+        if self.checkout is not None:
+            self.emitter.phase("clone", f"checked out {self.checkout.commit[:12]}", commit=self.checkout.commit,
+                               branch=self.checkout.branch, hash=self.source.hash)
+        else:
+            self.emitter.phase("clone", f"{rec['source_type']} source ready", hash=self.source.hash)
         # manifest
         phase = self._phase_start("manifest", "resolving manifest")
         self.manifest = resolve_manifest(rec, self.settings)
@@ -295,6 +305,10 @@ class ScanJob:
                 "branch": self.checkout.branch if self.checkout else rec.get("branch"),
                 "commit_requested": rec.get("commit"),
                 "resolved_commit": self.checkout.commit if self.checkout else None,
+                "directory_path": rec.get("directory_path"),
+                "archive_path": rec.get("archive_path"),
+                "hash": self.source.hash if self.source else None,
+                **({"detail": self.source.detail} if self.source and self.source.detail else {}),
             },
             "profile": rec["profile"],
             "manifest_digest": self.manifest.digest if self.manifest else rec.get("manifest_digest"),
