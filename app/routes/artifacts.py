@@ -19,6 +19,7 @@ class AnyPathConverter(PathConverter):
     check (and gets its stable code) instead of a routing 404 or a slash-merging redirect."""
 
     regex = ".+?"
+    part_isolating = False  # spans slashes (werkzeug infers this only from a "/" in the regex)
 
 
 @bp.record_once

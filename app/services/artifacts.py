@@ -66,8 +66,7 @@ def open_file(root: Path, relative: str) -> IO[bytes]:
     except OSError as exc:
         # ELOOP: the last part is a link (created after the check); anything else: unreadable.
         raise APIError(403, "artifact_path_symlink", "the path runs through a symbolic link") from exc
-    fh = os.fdopen(fd, "rb")
     if not stat.S_ISREG(os.fstat(fd).st_mode):
-        fh.close()
+        os.close(fd)
         raise APIError(404, "artifact_not_found", "no such file in the bundle")
-    return fh
+    return os.fdopen(fd, "rb")

@@ -38,7 +38,7 @@ def for_source(settings: Settings, workspace_id: str, url: str) -> GitCredential
         entry = entries.get(workspace_id) or entries.get("*")
         if entry is not None:
             hosts = entry.get("hosts")
-            if hosts is None or _host_matches(url, hosts):
+            if hosts is None or (isinstance(hosts, list) and _host_matches(url, hosts)):
                 return GitCredentials(str(entry.get("username") or "x-access-token"), str(entry["token"]))
             return None
     if settings.git_token and _host_matches(url, settings.git_token_hosts):

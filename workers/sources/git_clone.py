@@ -42,7 +42,7 @@ def _checked_pool_manager(allowed_hosts: list[str]) -> Any:
     import urllib3
 
     class CheckedPoolManager(urllib3.PoolManager):
-        def urlopen(self, method: str, url: str, redirect: bool = True, **kw: Any) -> Any:
+        def urlopen(self, method: str, url: str, redirect: bool = True, **kw: Any) -> Any:  # type: ignore[override]
             try:
                 check_url(url, allowed_hosts, allow_local=False)
             except HostNotAllowed as exc:
