@@ -401,3 +401,16 @@ def test_cancel_of_a_queued_scan(env, redis_url, git_http):
         assert again.status_code == 409 and again.json()["error"]["code"] == "scan_finished"
     finally:
         service.stop()
+
+
+def test_git_protocol_source_records_commit_branch_and_hash(svc, vulnerable_repo):
+    test_id = svc.submit(git_url=vulnerable_repo["url"], branch="feature", profile="smoke").json()["test_id"]
+    record = svc.wait_done(test_id)
+    assert record["status"] == "SUCCEEDED", record["errors"]
+    events = svc.http.get(svc.url(f"/v1/security-scans/{test_id}/events")).json()["events"]
+    clone = _clone_phase(events)
+    assert clone["commit"] == vulnerable_repo["feature_head"] and clone["branch"] == "feature"
+    assert clone["hash"] == record["source_hash"]
+    scan_json = json.loads((svc.artifact_root / test_id / "scan.json").read_text())
+    assert scan_json["source"]["hash"] == clone["hash"]
+    assert scan_json["source"]["resolved_commit"] == vulnerable_repo["feature_head"]
