@@ -46,6 +46,9 @@ from workers.sources.fetch import FetchedSource, fetch_source
 log = logging.getLogger(__name__)
 
 
+CANCEL_POLL_SECONDS = 1.0
+
+
 class Stop(Exception):
     """The scan must stop now: cancelled, lease lost, or past its time limit."""
 
@@ -104,6 +107,7 @@ class ScanJob:
         self.bundle: Bundle | None = None
         self.lease: Lease | None = None
         self.cancel = threading.Event()
+        self._next_cancel_poll = 0.0
         self.deadline: float | None = None
         self.phases: list[dict[str, Any]] = []
         self.errors: list[dict[str, str]] = []
@@ -122,6 +126,17 @@ class ScanJob:
             self.cancel.set()
 
     def should_stop(self) -> bool:
+        """Polled by running clones and tools several times a second. A cancel request is looked
+        up in Redis at most once a second (besides the lease heartbeat), so a cancel stops the
+        running tools within about a second whatever LEASE_SECONDS is."""
+        now = time.monotonic()
+        if not self.cancel.is_set() and now >= self._next_cancel_poll:
+            self._next_cancel_poll = now + CANCEL_POLL_SECONDS
+            try:
+                if self.store.get_fields(self.test_id, "cancel_requested")["cancel_requested"]:
+                    self.cancel.set()
+            except redis.RedisError:
+                pass  # the heartbeat keeps trying; a Redis outage must not stop the scan by itself
         return (self.cancel.is_set() or (self.lease is not None and self.lease.lost.is_set())
                 or (self.deadline is not None and time.monotonic() > self.deadline))
 

@@ -169,8 +169,15 @@ def test_directory_source_is_copied_without_links_out(svc, env):
     assert "app.py" in uris and "leak.py" not in uris
     events = svc.http.get(svc.url(f"/v1/security-scans/{test_id}/events")).json()["events"]
     assert _clone_phase(events)["hash"] == record["source_hash"]
-    outside = svc.submit(source_type="directory", directory_path=str(env["tmp"]), profile="smoke")
-    assert outside.status_code == 422 and outside.json()["error"]["code"] == "path_not_allowed"
+    os.symlink(env["tmp"], env["roots"] / "escape-link")
+    for hostile in (str(env["tmp"]), f"{env['roots']}/../", f"{env['roots']}/dir-proj/../../",
+                    str(env["roots"] / "escape-link"), "roots/dir-proj", "/etc"):
+        resp = svc.submit(source_type="directory", directory_path=hostile, profile="smoke")
+        assert resp.status_code == 422 and resp.json()["error"]["code"] == "path_not_allowed", hostile
+    for hostile in (f"{env['roots']}/../outside.tar", str(env["roots"] / "escape-link" / "x.tar"), "x.tar",
+                    "upload_../../etc/passwd"):
+        resp = svc.submit(source_type="archive", archive_path=hostile, profile="smoke")
+        assert resp.status_code == 422 and resp.json()["error"]["code"] == "path_not_allowed", hostile
 
 
 @pytest.mark.parametrize("suffix", [".tar", ".tar.gz", ".tgz", ".tar.bz2", ".zip"])
