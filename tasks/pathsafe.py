@@ -25,16 +25,16 @@ class UnsafePath(ValueError):
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
 
-def clean_relative(relative: str) -> list[str]:
+def clean_relative(relative: str, *, percent_ok: bool = False) -> list[str]:
     """The parts of a relative path, refusing anything that could leave its root.
 
     Refused: empty, absolute (``/x``, ``\\x``, ``C:x``), ``..`` or ``.`` parts, empty parts, NUL and
     control characters, and ``%`` (an encoded traversal such as ``%2e%2e`` that one more decoding
-    step somewhere would turn into ``..``).
+    step somewhere would turn into ``..``) unless ``percent_ok`` (names that are never decoded).
     """
     if not relative or "\x00" in relative or any(ord(c) < 0x20 for c in relative):
         raise UnsafePath("path_invalid", "the path is empty or holds control characters")
-    if "%" in relative:
+    if "%" in relative and not percent_ok:
         raise UnsafePath("path_invalid", "the path holds an encoded character")
     if relative.startswith(("/", "\\")) or _DRIVE.match(relative):
         raise UnsafePath("path_absolute", "the path must be relative")
@@ -46,12 +46,12 @@ def clean_relative(relative: str) -> list[str]:
     return parts
 
 
-def confine(root: Path, relative: str) -> Path:
+def confine(root: Path, relative: str, *, percent_ok: bool = False) -> Path:
     """``root/relative`` when it names something inside ``root`` reached without any symlink.
 
     The result may not exist yet (callers check); an existing symlink on the way is refused.
     """
-    parts = clean_relative(relative)
+    parts = clean_relative(relative, percent_ok=percent_ok)
     current = Path(root)
     for part in parts:
         current = current / part

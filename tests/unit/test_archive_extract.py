@@ -166,3 +166,17 @@ def test_damaged_and_misnamed_archives(tmp_path):
     with pytest.raises(SourceError) as err:
         extract(other, tmp_path / "out2", LIMITS)
     assert err.value.code == "archive_format_unsupported"
+
+
+def test_dot_prefixed_members_and_percent_names_extract(tmp_path):
+    root = tarfile.TarInfo(".")
+    root.type = tarfile.DIRTYPE
+    archive = _tar(tmp_path / "dot.tar.gz", "w:gz", [(root, None), _file("./app.py", b"1"),
+                                                     _file("./pkg/100%.txt", b"2"),
+                                                     _link("./pkg/h.py", "./app.py", tarfile.LNKTYPE)])
+    dest = tmp_path / "out"
+    extract(archive, dest, LIMITS)
+    assert (dest / "app.py").read_bytes() == b"1"
+    assert (dest / "pkg" / "100%.txt").read_bytes() == b"2"
+    assert (dest / "pkg" / "h.py").read_bytes() == b"1"
+    assert sorted(p.name for p in dest.iterdir()) == ["app.py", "pkg"]

@@ -12,6 +12,7 @@ than ``ARCHIVE_MAX_BYTES`` (``archive_too_large``), more members than ``MAX_REPO
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import tarfile
@@ -96,16 +97,29 @@ class _Budget:
                               f"the archive expands beyond {self.limits.max_ratio} times its own size")
 
 
-def _target(dest: Path, name: str) -> Path:
+def _normalise(name: str) -> str:
+    """A member name as a clean relative path: ``./`` prefixes and empty or ``.`` parts are
+    dropped (``tar -C dir -cf x.tar .`` writes them); absolute names and ``..`` stay and are refused."""
+    text = name.replace("\\", "/")
+    if text.startswith("/") or re.match(r"^[A-Za-z]:", text):
+        return text
+    return "/".join(p for p in text.split("/") if p not in ("", "."))
+
+
+def _target(dest: Path, name: str) -> Path | None:
+    """Where a member goes, or None for the archive's root folder itself."""
+    rel = _normalise(name)
+    if not rel:
+        return None
     try:
-        parts = clean_relative(name.rstrip("/"))
+        parts = clean_relative(rel, percent_ok=True)
     except UnsafePath as exc:
         code = {"path_absolute": "archive_absolute_path",
                 "path_traversal": "archive_path_traversal"}.get(exc.code, "archive_path_invalid")
         raise SourceError(code, f"archive member {name[:200]!r} is refused: {exc}") from exc
     try:
         # Never write through a link created by an earlier member.
-        return confine(dest, "/".join(parts))
+        return confine(dest, "/".join(parts), percent_ok=True)
     except UnsafePath as exc:
         raise SourceError("archive_link_escape", f"archive member {name[:200]!r} runs through a link") from exc
 
@@ -115,6 +129,8 @@ def _extract_one(member: _Member, dest: Path, budget: _Budget) -> None:
         raise SourceError("archive_special_file",
                           f"archive member {member.name[:200]!r} is a device file, fifo or socket")
     target = _target(dest, member.name)
+    if target is None:
+        return
     rel = target.relative_to(dest).as_posix()
     if member.kind == "dir":
         target.mkdir(parents=True, exist_ok=True)
@@ -130,7 +146,8 @@ def _extract_one(member: _Member, dest: Path, budget: _Budget) -> None:
         return
     if member.kind == "hardlink":
         try:
-            source = confine(dest, "/".join(clean_relative(member.link)))
+            source = confine(dest, "/".join(clean_relative(_normalise(member.link), percent_ok=True)),
+                             percent_ok=True)
         except UnsafePath as exc:
             raise SourceError("archive_link_escape",
                               f"archive member {member.name[:200]!r} links outside the tree") from exc
