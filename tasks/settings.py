@@ -93,6 +93,27 @@ class Settings:
     log_format: str = field(default="console", metadata={
         "doc": "`console` for humans or `json` for one JSON object per line."})
     log_level: str = field(default="INFO", metadata={"doc": "Python logging level."})
+    # Sources: git credentials, uploads and archive limits.
+    git_credentials_file: str = field(default="", metadata={
+        "doc": "JSON file mapping a workspace id (or `*` for every workspace) to git credentials "
+               "`{\"username\", \"token\", \"hosts\": [...]}` for https/http sources; `hosts` limits "
+               "where the token may be sent. Read by workers at each clone; never echoed."})
+    git_username: str = field(default="", metadata={
+        "doc": "Service-wide git username for https/http sources (used with GIT_TOKEN)."})
+    git_token: str = field(default="", repr=False, metadata={
+        "doc": "Service-wide git token, sent only to the hosts in GIT_TOKEN_HOSTS; a workspace "
+               "entry in GIT_CREDENTIALS_FILE takes precedence. Never echoed."})
+    git_token_hosts: tuple[str, ...] = field(default=(), metadata={
+        "doc": "Comma-separated hosts (host or host:port) that may receive GIT_TOKEN.", "parse": _list})
+    uploads_root: str = field(default="var/uploads", metadata={
+        "doc": "Folder where `POST /v1/security-scans/upload-archive` stores archives; API replicas and "
+               "workers must share it.", "parse": _path})
+    upload_max_bytes: int = field(default=256 * 1024**2, metadata={
+        "doc": "Largest archive `upload-archive` accepts (`payload_too_large`)."})
+    archive_max_bytes: int = field(default=1024**3, metadata={
+        "doc": "Most bytes an archive source may expand to (`archive_too_large`)."})
+    archive_max_ratio: int = field(default=200, metadata={
+        "doc": "Most times an archive may expand over its own size (`archive_ratio_exceeded`)."})
 
     @property
     def broker(self) -> str:
@@ -129,7 +150,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         # Paths given as defaults are relative to the working directory; resolve them once.
-        for name in ("artifact_root", "work_root"):
+        for name in ("artifact_root", "work_root", "uploads_root"):
             object.__setattr__(self, name, _path(getattr(self, name)))
 
     def check(self) -> None:
@@ -143,6 +164,8 @@ class Settings:
             raise SettingsError("WS_BLOCK_MS must be between 100 and 4000")
         if self.tool_parallelism < 1:
             raise SettingsError("TOOL_PARALLELISM must be at least 1")
+        if self.git_token and not self.git_token_hosts:
+            raise SettingsError("GIT_TOKEN needs GIT_TOKEN_HOSTS (the hosts it may be sent to)")
 
 
 def markdown_table() -> str:

@@ -41,8 +41,12 @@ from workers.scanners.base import Scanner
 from workers.scanners.registry import all_scanners
 from workers.sources import git
 from workers.sources.errors import SourceError
+from workers.sources.fetch import FetchedSource, fetch_source
 
 log = logging.getLogger(__name__)
+
+
+CANCEL_POLL_SECONDS = 1.0
 
 
 class Stop(Exception):
@@ -103,12 +107,14 @@ class ScanJob:
         self.bundle: Bundle | None = None
         self.lease: Lease | None = None
         self.cancel = threading.Event()
+        self._next_cancel_poll = 0.0
         self.deadline: float | None = None
         self.phases: list[dict[str, Any]] = []
         self.errors: list[dict[str, str]] = []
         self.warnings: list[dict[str, str]] = []
         self.manifest: ResolvedManifest | None = None
         self.checkout: git.GitCheckout | None = None
+        self.source: FetchedSource | None = None
         self.tools: ToolRunReport | None = None
         self.started_at = utcnow_iso()
 
@@ -120,6 +126,17 @@ class ScanJob:
             self.cancel.set()
 
     def should_stop(self) -> bool:
+        """Polled by running clones and tools several times a second. A cancel request is looked
+        up in Redis at most once a second (besides the lease heartbeat), so a cancel stops the
+        running tools within about a second whatever LEASE_SECONDS is."""
+        now = time.monotonic()
+        if not self.cancel.is_set() and now >= self._next_cancel_poll:
+            self._next_cancel_poll = now + CANCEL_POLL_SECONDS
+            try:
+                if self.store.get_fields(self.test_id, "cancel_requested")["cancel_requested"]:
+                    self.cancel.set()
+            except redis.RedisError:
+                pass  # the heartbeat keeps trying; a Redis outage must not stop the scan by itself
         return (self.cancel.is_set() or (self.lease is not None and self.lease.lost.is_set())
                 or (self.deadline is not None and time.monotonic() > self.deadline))
 
@@ -197,15 +214,23 @@ class ScanJob:
         # source
         phase = self._phase_start("clone", "fetching source", source_type=rec["source_type"])
         src = self.workspace / "src"
-        if rec["source_type"] != "git":
-            raise SourceError("source_type_unsupported", f"source type {rec['source_type']} is not supported")
-        self.checkout = git.fetch(self.settings, rec["git_url"], src, branch=rec.get("branch"),
-                                  commit=rec.get("commit"), should_stop=self.should_stop)
+        try:
+            self.source = fetch_source(self.settings, rec, src, self.redactor, should_stop=self.should_stop)
+        except SourceError as exc:
+            if exc.code == "cancelled" or self.should_stop():
+                self.check_stop()  # cancelled or out of time: report that, not a source failure
+            raise
         self.check_stop()
-        self.store.update(self.test_id, resolved_commit=self.checkout.commit)
+        self.warnings.extend(self.source.warnings)
+        if self.source.commit:
+            self.checkout = git.GitCheckout(commit=self.source.commit, branch=self.source.branch)
+        self.store.update(self.test_id, resolved_commit=self.source.commit, source_hash=self.source.hash)
         self._phase_end(phase)
-        self.emitter.phase("clone", f"checked out {self.checkout.commit[:12]}", commit=self.checkout.commit,
-                           branch=self.checkout.branch)
+        if self.checkout is not None:
+            self.emitter.phase("clone", f"checked out {self.checkout.commit[:12]}", commit=self.checkout.commit,
+                               branch=self.checkout.branch, hash=self.source.hash)
+        else:
+            self.emitter.phase("clone", f"{rec['source_type']} source ready", hash=self.source.hash)
         # manifest
         phase = self._phase_start("manifest", "resolving manifest")
         self.manifest = resolve_manifest(rec, self.settings)
@@ -295,6 +320,10 @@ class ScanJob:
                 "branch": self.checkout.branch if self.checkout else rec.get("branch"),
                 "commit_requested": rec.get("commit"),
                 "resolved_commit": self.checkout.commit if self.checkout else None,
+                "directory_path": rec.get("directory_path"),
+                "archive_path": rec.get("archive_path"),
+                "hash": self.source.hash if self.source else None,
+                **({"detail": self.source.detail} if self.source and self.source.detail else {}),
             },
             "profile": rec["profile"],
             "manifest_digest": self.manifest.digest if self.manifest else rec.get("manifest_digest"),

@@ -10,7 +10,7 @@ from celery import Celery
 
 from app.errors import APIError, not_found
 from tasks import manifest as manifests
-from tasks import names
+from tasks import names, uploads
 from tasks.clock import utcnow_iso
 from tasks.events import EventLog, encode_event, stream_key
 from tasks.ids import is_test_id, new_test_id
@@ -60,6 +60,11 @@ class ScanService:
             return
         field = "directory_path" if source_type == "directory" else "archive_path"
         path = data[field]
+        if source_type == "archive" and uploads.is_upload_id(path):
+            if uploads.load(self.settings.uploads_root, path) is None:
+                raise APIError(422, "archive_not_found", "no uploaded archive has that id",
+                               fields={field: ["unknown upload id"]})
+            return
         if not Path(path).is_absolute() or not _confined(path, self.settings.allowed_source_roots):
             raise APIError(422, "path_not_allowed", f"{field} must lie inside a configured allowed root",
                            fields={field: ["outside the allowed roots"]})

@@ -11,15 +11,19 @@ import argparse
 import io
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from dulwich import porcelain
+from dulwich.client import HTTPUnauthorized
 from dulwich.errors import GitProtocolError, HangupException, NotGitRepository
 from dulwich.objectspec import parse_commit
 from dulwich.repo import Repo
+
+from tasks.netpolicy import HostNotAllowed, check_url
 
 
 class CloneError(Exception):
@@ -28,16 +32,75 @@ class CloneError(Exception):
         self.code = code
 
 
-def _with_credentials(url: str) -> str:
-    user = os.environ.get("CERTUS_GIT_USERNAME")
+class RedirectRefused(Exception):
+    """The server redirected the clone to a host the network policy does not allow."""
+
+
+def _checked_pool_manager(allowed_hosts: list[str]) -> Any:
+    """A urllib3 pool manager that checks every URL it is sent to, redirects included, against
+    the same host policy the API and the worker apply to the git URL itself."""
+    import urllib3
+
+    class CheckedPoolManager(urllib3.PoolManager):
+        def urlopen(self, method: str, url: str, redirect: bool = True, **kw: Any) -> Any:  # type: ignore[override]
+            try:
+                check_url(url, allowed_hosts, allow_local=False)
+            except HostNotAllowed as exc:
+                raise RedirectRefused(str(exc)) from exc
+            return super().urlopen(method, url, redirect=redirect, **kw)
+
+    return CheckedPoolManager(headers={"User-Agent": "certus-assurance (dulwich)"})
+
+
+def _transport_kwargs(url: str, allowed_hosts: list[str]) -> dict[str, Any]:
+    if urlsplit(url).scheme not in ("http", "https"):
+        return {}
+    kwargs: dict[str, Any] = {"pool_manager": _checked_pool_manager(allowed_hosts)}
     token = os.environ.get("CERTUS_GIT_PASSWORD")
-    if not token:
-        return url
-    parts = urlsplit(url)
-    netloc = f"{quote(user or 'x-access-token', safe='')}:{quote(token, safe='')}@{parts.hostname}"
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    if token:
+        # Sent as basic auth to the URL's own origin only (dulwich drops it on a cross-origin redirect).
+        kwargs["username"] = os.environ.get("CERTUS_GIT_USERNAME") or "x-access-token"
+        kwargs["password"] = token
+    return kwargs
+
+
+class _ShallowUnsupported(Exception):
+    pass
+
+
+def _clone_once(source: str, dest: Path, branch: str | None, depth: int | None, kwargs: dict[str, Any]) -> Repo:
+    err = io.BytesIO()
+    try:
+        return porcelain.clone(source, str(dest), checkout=False, errstream=err, branch=branch, depth=depth,
+                               recurse_submodules=False, **kwargs)
+    except RedirectRefused as exc:
+        raise CloneError("git_redirect_not_allowed", f"the server redirected the clone elsewhere: {exc}") from exc
+    except HTTPUnauthorized as exc:
+        raise CloneError("git_auth_failed", "the git server refused the credentials (or needs some)") from exc
+    except (NotGitRepository, HangupException) as exc:
+        raise CloneError("repository_not_found", "the repository does not exist or cannot be read") from exc
+    except GitProtocolError as exc:
+        text = str(exc).lower()
+        if depth is not None and ("shallow" in text or "depth" in text):
+            raise _ShallowUnsupported() from exc
+        if "not found" in text or "does not appear" in text or "repository" in text:
+            raise CloneError("repository_not_found", "the repository does not exist or cannot be read") from exc
+        if "unexpected http resp 3" in text:
+            raise CloneError("git_redirect_not_allowed", "the server redirected the clone") from exc
+        raise CloneError("clone_failed", "the git server refused the clone") from exc
+    except NotImplementedError as exc:
+        if depth is not None:
+            raise _ShallowUnsupported() from exc
+        raise CloneError("clone_failed", "the server does not support this clone") from exc
+    except KeyError as exc:
+        raise CloneError("branch_not_found", f"branch {branch!r} does not exist") from exc
+    except (OSError, ValueError) as exc:
+        text = str(exc).lower()
+        if branch and ("branch" in text or "ref" in text or "not found" in text):
+            raise CloneError("branch_not_found", f"branch {branch!r} does not exist") from exc
+        if isinstance(exc, FileNotFoundError) or "not a git repository" in text:
+            raise CloneError("repository_not_found", "the repository does not exist or cannot be read") from exc
+        raise CloneError("clone_failed", "the clone failed") from exc
 
 
 def _count_files(root: Path, limit: int) -> int:
@@ -56,29 +119,17 @@ def _size(path: Path) -> int:
 
 
 def clone(url: str, dest: Path, branch: str | None, commit: str | None, *, max_files: int,
-          max_bytes: int) -> dict[str, Any]:
-    err = io.BytesIO()
+          max_bytes: int, allowed_hosts: list[str] | None = None) -> dict[str, Any]:
     source = url if url.startswith("/") or urlsplit(url).scheme != "file" else urlsplit(url).path
+    kwargs = _transport_kwargs(source, allowed_hosts or [])
+    # Only the branch tip is needed when no commit is pinned: ask for it shallowly, and fall back
+    # to a full clone where the server cannot serve a shallow one (dumb HTTP, old servers).
+    depth = None if commit else 1
     try:
-        # Only the branch tip is needed when no commit is pinned: fetch it shallowly.
-        repo = porcelain.clone(_with_credentials(source), str(dest), checkout=False, errstream=err,
-                               branch=branch, depth=None if commit else 1)
-    except (NotGitRepository, HangupException) as exc:
-        raise CloneError("repository_not_found", "the repository does not exist or cannot be read") from exc
-    except GitProtocolError as exc:
-        text = str(exc).lower()
-        if "not found" in text or "does not appear" in text or "repository" in text:
-            raise CloneError("repository_not_found", "the repository does not exist or cannot be read") from exc
-        raise CloneError("clone_failed", "the git server refused the clone") from exc
-    except KeyError as exc:
-        raise CloneError("branch_not_found", f"branch {branch!r} does not exist") from exc
-    except (OSError, ValueError) as exc:
-        text = str(exc).lower()
-        if branch and ("branch" in text or "ref" in text or "not found" in text):
-            raise CloneError("branch_not_found", f"branch {branch!r} does not exist") from exc
-        if isinstance(exc, FileNotFoundError) or "not a git repository" in text:
-            raise CloneError("repository_not_found", "the repository does not exist or cannot be read") from exc
-        raise CloneError("clone_failed", "the clone failed") from exc
+        repo = _clone_once(source, dest, branch, depth, kwargs)
+    except _ShallowUnsupported:
+        shutil.rmtree(dest, ignore_errors=True)
+        repo = _clone_once(source, dest, branch, None, kwargs)
     with repo:
         head = _target(repo, branch, commit)
         pack_bytes = _size(dest / ".git")
@@ -137,10 +188,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--commit")
     parser.add_argument("--max-files", type=int, default=200_000)
     parser.add_argument("--max-bytes", type=int, default=2 * 1024**3)
+    parser.add_argument("--allowed-host", action="append", default=[])
     args = parser.parse_args(argv)
     try:
         out = clone(args.url, Path(args.dest), args.branch, args.commit, max_files=args.max_files,
-                    max_bytes=args.max_bytes)
+                    max_bytes=args.max_bytes, allowed_hosts=args.allowed_host)
     except CloneError as exc:
         out = {"error": exc.code, "message": str(exc)}
     except Exception as exc:  # noqa: BLE001 - report, never print a trace with a URL in it

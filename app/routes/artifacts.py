@@ -1,0 +1,50 @@
+"""`GET /v1/security-scans/{test_id}/artifacts[/{path}]`: list and download bundle files."""
+
+from __future__ import annotations
+
+import mimetypes
+from pathlib import Path
+
+from flask import Blueprint, Response, current_app, jsonify, send_file
+from flask.blueprints import BlueprintSetupState
+from werkzeug.routing import PathConverter
+
+from app.services import artifacts
+
+bp = Blueprint("artifacts", __name__, url_prefix="/v1/security-scans")
+
+
+class AnyPathConverter(PathConverter):
+    """Like ``path`` but also matches a leading slash, so ``//etc/passwd`` reaches the confinement
+    check (and gets its stable code) instead of a routing 404 or a slash-merging redirect."""
+
+    regex = ".+?"
+    part_isolating = False  # spans slashes (werkzeug infers this only from a "/" in the regex)
+
+
+@bp.record_once
+def _converter(state: BlueprintSetupState) -> None:
+    state.app.url_map.converters["anypath"] = AnyPathConverter
+
+
+def _root(test_id: str) -> Path:
+    certus = current_app.extensions["certus"]
+    certus.scans.get(test_id)  # 404 scan_not_found for an unknown or malformed id
+    return artifacts.bundle_root(certus.settings.artifact_root, test_id)
+
+
+@bp.get("/<test_id>/artifacts")
+def list_artifacts(test_id: str) -> Response:
+    files = artifacts.list_files(_root(test_id))
+    return jsonify({"test_id": test_id, "files": files, "total_size": sum(f["size"] for f in files)})
+
+
+@bp.get("/<test_id>/artifacts/<anypath:relative>", merge_slashes=False)
+def download_artifact(test_id: str, relative: str) -> Response:
+    fh = artifacts.open_file(_root(test_id), relative)
+    name = relative.rsplit("/", 1)[-1]
+    mimetype = "application/json" if name.endswith(".json") else mimetypes.guess_type(name)[0]
+    response = send_file(fh, mimetype=mimetype or "application/octet-stream", as_attachment=True,
+                         download_name=name, conditional=False)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response

@@ -1,0 +1,72 @@
+"""Reading a scan's bundle from ARTIFACT_ROOT for the artifact endpoints, path-confined."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from pathlib import Path
+from typing import IO, Any
+
+from app.errors import APIError
+from tasks.pathsafe import UnsafePath, confine
+
+_CODES = {"path_traversal": "artifact_path_traversal", "path_absolute": "artifact_path_absolute",
+          "path_symlink": "artifact_path_symlink", "path_invalid": "artifact_path_invalid"}
+
+
+def bundle_root(artifact_root: str, test_id: str) -> Path:
+    root = Path(artifact_root) / test_id
+    try:
+        mode = os.lstat(root).st_mode
+    except FileNotFoundError as exc:
+        raise APIError(404, "artifacts_not_found", "the scan has no artifact bundle (yet)") from exc
+    if not stat.S_ISDIR(mode):
+        raise APIError(404, "artifacts_not_found", "the scan has no artifact bundle (yet)")
+    return root
+
+
+def _sha256(fh: IO[bytes]) -> str:
+    h = hashlib.sha256()
+    for chunk in iter(lambda: fh.read(1 << 20), b""):
+        h.update(chunk)
+    return h.hexdigest()
+
+
+def list_files(root: Path) -> list[dict[str, Any]]:
+    """Every regular file of the bundle with its size and sha256; links are never followed."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not os.path.islink(os.path.join(dirpath, d)))
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            except OSError:
+                continue  # a link or gone: not part of the bundle
+            with os.fdopen(fd, "rb") as fh:
+                st = os.fstat(fh.fileno())
+                if not stat.S_ISREG(st.st_mode):
+                    continue
+                out.append({"path": path.relative_to(root).as_posix(), "size": st.st_size, "sha256": _sha256(fh)})
+    return sorted(out, key=lambda item: item["path"])
+
+
+def open_file(root: Path, relative: str) -> IO[bytes]:
+    """An open handle on one regular file of the bundle, or a 4xx with a stable code."""
+    try:
+        path = confine(root, relative)
+    except UnsafePath as exc:
+        status = 403 if exc.code == "path_symlink" else 400
+        raise APIError(status, _CODES.get(exc.code, "artifact_path_invalid"), str(exc)) from exc
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError as exc:
+        raise APIError(404, "artifact_not_found", "no such file in the bundle") from exc
+    except OSError as exc:
+        # ELOOP: the last part is a link (created after the check); anything else: unreadable.
+        raise APIError(403, "artifact_path_symlink", "the path runs through a symbolic link") from exc
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise APIError(404, "artifact_not_found", "no such file in the bundle")
+    return os.fdopen(fd, "rb")

@@ -1,0 +1,75 @@
+"""Storing uploaded archives under UPLOADS_ROOT (see tasks/uploads.py for the layout)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tarfile
+import unicodedata
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from werkzeug.datastructures import FileStorage
+
+from app.errors import APIError
+from tasks import uploads
+from tasks.clock import utcnow_iso
+from tasks.settings import Settings
+
+
+def clean_filename(name: str) -> str:
+    """The file's own name, without folders or control characters, for display only."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    base = "".join(c for c in unicodedata.normalize("NFC", base) if c.isprintable())
+    return base[-200:] or "archive"
+
+
+def _looks_like(path: Path, suffix: str) -> bool:
+    try:
+        if suffix == ".zip":
+            return zipfile.is_zipfile(path)
+        with tarfile.open(path, "r:*") as tar:
+            tar.next()
+        return True
+    except (tarfile.TarError, OSError, EOFError):
+        return False
+
+
+def store_upload(settings: Settings, upload: FileStorage) -> dict[str, Any]:
+    filename = clean_filename(upload.filename or "")
+    suffix = uploads.archive_suffix(filename)
+    if suffix is None:
+        raise APIError(422, "archive_format_unsupported",
+                       "the file name must end in .tar, .tar.gz, .tgz, .tar.bz2 or .zip",
+                       fields={"file": ["unsupported archive type"]})
+    folder = Path(settings.uploads_root)
+    folder.mkdir(parents=True, exist_ok=True)
+    upload_id = uploads.new_upload_id()
+    stored = folder / f"{upload_id}{suffix}"
+    partial = folder / f"{upload_id}.part"
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            while chunk := upload.stream.read(1 << 20):
+                size += len(chunk)
+                if size > settings.upload_max_bytes:
+                    raise APIError(413, "payload_too_large",
+                                   f"the archive is larger than {settings.upload_max_bytes} bytes")
+                digest.update(chunk)
+                out.write(chunk)
+        if size == 0 or not _looks_like(partial, suffix):
+            raise APIError(422, "archive_invalid", "the file is not a readable archive of its named type",
+                           fields={"file": ["not a readable archive"]})
+        os.replace(partial, stored)
+    finally:
+        partial.unlink(missing_ok=True)
+    meta = {"archive_path": upload_id, "archive_hash": digest.hexdigest(), "filename": filename, "size": size,
+            "stored": stored.name, "created_at": utcnow_iso()}
+    tmp = folder / f"{upload_id}.json.tmp"
+    tmp.write_text(json.dumps(meta))
+    os.replace(tmp, folder / f"{upload_id}.json")
+    return {k: meta[k] for k in ("archive_path", "archive_hash", "filename", "size")}

@@ -1,0 +1,46 @@
+"""Uploaded archives, shared by the API (which stores them) and the worker (which extracts them).
+
+``{UPLOADS_ROOT}/{id}{suffix}`` holds the archive and ``{UPLOADS_ROOT}/{id}.json`` its metadata
+(``filename``, ``stored``, ``sha256``, ``size``, ``created_at``). The id is what a client passes as
+``archive_path``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from pathlib import Path
+from typing import Any
+
+UPLOAD_ID = re.compile(r"^upload_[0-9a-f]{32}$")
+SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tar", ".zip")
+
+
+def new_upload_id() -> str:
+    return "upload_" + secrets.token_hex(16)
+
+
+def is_upload_id(value: str) -> bool:
+    return bool(UPLOAD_ID.match(value))
+
+
+def archive_suffix(filename: str) -> str | None:
+    lower = filename.lower()
+    return next((s for s in SUFFIXES if lower.endswith(s)), None)
+
+
+def load(root: str | Path, upload_id: str) -> tuple[Path, dict[str, Any]] | None:
+    """The stored archive and its metadata, or None when there is no such upload."""
+    if not is_upload_id(upload_id):
+        return None
+    folder = Path(root)
+    try:
+        meta = json.loads((folder / f"{upload_id}.json").read_text())
+    except (OSError, ValueError):
+        return None
+    stored = folder / str(meta.get("stored", ""))
+    if stored.parent != folder or not stored.name.startswith(upload_id) or stored.is_symlink() \
+            or not stored.is_file():
+        return None
+    return stored, meta
