@@ -47,6 +47,6 @@ def openapi_yaml() -> Response:
           description: OpenAPI 3.0 as YAML.
           content:
             application/yaml:
-              schema: {type: string}
+              schema: {type: object}
     """
     return Response(to_yaml(_document()), mimetype="application/yaml")

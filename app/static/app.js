@@ -233,7 +233,11 @@ class ScanView {
       const counts = byTool[tool] || {};
       const tr = el("tr", { "data-tool": tool }, el("td", { text: tool }));
       let total = 0;
-      for (const s of SEVERITIES) { total += counts[s] || 0; tr.append(el("td", { class: `num sev-${s}`, text: counts[s] || 0 })); }
+      for (const s of SEVERITIES) {
+        const n = counts[s] || 0;
+        total += n;
+        tr.append(el("td", { class: n ? `num sev-${s}` : "num", text: n }));
+      }
       tr.append(el("td", { class: "num", text: total }));
       body.append(tr);
     }
@@ -295,7 +299,8 @@ class ScanView {
         el("td", { text: x.rule }), el("td", { text: x.message }), el("td", { text: x.where })));
     }
     $("#sarif-note").textContent = !sarifs.length ? "No SARIF reports in this bundle."
-      : failures.length ? `Could not load: ${failures.join(", ")}` : `${rows.length} results from ${sarifs.length} report(s).`;
+      : failures.length ? `Could not load from the artifacts endpoint: ${failures.join(", ")}`
+      : `${rows.length} results from ${sarifs.length} report(s).`;
   }
 
   async cancel() {

@@ -83,6 +83,15 @@ def test_submit_watch_and_read_findings(browser, service, vulnerable_repo):
     links = [a.get_attribute("href") for a in browser.find_elements(By.CSS_SELECTOR, "#artifacts a")]
     assert any(h.endswith(f"/v1/security-scans/{test_id}/artifacts/reports/sast/bandit.sarif.json") for h in links)
     assert browser.find_element(By.ID, "upload-button").is_enabled()
+    # SARIF details come through the artifacts endpoint, when this build serves it.
+    probe = service.http.get(service.url(f"/v1/security-scans/{test_id}/artifacts"), timeout=10)
+    if probe.status_code != 404 or probe.json()["error"]["code"] != "not_found":
+        _wait(browser, lambda d: "results from" in d.find_element(By.ID, "sarif-note").text)
+        rules = [r.find_elements(By.TAG_NAME, "td")[2].text
+                 for r in browser.find_elements(By.CSS_SELECTOR, "#sarif tbody tr")]
+        assert {"B602", "B301", "B105"} <= set(rules)
+    else:
+        _wait(browser, lambda d: "artifacts endpoint" in d.find_element(By.ID, "sarif-note").text)
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     shot = SCREENSHOTS / "scan-page.png"
