@@ -238,7 +238,7 @@ def _artifact_entries(listing: Any) -> list[dict[str, Any]]:
         items = next((listing[k] for k in ("artifacts", "items", "files") if k in listing), listing)
     if isinstance(items, dict):  # key -> path
         return [{"path": v, "key": k} for k, v in items.items() if isinstance(v, str)]
-    entries = []
+    entries: list[dict[str, Any]] = []
     for item in items if isinstance(items, list) else []:
         if isinstance(item, str):
             entries.append({"path": item})

@@ -118,7 +118,8 @@ async function submitScan(ev) {
 class ScanView {
   constructor(id) {
     this.id = id; this.lastId = "0-0"; this.seen = new Set(); this.ws = null; this.closed = false;
-    this.wsFailures = 0; this.complete = false; this.record = null; this.timer = null; this.sarifLoaded = false;
+    this.wsFailures = 0; this.complete = false; this.record = null; this.timer = null; this.refreshTimer = null;
+    this.sarifLoaded = false;
   }
 
   open() {
@@ -131,7 +132,13 @@ class ScanView {
     this.refresh().then(() => this.connect());
   }
 
-  close() { this.closed = true; if (this.ws) this.ws.close(); clearTimeout(this.timer); }
+  close() { this.closed = true; if (this.ws) this.ws.close(); clearTimeout(this.timer); clearTimeout(this.refreshTimer); }
+
+  // Many events in a burst (a replay) cause one status fetch, not one each.
+  scheduleRefresh() {
+    clearTimeout(this.refreshTimer);
+    this.refreshTimer = setTimeout(() => { if (!this.closed) this.refresh(); }, 250);
+  }
 
   async refresh() {
     try { this.render(await api("GET", scanPath(this.id))); }
@@ -177,15 +184,15 @@ class ScanView {
     const t = new Date((e.timestamp || 0) * 1000).toLocaleTimeString();
     let line;
     switch (e.type) {
-      case "phase": line = el("div", { class: "phase", text: `${t} ▶ ${e.phase}: ${e.message || ""}` }); this.refresh(); break;
+      case "phase": line = el("div", { class: "phase", text: `${t} ▶ ${e.phase}: ${e.message || ""}` }); this.scheduleRefresh(); break;
       case "tool_start": line = el("div", { class: "tool", text: `${t}   ⋯ ${e.tool} started: ${(e.command || []).join(" ")}` }); break;
       case "log": line = el("div", { class: e.stream === "stderr" ? "stderr" : "", text: `${t}     ${e.tool} | ${e.line}` }); break;
       case "tool_complete": line = el("div", { class: "tool", text: `${t}   ✓ ${e.tool} exit ${e.exit_code}, ${e.findings} findings in ${Number(e.duration_s || 0).toFixed(1)}s` }); break;
       case "error": line = el("div", { class: "err", text: `${t} ✗ ${e.code}: ${e.message}` }); break;
-      case "upload": line = el("div", { class: "tool", text: `${t} ⇪ upload ${e.upload_status}: ${e.detail || ""}` }); this.refresh(); break;
+      case "upload": line = el("div", { class: "tool", text: `${t} ⇪ upload ${e.upload_status}: ${e.detail || ""}` }); this.scheduleRefresh(); break;
       case "scan_complete":
         line = el("div", { class: "done", text: `${t} ■ scan ${e.status}` });
-        this.complete = true; $("#log-state").textContent = "complete"; this.refresh(); break;
+        this.complete = true; $("#log-state").textContent = "complete"; this.scheduleRefresh(); break;
       default: line = el("div", { text: `${t} ${e.type}` });
     }
     line.dataset.type = e.type;
@@ -220,7 +227,10 @@ class ScanView {
     $("#upload-button").disabled = r.status !== "SUCCEEDED" || (us && !UPLOAD_FINAL.includes(us)) || us === "uploaded";
     const status = $("#upload-status");
     status.textContent = us ? `upload: ${us}` : ""; status.className = us || "";
-    if (us && !UPLOAD_FINAL.includes(us)) { clearTimeout(this.timer); this.timer = setTimeout(() => this.refresh(), 1500); }
+    if (us && !UPLOAD_FINAL.includes(us)) {
+      clearTimeout(this.refreshTimer);
+      this.refreshTimer = setTimeout(() => { if (!this.closed) this.refresh(); }, 1500);
+    }
     if (terminal && !this.sarifLoaded && r.artifacts) { this.sarifLoaded = true; this.loadSarif(r); }
   }
 
