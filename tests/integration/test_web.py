@@ -93,6 +93,18 @@ def test_submit_watch_and_read_findings(browser, service, vulnerable_repo):
     else:
         _wait(browser, lambda d: "artifacts endpoint" in d.find_element(By.ID, "sarif-note").text)
 
+    # The upload button asks for publication and shows the answer (the upload-request endpoint's
+    # status, or its error envelope when this build has no such endpoint).
+    browser.find_element(By.ID, "upload-button").click()
+    _wait(browser, lambda d: d.find_element(By.ID, "upload-status").text != "", timeout=30)
+    upload_text = browser.find_element(By.ID, "upload-status").text
+    probe = service.http.post(service.url(f"/v1/security-scans/{test_id}/upload-request"),
+                              json={"tier": "basic"}, timeout=10)
+    if probe.status_code == 404 and probe.json()["error"]["code"] == "not_found":
+        assert "404 not_found" in upload_text
+    else:
+        assert upload_text.startswith("upload: ")
+
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     shot = SCREENSHOTS / "scan-page.png"
     browser.save_screenshot(str(shot))
