@@ -127,3 +127,21 @@ def test_page_is_self_contained(service):
     for asset in assets:
         if asset.startswith("/static/"):
             assert service.http.get(service.url(asset), timeout=10).status_code == 200
+
+
+def test_live_log_resumes_after_a_dropped_connection(browser, service, vulnerable_repo):
+    from selenium.webdriver.common.by import By
+
+    from tests.support.cutproxy import CuttingProxy
+
+    test_id = service.submit(git_url=vulnerable_repo["url"], profile="smoke", assessment_id="web-2").json()["test_id"]
+    proxy = CuttingProxy(service.api_ports[0], cut_after=1200)
+    try:
+        browser.get(f"{proxy.url}/#/scans/{test_id}")
+        _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#log [data-type='scan_complete']"))
+        assert proxy.cuts == 1 and proxy.stream_connections >= 2
+    finally:
+        proxy.close()
+    lines = browser.find_elements(By.CSS_SELECTOR, "#log > div")
+    stored = service.http.get(service.url(f"/v1/security-scans/{test_id}/events?limit=5000"), timeout=10).json()
+    assert [e.get_attribute("data-type") for e in lines] == [e["type"] for e in stored["events"]]
