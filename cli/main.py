@@ -10,6 +10,7 @@ Exit codes (stable; CI gates rely on them):
   5  the API refused the request (a 4xx error envelope: validation, not found, conflict, auth)
   6  the service is unreachable or answered 5xx (try again later)
   7  verification failed (verify) or the upload ended denied / upload_failed (upload)
+130  interrupted (Ctrl-C); the scan itself keeps running — `certus-assurance cancel ID` stops it
 """
 
 from __future__ import annotations

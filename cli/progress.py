@@ -29,6 +29,9 @@ class Progress:
         self.out.write(text + "\n")
         self.out.flush()
 
+    def _tally(self) -> str:
+        return f"[tools: {self.tools_done} done, {self.tools_started - self.tools_done} running]"
+
     def event(self, event: dict[str, Any]) -> None:
         if self.as_json:
             self._line(json.dumps(event, separators=(",", ":")))
@@ -52,8 +55,7 @@ class Progress:
                        f"{'  ' + extra if extra else ''}{took}")
         elif kind == "tool_start":
             self.tools_started += 1
-            self._line(f"{stamp}   {self._c('⋯ ' + str(event.get('tool')), '36')} started "
-                       f"[{self.tools_done}/{self.tools_started} tools done]")
+            self._line(f"{stamp}   {self._c('⋯ ' + str(event.get('tool')), '36')} started {self._tally()}")
         elif kind == "log":
             if self.show_logs:
                 self._line(f"{stamp}     {event.get('tool', '')} | {event.get('line', '')}")
@@ -64,7 +66,7 @@ class Progress:
             duration = event.get("duration_s")
             took = f" in {duration:.1f}s" if isinstance(duration, int | float) else ""
             self._line(f"{stamp}   {mark} {event.get('tool')} exit {event.get('exit_code')}, "
-                       f"{findings} findings{took} [{self.tools_done}/{self.tools_started} tools done]")
+                       f"{findings} findings{took} {self._tally()}")
         elif kind == "error":
             self._line(f"{stamp} {self._c('✗ error', '1;31')} {event.get('code', '')}: {event.get('message', '')}")
         elif kind == "upload":

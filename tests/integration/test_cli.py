@@ -29,7 +29,7 @@ def test_scan_follow_succeeds_and_shows_progress(cli, vulnerable_repo):
     out = result.out
     assert "▶ clone" in out and "▶ scan" in out
     assert "⋯ bandit started" in out
-    assert "bandit exit 1" in out and "[1/1 tools done]" in out
+    assert "bandit exit 1" in out and "[tools: 1 done, 0 running]" in out
     assert "bandit | " in out  # the tool's own output, streamed
     assert "■ scan SUCCEEDED" in out and "policy passed" in out
     assert "Traceback" not in result.err
