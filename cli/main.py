@@ -349,17 +349,30 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 # -- parser -----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--url", help=f"service URL (env {cfg.ENV_URL}; default {cfg.DEFAULT_URL})")
-    common.add_argument("--api-key", help=f"API key, sent as a Bearer token (env {cfg.ENV_KEY})")
-    common.add_argument("--config", help=f"TOML config file with url and api_key (env {cfg.ENV_CONFIG}; "
-                                         "default ~/.config/certus-assurance/config.toml)")
-    common.add_argument("--timeout", type=float, default=30.0, help="seconds per HTTP request (default 30)")
-    common.add_argument("--json", action="store_true", help="machine-readable output")
+    def global_flags(suppress: bool) -> argparse.ArgumentParser:
+        # The same flags work before and after the command; after it they must not reset what was
+        # given before it, hence SUPPRESS as the subcommands' default.
+        flags = argparse.ArgumentParser(add_help=False)
+
+        def d(value: Any) -> Any:
+            return argparse.SUPPRESS if suppress else value
+
+        flags.add_argument("--url", default=d(None),
+                           help=f"service URL (env {cfg.ENV_URL}; default {cfg.DEFAULT_URL})")
+        flags.add_argument("--api-key", default=d(None), help=f"API key, sent as a Bearer token (env {cfg.ENV_KEY})")
+        flags.add_argument("--config", default=d(None),
+                           help=f"TOML config file with url and api_key (env {cfg.ENV_CONFIG}; "
+                                "default ~/.config/certus-assurance/config.toml)")
+        flags.add_argument("--timeout", type=float, default=d(30.0), help="seconds per HTTP request (default 30)")
+        flags.add_argument("--json", action="store_true", default=d(False), help="machine-readable output")
+        return flags
+
+    common = global_flags(suppress=True)
 
     parser = argparse.ArgumentParser(
         prog="certus-assurance", description="Submit, watch and gate on Certus Assurance security scans.",
-        epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter, parents=[common])
+        epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[global_flags(suppress=False)])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, help_text: str) -> argparse.ArgumentParser:

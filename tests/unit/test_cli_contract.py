@@ -159,3 +159,11 @@ def test_follow_falls_back_to_polling_without_websockets(fake_api):
     lines = [json.loads(x) for x in result.out.splitlines()]
     assert [e["id"] for e in lines[:-1]] == [e["id"] for e in EVENTS]
     assert lines[-1]["type"] == "result" and lines[-1]["exit_code"] == 0
+
+
+def test_global_flags_work_before_and_after_the_command(fake_api):
+    url, _ = fake_api()
+    before = run_cli("--url", url, "--api-key", KEY, "--json", "status", TEST_ID)
+    after = run_cli("status", TEST_ID, "--url", url, "--api-key", KEY, "--json")
+    assert before.code == after.code == 0, before.err + after.err
+    assert before.json()["test_id"] == after.json()["test_id"] == TEST_ID
