@@ -13,7 +13,7 @@ from flask import Flask, Response, g, request
 from flask_sock import Sock
 
 from app.errors import register_error_handlers
-from app.routes import artifacts, health, scans, stream, uploads
+from app.routes import archives, artifacts, docs, health, scans, stream, web
 from app.services.scans import ScanService
 from app.services.stats import Presence, Stats
 from tasks.celery_app import create_celery
@@ -71,7 +71,9 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
     app.register_blueprint(health.bp)
     app.register_blueprint(scans.bp)
     app.register_blueprint(artifacts.bp)
-    app.register_blueprint(uploads.bp)
+    app.register_blueprint(archives.bp)
+    app.register_blueprint(docs.bp)
+    app.register_blueprint(web.bp)
     sock = Sock(app)
     stream.register(sock)
     logging.getLogger(__name__).debug("app created")

@@ -35,12 +35,41 @@ def _root(test_id: str) -> Path:
 
 @bp.get("/<test_id>/artifacts")
 def list_artifacts(test_id: str) -> Response:
+    """List a scan's bundle files.
+    ---
+    get:
+      summary: The files of a scan's artifact bundle, with size and sha256
+      tags: [artifacts]
+      responses:
+        200:
+          description: Every file of the bundle.
+          content:
+            application/json:
+              schema: ArtifactListSchema
+    """
     files = artifacts.list_files(_root(test_id))
     return jsonify({"test_id": test_id, "files": files, "total_size": sum(f["size"] for f in files)})
 
 
 @bp.get("/<test_id>/artifacts/<anypath:relative>", merge_slashes=False)
 def download_artifact(test_id: str, relative: str) -> Response:
+    """Download one bundle file.
+    ---
+    get:
+      summary: One file of a scan's artifact bundle
+      description: The path is confined to the bundle; traversal, absolute and encoded paths get 400.
+      tags: [artifacts]
+      responses:
+        200:
+          description: The file.
+          content:
+            application/octet-stream:
+              schema: {type: string, format: binary}
+            application/json:
+              schema: {}
+        400: BadRequest
+        403: Forbidden
+    """
     fh = artifacts.open_file(_root(test_id), relative)
     name = relative.rsplit("/", 1)[-1]
     mimetype = "application/json" if name.endswith(".json") else mimetypes.guess_type(name)[0]

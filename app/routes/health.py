@@ -13,6 +13,18 @@ bp = Blueprint("health", __name__)
 
 @bp.get("/health")
 def health() -> Response:
+    """Liveness.
+    ---
+    get:
+      summary: The process is up
+      tags: [service]
+      responses:
+        200:
+          description: Up.
+          content:
+            application/json:
+              schema: HealthSchema
+    """
     # The API never imports the engine; whether it is installed is enough to report.
     available = importlib.util.find_spec("workers") is not None
     return jsonify({"status": "ok", "scanning_mode": "celery", "security_module_available": available})
@@ -20,6 +32,18 @@ def health() -> Response:
 
 @bp.get("/ready")
 def ready() -> Response:
+    """Readiness.
+    ---
+    get:
+      summary: Redis is reachable
+      tags: [service]
+      responses:
+        200:
+          description: Ready.
+          content:
+            application/json:
+              schema: ReadySchema
+    """
     certus = current_app.extensions["certus"]
     try:
         certus.redis.ping()
@@ -31,4 +55,16 @@ def ready() -> Response:
 
 @bp.get("/stats")
 def stats() -> Response:
+    """Counts.
+    ---
+    get:
+      summary: Scan and upload counts by status, active streams, queue depth, workers online
+      tags: [service]
+      responses:
+        200:
+          description: Counts from Redis.
+          content:
+            application/json:
+              schema: StatsSchema
+    """
     return jsonify(current_app.extensions["certus"].stats.collect())

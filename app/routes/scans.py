@@ -33,6 +33,35 @@ def json_body() -> dict[str, Any]:
 
 @bp.post("")
 def submit() -> tuple[Response, int, dict[str, str]]:
+    """Submit a scan.
+    ---
+    post:
+      summary: Submit a scan
+      description: Validates the request, stores the scan (QUEUED), then queues it. 202 with a Location header.
+      tags: [scans]
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: ScanRequestSchema
+            example:
+              workspace_id: acme
+              component_id: billing
+              assessment_id: release-1.4
+              git_url: https://git.example.com/acme/billing.git
+              branch: main
+              profile: light
+      responses:
+        202:
+          description: Accepted and queued.
+          headers:
+            Location:
+              description: the scan's status URL
+              schema: {type: string}
+          content:
+            application/json:
+              schema: ScanCreatedSchema
+    """
     data = _submit_schema.load(json_body())
     created = service().submit(data)
     return jsonify(created), 202, {"Location": created["status_url"]}
@@ -40,22 +69,87 @@ def submit() -> tuple[Response, int, dict[str, str]]:
 
 @bp.get("")
 def list_scans() -> Response:
+    """List scans.
+    ---
+    get:
+      summary: List scans, newest first
+      description: Filter by workspace, component and status; page with `next_cursor`.
+      tags: [scans]
+      parameters:
+        - in: query
+          schema: ScanListQuerySchema
+      responses:
+        200:
+          description: One page of scans.
+          content:
+            application/json:
+              schema: ScanListSchema
+    """
     query = _list_schema.load(request.args.to_dict())
     return jsonify(service().list(query))
 
 
 @bp.get("/<test_id>")
 def get_scan(test_id: str) -> Response:
+    """A scan's status.
+    ---
+    get:
+      summary: A scan's status, phases, findings summary, policy result, artifacts and upload status
+      tags: [scans]
+      responses:
+        200:
+          description: The scan record.
+          content:
+            application/json:
+              schema: ScanRecordSchema
+    """
     return jsonify(public_view(service().get(test_id)))
 
 
 @bp.post("/<test_id>/cancel")
 def cancel_scan(test_id: str) -> tuple[Response, int]:
+    """Cancel a scan.
+    ---
+    post:
+      summary: Cancel a queued or running scan
+      description: A queued scan is cancelled at once; a running one is flagged and its worker stops it.
+      tags: [scans]
+      responses:
+        202:
+          description: Cancelled (status CANCELLED) or cancel requested (status RUNNING).
+          content:
+            application/json:
+              schema: CancelSchema
+              example: {test_id: test_3f9c2a1b7d4e, status: CANCELLED, cancel_requested: true}
+        409: Conflict
+    """
     return jsonify(service().cancel(test_id)), 202
 
 
 @bp.get("/<test_id>/events")
 def list_events(test_id: str) -> Response:
+    """A scan's events without WebSockets.
+    ---
+    get:
+      summary: The scan's live-log events after an event id
+      description: The same events the WebSocket stream sends. Poll with `after=next_after` until `complete`.
+      tags: [scans]
+      parameters:
+        - in: query
+          schema: EventsQuerySchema
+      responses:
+        200:
+          description: Up to `limit` events.
+          content:
+            application/json:
+              schema: EventsPageSchema
+              example:
+                events:
+                  - {id: 1767607200000-0, type: phase, timestamp: 1767607200.0, phase: queued,
+                     message: scan accepted and queued}
+                next_after: 1767607200000-0
+                complete: false
+    """
     svc = service()
     svc.get(test_id)
     query = _events_schema.load(request.args.to_dict())

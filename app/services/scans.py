@@ -9,8 +9,8 @@ from typing import Any
 from celery import Celery
 
 from app.errors import APIError, not_found
+from tasks import archives, names
 from tasks import manifest as manifests
-from tasks import names, uploads
 from tasks.clock import utcnow_iso
 from tasks.events import EventLog, encode_event, stream_key
 from tasks.ids import is_test_id, new_test_id
@@ -60,8 +60,8 @@ class ScanService:
             return
         field = "directory_path" if source_type == "directory" else "archive_path"
         path = data[field]
-        if source_type == "archive" and uploads.is_upload_id(path):
-            if uploads.load(self.settings.uploads_root, path) is None:
+        if source_type == "archive" and archives.is_upload_id(path):
+            if archives.load(self.settings.uploads_root, path) is None:
                 raise APIError(422, "archive_not_found", "no uploaded archive has that id",
                                fields={field: ["unknown upload id"]})
             return

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tasks import uploads
+from tasks import archives
 from tasks.pathsafe import inside
 from tasks.settings import Settings
 from workers.bundle import sha256_file
@@ -67,8 +67,8 @@ def _git(settings: Settings, record: dict[str, Any], dest: Path, redactor: Redac
 
 def resolve_archive(settings: Settings, value: str) -> tuple[Path, dict[str, Any] | None]:
     """An upload id -> the stored upload; a path -> itself, checked again against the allowed roots."""
-    if uploads.is_upload_id(value):
-        found = uploads.load(settings.uploads_root, value)
+    if archives.is_upload_id(value):
+        found = archives.load(settings.uploads_root, value)
         if found is None:
             raise SourceError("archive_not_found", "no uploaded archive has that id")
         return found

@@ -5,13 +5,34 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from app.errors import APIError
-from app.services.uploads import store_upload
+from app.services.archives import store_upload
 
-bp = Blueprint("uploads", __name__, url_prefix="/v1/security-scans")
+bp = Blueprint("archives", __name__, url_prefix="/v1/security-scans")
 
 
 @bp.post("/upload-archive")
 def upload_archive() -> tuple[Response, int]:
+    """Upload an archive to scan.
+    ---
+    post:
+      summary: Store an archive (.tar, .tar.gz, .tgz, .tar.bz2, .zip) for an `archive` scan
+      tags: [scans]
+      requestBody:
+        required: true
+        content:
+          multipart/form-data:
+            schema:
+              type: object
+              required: [file]
+              properties:
+                file: {type: string, format: binary}
+      responses:
+        201:
+          description: Stored; pass `archive_path` on submit.
+          content:
+            application/json:
+              schema: ArchiveUploadSchema
+    """
     settings = current_app.extensions["certus"].settings
     # This endpoint alone takes large bodies; every other one keeps the app's 1 MiB cap.
     request.max_content_length = settings.upload_max_bytes + 64 * 1024

@@ -1,4 +1,4 @@
-"""Storing uploaded archives under UPLOADS_ROOT (see tasks/uploads.py for the layout)."""
+"""Storing uploaded archives under UPLOADS_ROOT (see tasks/archives.py for the layout)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 from werkzeug.datastructures import FileStorage
 
 from app.errors import APIError
-from tasks import uploads
+from tasks import archives
 from tasks.clock import utcnow_iso
 from tasks.settings import Settings
 
@@ -39,14 +39,14 @@ def _looks_like(path: Path, suffix: str) -> bool:
 
 def store_upload(settings: Settings, upload: FileStorage) -> dict[str, Any]:
     filename = clean_filename(upload.filename or "")
-    suffix = uploads.archive_suffix(filename)
+    suffix = archives.archive_suffix(filename)
     if suffix is None:
         raise APIError(422, "archive_format_unsupported",
                        "the file name must end in .tar, .tar.gz, .tgz, .tar.bz2 or .zip",
                        fields={"file": ["unsupported archive type"]})
     folder = Path(settings.uploads_root)
     folder.mkdir(parents=True, exist_ok=True)
-    upload_id = uploads.new_upload_id()
+    upload_id = archives.new_upload_id()
     stored = folder / f"{upload_id}{suffix}"
     partial = folder / f"{upload_id}.part"
     digest = hashlib.sha256()
