@@ -94,6 +94,21 @@ class Settings:
         "doc": "`console` for humans or `json` for one JSON object per line."})
     log_level: str = field(default="INFO", metadata={"doc": "Python logging level."})
 
+    # -- Signing (cosign-compatible key pair) ---------------------------------------------------
+    cosign_key_ref: str = field(default="", metadata={
+        "doc": "Path (or `file://` path) of the service's `cosign.key` (encrypted as `cosign "
+               "generate-key-pair` writes it; password in `COSIGN_PASSWORD`). `cosign.pub` beside it "
+               "must match when present. Empty: a key pair is generated on first use in SIGNING_KEY_DIR."})
+    signing_key_dir: str = field(default="var/keys", metadata={
+        "doc": "Where the generated `cosign.key` and `cosign.pub` live when COSIGN_KEY_REF is empty. "
+               "Every worker must see the same folder (or set COSIGN_KEY_REF) so all bundles share one key.",
+        "parse": _path})
+    # -- Object storage (S3) ----------------------------------------------------------------------
+    s3_endpoint_url: str = field(default="", metadata={
+        "doc": "S3 endpoint URL (e.g. MinIO or moto); empty means AWS. Credentials come from the usual "
+               "`AWS_*` variables."})
+    s3_region: str = field(default="us-east-1", metadata={"doc": "S3 region name."})
+
     @property
     def broker(self) -> str:
         return self.broker_url or self.redis_url
@@ -129,7 +144,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         # Paths given as defaults are relative to the working directory; resolve them once.
-        for name in ("artifact_root", "work_root"):
+        for name in ("artifact_root", "work_root", "signing_key_dir"):
             object.__setattr__(self, name, _path(getattr(self, name)))
 
     def check(self) -> None:
