@@ -108,6 +108,33 @@ class Settings:
         "doc": "S3 endpoint URL (e.g. MinIO or moto); empty means AWS. Credentials come from the usual "
                "`AWS_*` variables."})
     s3_region: str = field(default="us-east-1", metadata={"doc": "S3 region name."})
+    # -- Manifests: where they may come from and how they are verified --------------------------
+    manifest_verification_key_ref: str = field(default="", metadata={
+        "doc": "Path (or `file://` path) of the PEM public key (a `cosign.pub`) that manifest signatures "
+               "are checked against. When set, every signature that comes with a manifest is verified."})
+    manifest_verification_required: bool = field(default=False, metadata={
+        "doc": "Refuse every manifest (inline, path or URI) that has no valid signature by "
+               "MANIFEST_VERIFICATION_KEY_REF (`manifest_signature_missing` / `manifest_signature_invalid`).",
+        "parse": _bool})
+    manifest_allowed_hosts: tuple[str, ...] = field(default=(), metadata={
+        "doc": "Comma-separated hosts (`https://` or `oci://`) allowed for manifest URIs even when they resolve "
+               "to loopback or private addresses (GIT_ALLOWED_HOSTS are allowed too).", "parse": _list})
+    manifest_file_roots: tuple[str, ...] = field(default=(), metadata={
+        "doc": "Comma-separated folders under which `file://` manifest URIs may lie; empty refuses `file://`.",
+        "parse": _path_list})
+    manifest_ca_bundle: str = field(default="", metadata={
+        "doc": "PEM CA bundle for TLS to manifest hosts and registries; empty uses the system's trust store."})
+    manifest_max_bytes: int = field(default=1024 * 1024, metadata={
+        "doc": "Largest manifest (and signature) accepted, in bytes (`manifest_too_large`)."})
+    manifest_fetch_timeout: int = field(default=30, metadata={
+        "doc": "Seconds one manifest download (each HTTP request) may take."})
+    manifest_oci_plain_http: tuple[str, ...] = field(default=(), metadata={
+        "doc": "Comma-separated registries (`host:port`) reached over plain HTTP instead of HTTPS.",
+        "parse": _list})
+    manifest_oci_username: str = field(default="", metadata={
+        "doc": "User name for pulling manifests from OCI registries (basic or token auth); empty: anonymous."})
+    manifest_oci_password: str = field(default="", repr=False, metadata={
+        "doc": "Password or token for MANIFEST_OCI_USERNAME."})
 
     @property
     def broker(self) -> str:
@@ -158,6 +185,10 @@ class Settings:
             raise SettingsError("WS_BLOCK_MS must be between 100 and 4000")
         if self.tool_parallelism < 1:
             raise SettingsError("TOOL_PARALLELISM must be at least 1")
+        if self.manifest_verification_required and not self.manifest_verification_key_ref:
+            raise SettingsError("MANIFEST_VERIFICATION_REQUIRED needs MANIFEST_VERIFICATION_KEY_REF")
+        if self.manifest_max_bytes < 1 or self.manifest_fetch_timeout < 1:
+            raise SettingsError("MANIFEST_MAX_BYTES and MANIFEST_FETCH_TIMEOUT must be positive")
 
 
 def markdown_table() -> str:

@@ -219,8 +219,11 @@ class ScanJob:
                            branch=self.checkout.branch)
         # manifest
         phase = self._phase_start("manifest", "resolving manifest")
-        self.manifest = resolve_manifest(rec, self.settings)
-        self.bundle.write_bytes("manifest.json", self.manifest.text.encode())
+        self.manifest = resolve_manifest(rec, self.settings, src, known_tools=set(self.engine.scanners))
+        # Exactly the bytes the scan used (and was verified against), and the signature that came with them.
+        self.bundle.write_bytes("manifest.json", self.manifest.data or self.manifest.text.encode())
+        if self.manifest.signature is not None:
+            self.bundle.write_bytes("manifest.sig", self.manifest.signature)
         if self.manifest.ceiling_minutes:
             self.deadline = time.monotonic() + self.manifest.ceiling_minutes * 60
         selection = select_tools(self.manifest, self.engine.scanners)
@@ -228,10 +231,11 @@ class ScanJob:
                           manifest_metadata=self.manifest.info)
         self.bundle.write_json("manifest-info.json", self.manifest.info)
         self._phase_end(phase)
-        self.emitter.phase("manifest", "manifest resolved", hash=self.manifest.digest)
+        self.emitter.phase("manifest", "manifest resolved", hash=self.manifest.digest,
+                           source=self.manifest.source, signature_verified=self.manifest.signature_verified)
         # scanners
         phase = self._phase_start("scan", "running scanners")
-        for tool in selection.unsupported:
+        for tool in self.manifest.unsupported:
             self.warnings.append({"code": "tool_unsupported", "message": f"tool {tool!r} is not supported"})
         self.tools = run_tools(selection, src, self.workspace / "tools", self.bundle, self.emitter,
                                self.settings, self.should_stop)
