@@ -45,6 +45,8 @@ from workers.sources import git
 from workers.sources.errors import SourceError
 
 log = logging.getLogger(__name__)
+# One minute of a manifest's `bundle.runtimeCeilingMinutes`, in seconds (tests shorten it).
+CEILING_UNIT_SECONDS = 60.0
 
 
 class Stop(Exception):
@@ -122,6 +124,7 @@ class ScanJob:
         self.checkout: git.GitCheckout | None = None
         self.tools: ToolRunReport | None = None
         self.started_at = utcnow_iso()
+        self.started_mono = time.monotonic()
 
     # -- lifecycle ---------------------------------------------------------------------------
     def on_heartbeat(self) -> None:
@@ -225,7 +228,9 @@ class ScanJob:
         if self.manifest.signature is not None:
             self.bundle.write_bytes("manifest.sig", self.manifest.signature)
         if self.manifest.ceiling_minutes:
-            self.deadline = time.monotonic() + self.manifest.ceiling_minutes * 60
+            # The ceiling counts from the start of the scan, the fetch of the source included.
+            self.deadline = self.started_mono + self.manifest.ceiling_minutes * CEILING_UNIT_SECONDS
+            self.check_stop()
         selection = select_tools(self.manifest, self.engine.scanners)
         self.store.update(self.test_id, manifest_digest=self.manifest.digest,
                           manifest_metadata=self.manifest.info)
