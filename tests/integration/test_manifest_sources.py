@@ -313,3 +313,34 @@ def test_cosign_sign_blob_signature_accepted(tmp_path: Path, s3) -> None:
     # The same signature under our test key (another key) is refused.
     client.put_object(Bucket="manifests", Key="cosigned/manifest.json", Body=MANIFEST + b" ")
     assert _code(settings, manifest_uri="s3://manifests/cosigned/manifest.json") == "manifest_signature_invalid"
+
+
+def test_oci_bearer_token_auth(tmp_path_factory: pytest.TempPathFactory, pub_path: Path,
+                               signing_key: ec.EllipticCurvePrivateKey) -> None:
+    """A registry behind a token service: anonymous pulls are refused, a user's pull token works."""
+    _need_registry()
+    from tests.support.manifest_servers import start_token_server
+
+    workdir = tmp_path_factory.mktemp("registry-token")
+    # Fill the registry's storage while it is open, then serve the same storage behind token auth.
+    open_reg = start_registry(workdir)
+    open_reg.push_artifact("private/manifests", "v1", {"manifest.json": MANIFEST,
+                                                       "manifest.sig": _sig(signing_key, MANIFEST)})
+    port = int(open_reg.host.rsplit(":", 1)[1])
+    open_reg.stop()
+    tokens = start_token_server(workdir / "token", {"puller": "pull-secret"})
+    reg = start_registry(workdir, token=tokens, port=port)
+    try:
+        uri = f"oci://{reg.host}/private/manifests:v1"
+        anonymous = _settings(pub_path, manifest_oci_plain_http=(reg.host,))
+        assert _code(anonymous, manifest_uri=uri) == "manifest_fetch_failed"
+        assert _code(replace(anonymous, manifest_oci_username="puller", manifest_oci_password="bad"),
+                     manifest_uri=uri) == "manifest_fetch_failed"
+        right = replace(anonymous, manifest_oci_username="puller", manifest_oci_password="pull-secret")
+        resolved = _resolve(right, manifest_uri=uri)
+        assert resolved.signature_verified and resolved.data == MANIFEST
+        assert {"user": "puller", "access": [{"type": "repository", "name": "private/manifests",
+                                              "actions": ["pull"]}]} in tokens.issued
+    finally:
+        reg.stop()
+        tokens.stop()

@@ -195,11 +195,100 @@ def registry_binary() -> str | None:
         "/usr/bin/docker-registry" if Path("/usr/bin/docker-registry").exists() else None)
 
 
-def start_registry(workdir: Path, auth: tuple[str, str] | None = None) -> Registry:
+# -- a token service for docker-registry's bearer auth (JWT ES256 with an x5c chain) -----------------
+def _b64url(data: bytes) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@dataclass
+class TokenServer:
+    url: str  # the realm
+    service: str
+    issuer: str
+    rootcert: Path
+    users: dict[str, str]
+    httpd: http.server.ThreadingHTTPServer
+    issued: list[dict[str, Any]] = field(default_factory=list)
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def start_token_server(directory: Path, users: dict[str, str]) -> TokenServer:
+    """Issues pull tokens to the given users (basic auth), as a registry's token realm does."""
+    import base64
+    import time
+    import uuid
+    from urllib.parse import parse_qs, urlsplit
+
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    now = datetime.datetime.now(datetime.UTC)
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder().subject_name(_name("certus test token issuer"))
+            .issuer_name(_name("certus test token issuer")).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=2))
+            .sign(key, hashes.SHA256()))
+    directory.mkdir(parents=True, exist_ok=True)
+    rootcert = directory / "token-root.pem"
+    rootcert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    x5c = [base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()]
+    service, issuer = "certus-test-registry", "certus-test-issuer"
+    issued: list[dict[str, Any]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            query = parse_qs(urlsplit(self.path).query)
+            auth = self.headers.get("Authorization", "")
+            user = None
+            if auth.startswith("Basic "):
+                name, _, password = base64.b64decode(auth[6:]).decode().partition(":")
+                if users.get(name) != password:
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                user = name
+            access = []
+            for scope in query.get("scope", []):
+                kind, _, rest = scope.partition(":")
+                name, _, actions = rest.rpartition(":")
+                # Anonymous callers get nothing; named users get pull.
+                granted = [a for a in actions.split(",") if a == "pull" and user]
+                access.append({"type": kind, "name": name, "actions": granted})
+            t = int(time.time())
+            claims = {"iss": issuer, "sub": user or "", "aud": query.get("service", [""])[0], "exp": t + 300,
+                      "nbf": t - 10, "iat": t, "jti": uuid.uuid4().hex, "access": access}
+            header = {"typ": "JWT", "alg": "ES256", "x5c": x5c}
+            signing_input = f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
+            r, s = decode_dss_signature(key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+            token = f"{signing_input}.{_b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+            issued.append({"user": user, "access": access})
+            body = json.dumps({"token": token, "access_token": token, "expires_in": 300}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    port = free_port()
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return TokenServer(f"http://127.0.0.1:{port}/token", service, issuer, rootcert, users, httpd, issued)
+
+
+def start_registry(workdir: Path, auth: tuple[str, str] | None = None, token: TokenServer | None = None,
+                   port: int | None = None) -> Registry:
     binary = registry_binary()
     if binary is None:
         raise RuntimeError("docker-registry is not installed (scripts/system-deps.sh installs it)")
-    port = free_port()
+    port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     lines = ["version: 0.1", "log:", "  level: warn", "storage:", "  filesystem:",
              f"    rootdirectory: {workdir / 'data'}", "  delete:", "    enabled: true",
@@ -209,6 +298,9 @@ def start_registry(workdir: Path, auth: tuple[str, str] | None = None) -> Regist
                                   text=True).stdout.strip()
         (workdir / "htpasswd").write_text(htpasswd + "\n")
         lines += ["auth:", "  htpasswd:", "    realm: certus-test", f"    path: {workdir / 'htpasswd'}"]
+    elif token is not None:
+        lines += ["auth:", "  token:", f"    realm: {token.url}", f"    service: {token.service}",
+                  f"    issuer: {token.issuer}", f"    rootcertbundle: {token.rootcert}"]
     config = workdir / "config.yml"
     config.write_text("\n".join(lines) + "\n")
     log = open(workdir / "registry.log", "ab")  # noqa: SIM115 - handed to the child
