@@ -8,6 +8,7 @@ import json
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from stack.redis_server import RedisServer
 from tests.support.manifest_servers import AWS_ENV, start_s3
 from tests.support.service import Service, base_env
 from workers.signing import keys
@@ -17,8 +18,12 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def strict_service(tmp_path_factory, redis_url):
+def strict_service(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("strict")
+    # A Redis of its own: on the shared one, the session service's workers would take these scans
+    # from the common queue and run them with their own settings.
+    redis_server = RedisServer(tmp / "redis").start()
+    redis_url = redis_server.url
     key = ec.generate_private_key(ec.SECP256R1())
     (tmp / "manifest.pub").write_bytes(keys.public_pem(key))
     s3 = start_s3()
@@ -35,6 +40,7 @@ def strict_service(tmp_path_factory, redis_url):
     finally:
         svc.stop()
         s3.stop()
+        redis_server.stop()
 
 
 def test_signed_s3_manifest_runs_and_unsigned_inline_is_refused(strict_service, vulnerable_repo):

@@ -186,9 +186,11 @@ def _get_s3(bucket: str, key: str, settings: Settings, what: str, missing_ok: bo
     except ClientError as exc:
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         err = exc.response.get("Error", {}).get("Code", "")
+        # S3 answers 403 for a missing key when the caller may not list the bucket: a signature
+        # looked up beside the manifest is then simply absent.
+        if missing_ok and (status in (403, 404) or err in ("NoSuchKey", "AccessDenied")):
+            return None
         if status == 404 or err in ("NoSuchKey", "NoSuchBucket", "404"):
-            if missing_ok:
-                return None
             raise ManifestSourceError("manifest_not_found", f"the {what} s3://{bucket}/{key} does not exist") from exc
         raise ManifestSourceError("manifest_fetch_failed", f"S3 refused the {what}: {err or status}") from exc
     except BotoCoreError as exc:
@@ -242,7 +244,7 @@ def _get_https(uri: str, settings: Settings, what: str, missing_ok: bool) -> byt
                 if resp.is_redirect:
                     url = urljoin(url, resp.headers.get("Location", ""))
                     continue
-                if resp.status_code == 404 and missing_ok:
+                if resp.status_code in (403, 404) and missing_ok:
                     return None
                 if resp.status_code == 404:
                     raise ManifestSourceError("manifest_not_found", f"the {what} was not found (HTTP 404)")
