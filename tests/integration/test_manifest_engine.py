@@ -162,3 +162,23 @@ def test_manifest_failures_end_the_scan_with_a_code(case, code, tmp_path, redis_
     assert record["status"] == "FAILED"
     assert record["errors"][0]["code"] == code, record["errors"]
     assert not (bundle / "summary.json").exists(), "no scanner may run on a refused manifest"
+
+
+def test_unusable_signing_key_fails_the_scan_closed(tmp_path, redis_client, vulnerable_repo, monkeypatch):
+    key = ec.generate_private_key(ec.SECP256R1())
+    (tmp_path / "cosign.key").write_bytes(keys.encrypt_private_key(key, "the-right-one"))
+    monkeypatch.setenv("COSIGN_PASSWORD", "a-wrong-one")
+    engine = _engine(tmp_path, redis_client, cosign_key_ref=str(tmp_path / "cosign.key"))
+    record, bundle = _run(engine, vulnerable_repo["url"], profile="fast",
+                          manifest={"profiles": [{"name": "fast", "tools": ["quick"]}]})
+    assert record["status"] == "FAILED"
+    assert [e["code"] for e in record["errors"]] == ["signing_failed"]
+    assert "COSIGN_PASSWORD" in record["errors"][0]["message"]
+    assert "a-wrong-one" not in json.dumps(record)
+    assert not (bundle / "reports/signing/attestation.intoto.json").exists()
+    monkeypatch.setenv("COSIGN_PASSWORD", "the-right-one")
+    fixed = _engine(tmp_path, redis_client, cosign_key_ref=str(tmp_path / "cosign.key"))
+    record, bundle = _run(fixed, vulnerable_repo["url"], profile="fast",
+                          manifest={"profiles": [{"name": "fast", "tools": ["quick"]}]})
+    assert record["status"] == "SUCCEEDED"
+    assert verify_bundle(bundle, keys.public_pem(key)).ok
