@@ -341,7 +341,6 @@ class ScanJob:
             "artifacts": {p: {"sha256": d} for p, d in self.bundle.digests().items()},
         })
 
-
     def _predicate(self, scan_json: dict[str, Any], signer: Signer) -> dict[str, Any]:
         """What the attestation says about the scan (the files themselves are its subjects)."""
         manifest = self.manifest
