@@ -115,6 +115,48 @@ class Settings:
     archive_max_ratio: int = field(default=200, metadata={
         "doc": "Most times an archive may expand over its own size (`archive_ratio_exceeded`)."})
 
+    # -- Signing (cosign-compatible key pair) ---------------------------------------------------
+    cosign_key_ref: str = field(default="", metadata={
+        "doc": "Path (or `file://` path) of the service's `cosign.key` (encrypted as `cosign "
+               "generate-key-pair` writes it; password in `COSIGN_PASSWORD`). `cosign.pub` beside it "
+               "must match when present. Empty: a key pair is generated on first use in SIGNING_KEY_DIR."})
+    signing_key_dir: str = field(default="var/keys", metadata={
+        "doc": "Where the generated `cosign.key` and `cosign.pub` live when COSIGN_KEY_REF is empty. "
+               "Every worker must see the same folder (or set COSIGN_KEY_REF) so all bundles share one key.",
+        "parse": _path})
+    # -- Object storage (S3) ----------------------------------------------------------------------
+    s3_endpoint_url: str = field(default="", metadata={
+        "doc": "S3 endpoint URL (e.g. MinIO or moto); empty means AWS. Credentials come from the usual "
+               "`AWS_*` variables."})
+    s3_region: str = field(default="us-east-1", metadata={"doc": "S3 region name."})
+    # -- Manifests: where they may come from and how they are verified --------------------------
+    manifest_verification_key_ref: str = field(default="", metadata={
+        "doc": "Path (or `file://` path) of the PEM public key (a `cosign.pub`) that manifest signatures "
+               "are checked against. When set, every signature that comes with a manifest is verified."})
+    manifest_verification_required: bool = field(default=False, metadata={
+        "doc": "Refuse every manifest (inline, path or URI) that has no valid signature by "
+               "MANIFEST_VERIFICATION_KEY_REF (`manifest_signature_missing` / `manifest_signature_invalid`).",
+        "parse": _bool})
+    manifest_allowed_hosts: tuple[str, ...] = field(default=(), metadata={
+        "doc": "Comma-separated hosts (`https://` or `oci://`) allowed for manifest URIs even when they resolve "
+               "to loopback or private addresses (GIT_ALLOWED_HOSTS are allowed too).", "parse": _list})
+    manifest_file_roots: tuple[str, ...] = field(default=(), metadata={
+        "doc": "Comma-separated folders under which `file://` manifest URIs may lie; empty refuses `file://`.",
+        "parse": _path_list})
+    manifest_ca_bundle: str = field(default="", metadata={
+        "doc": "PEM CA bundle for TLS to manifest hosts and registries; empty uses the system's trust store."})
+    manifest_max_bytes: int = field(default=1024 * 1024, metadata={
+        "doc": "Largest manifest (and signature) accepted, in bytes (`manifest_too_large`)."})
+    manifest_fetch_timeout: int = field(default=30, metadata={
+        "doc": "Seconds one manifest download (each HTTP request) may take."})
+    manifest_oci_plain_http: tuple[str, ...] = field(default=(), metadata={
+        "doc": "Comma-separated registries (`host:port`) reached over plain HTTP instead of HTTPS.",
+        "parse": _list})
+    manifest_oci_username: str = field(default="", metadata={
+        "doc": "User name for pulling manifests from OCI registries (basic or token auth); empty: anonymous."})
+    manifest_oci_password: str = field(default="", repr=False, metadata={
+        "doc": "Password or token for MANIFEST_OCI_USERNAME."})
+
     @property
     def broker(self) -> str:
         return self.broker_url or self.redis_url
@@ -150,7 +192,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         # Paths given as defaults are relative to the working directory; resolve them once.
-        for name in ("artifact_root", "work_root", "uploads_root"):
+        for name in ("artifact_root", "work_root", "uploads_root", "signing_key_dir"):
             object.__setattr__(self, name, _path(getattr(self, name)))
 
     def check(self) -> None:
@@ -166,6 +208,10 @@ class Settings:
             raise SettingsError("TOOL_PARALLELISM must be at least 1")
         if self.git_token and not self.git_token_hosts:
             raise SettingsError("GIT_TOKEN needs GIT_TOKEN_HOSTS (the hosts it may be sent to)")
+        if self.manifest_verification_required and not self.manifest_verification_key_ref:
+            raise SettingsError("MANIFEST_VERIFICATION_REQUIRED needs MANIFEST_VERIFICATION_KEY_REF")
+        if self.manifest_max_bytes < 1 or self.manifest_fetch_timeout < 1:
+            raise SettingsError("MANIFEST_MAX_BYTES and MANIFEST_FETCH_TIMEOUT must be positive")
 
 
 def markdown_table() -> str:

@@ -39,11 +39,15 @@ from workers.pipeline.tools import ToolRunReport, run_tools, select_tools
 from workers.redact import Redactor
 from workers.scanners.base import Scanner
 from workers.scanners.registry import all_scanners
+from workers.signing import attestation
+from workers.signing.keys import Signer, SigningKeyError, load_signer
 from workers.sources import git
 from workers.sources.errors import SourceError
 from workers.sources.fetch import FetchedSource, fetch_source
 
 log = logging.getLogger(__name__)
+# One minute of a manifest's `bundle.runtimeCeilingMinutes`, in seconds (tests shorten it).
+CEILING_UNIT_SECONDS = 60.0
 
 
 CANCEL_POLL_SECONDS = 1.0
@@ -68,6 +72,15 @@ class ScanEngine:
         self.events = EventLog(client, maxlen=settings.stream_maxlen, block_ms=settings.ws_block_ms,
                                retention_seconds=settings.retention_seconds)
         self.scanners = scanners if scanners is not None else all_scanners()
+        self._signer: Signer | None = None
+        self._signer_lock = threading.Lock()
+
+    def signer(self) -> Signer:
+        """The service's signing key, loaded (or generated) once per process on first use."""
+        with self._signer_lock:
+            if self._signer is None:
+                self._signer = load_signer(self.settings)
+            return self._signer
 
     def run_scan(self, test_id: str, *, delivery: dict[str, Any] | None = None) -> None:
         token = test_id_var.set(test_id)
@@ -117,6 +130,7 @@ class ScanJob:
         self.source: FetchedSource | None = None
         self.tools: ToolRunReport | None = None
         self.started_at = utcnow_iso()
+        self.started_mono = time.monotonic()
 
     # -- lifecycle ---------------------------------------------------------------------------
     def on_heartbeat(self) -> None:
@@ -233,19 +247,25 @@ class ScanJob:
             self.emitter.phase("clone", f"{rec['source_type']} source ready", hash=self.source.hash)
         # manifest
         phase = self._phase_start("manifest", "resolving manifest")
-        self.manifest = resolve_manifest(rec, self.settings)
-        self.bundle.write_bytes("manifest.json", self.manifest.text.encode())
+        self.manifest = resolve_manifest(rec, self.settings, src, known_tools=set(self.engine.scanners))
+        # Exactly the bytes the scan used (and was verified against), and the signature that came with them.
+        self.bundle.write_bytes("manifest.json", self.manifest.data or self.manifest.text.encode())
+        if self.manifest.signature is not None:
+            self.bundle.write_bytes("manifest.sig", self.manifest.signature)
         if self.manifest.ceiling_minutes:
-            self.deadline = time.monotonic() + self.manifest.ceiling_minutes * 60
+            # The ceiling counts from the start of the scan, the fetch of the source included.
+            self.deadline = self.started_mono + self.manifest.ceiling_minutes * CEILING_UNIT_SECONDS
+            self.check_stop()
         selection = select_tools(self.manifest, self.engine.scanners)
         self.store.update(self.test_id, manifest_digest=self.manifest.digest,
                           manifest_metadata=self.manifest.info)
         self.bundle.write_json("manifest-info.json", self.manifest.info)
         self._phase_end(phase)
-        self.emitter.phase("manifest", "manifest resolved", hash=self.manifest.digest)
+        self.emitter.phase("manifest", "manifest resolved", hash=self.manifest.digest,
+                           source=self.manifest.source, signature_verified=self.manifest.signature_verified)
         # scanners
         phase = self._phase_start("scan", "running scanners")
-        for tool in selection.unsupported:
+        for tool in self.manifest.unsupported:
             self.warnings.append({"code": "tool_unsupported", "message": f"tool {tool!r} is not supported"})
         self.tools = run_tools(selection, src, self.workspace / "tools", self.bundle, self.emitter,
                                self.settings, self.should_stop)
@@ -269,6 +289,17 @@ class ScanJob:
             message = self.redactor.text(message)
             self.errors.append({"code": code, "message": message})
             self.emitter.error(code, message)
+        signer: Signer | None = None
+        try:
+            signer = self.engine.signer()
+        except SigningKeyError as exc:
+            # Fail closed: a bundle that cannot be attested is not a successful scan.
+            log.error("scan %s: signing key unavailable: %s", self.test_id, exc.message)
+            if status == SUCCEEDED:
+                status = FAILED
+            sign_msg = f"the bundle cannot be signed: {exc.message} ({exc.code})"
+            self.errors.append({"code": "signing_failed", "message": sign_msg})
+            self.emitter.error("signing_failed", sign_msg)
         summary = self._summary()
         policy = evaluate(self.manifest, summary) if self.manifest and status == SUCCEEDED else None
         if policy is not None:
@@ -290,8 +321,10 @@ class ScanJob:
         self.bundle.write_bytes("logs/runner.log", "".join(_log_line(e) for e in history).encode())
         scan_json = self._scan_json(status, completed_at, summary, policy)
         self.bundle.write_json("scan.json", scan_json)
+        if signer is not None:
+            # Last: every other file, the final stream included, is now in place and is covered.
+            attestation.attest(self.bundle.staging, self._predicate(scan_json, signer), signer)
         artifacts = {_artifact_key(p): p for p in self.bundle.files()}
-        # Later phases (attestation) slot in here, before the bundle is moved into place.
         self.bundle.publish()
         done = self.store.transition(
             self.test_id, status, allowed_from=[RUNNING],
@@ -336,6 +369,30 @@ class ScanJob:
             "tools": self.tools.versions if self.tools else {},
             "artifacts": {p: {"sha256": d} for p, d in self.bundle.digests().items()},
         })
+
+    def _predicate(self, scan_json: dict[str, Any], signer: Signer) -> dict[str, Any]:
+        """What the attestation says about the scan (the files themselves are its subjects)."""
+        manifest = self.manifest
+        return {
+            "scan": {k: scan_json.get(k) for k in ("test_id", "workspace_id", "component_id", "assessment_id",
+                                                   "requested_by", "status")},
+            "source": scan_json["source"],
+            "manifest": {
+                "digest": scan_json.get("manifest_digest"),
+                "source": manifest.source if manifest else None,
+                "signature_verified": bool(manifest and manifest.signature_verified),
+            },
+            "profile": {
+                "requested": self.record["profile"],
+                "resolved": manifest.profile_resolved if manifest else None,
+            },
+            "tools": scan_json.get("tools", {}),
+            "timings": scan_json["timings"],
+            "result": {"summary": scan_json.get("summary"),
+                       "policy_passed": (scan_json.get("policy") or {}).get("passed"),
+                       "errors": scan_json.get("errors", [])},
+            "builder": {"id": "certus-assurance", "signer_key_sha256": signer.key_id},
+        }
 
 
 def _artifact_key(path: str) -> str:

@@ -30,11 +30,16 @@ from tasks.store import (
 log = logging.getLogger(__name__)
 
 SOURCE_FIELDS = ("source_type", "git_url", "branch", "commit", "directory_path", "archive_path")
-INTERNAL_FIELDS = frozenset({"attempt", "cancel_requested", "manifest"})
+INTERNAL_FIELDS = frozenset({"attempt", "cancel_requested", "manifest", "manifest_signature"})
 
 
 def public_view(record: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in record.items() if k not in INTERNAL_FIELDS}
+    view = {k: v for k, v in record.items() if k not in INTERNAL_FIELDS}
+    # The URLs follow from the id; derive them so every record answers with them.
+    base = f"/v1/security-scans/{record['test_id']}"
+    view.setdefault("status_url", base)
+    view.setdefault("stream_url", f"{base}/stream")
+    return view
 
 
 def _confined(path: str, roots: tuple[str, ...]) -> bool:
@@ -86,6 +91,7 @@ class ScanService:
             manifest_path=data.get("manifest_path"),
             manifest_uri=data.get("manifest_uri"),
             manifest_signature_uri=data.get("manifest_signature_uri"),
+            manifest_signature=data.get("manifest_signature"),
             manifest_digest=manifest_digest,
             requested_by=data.get("requested_by"),
             stream_url=f"{base}/stream",
