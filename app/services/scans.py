@@ -10,7 +10,7 @@ from celery import Celery
 
 from app.errors import APIError, not_found
 from tasks import manifest as manifests
-from tasks import names
+from tasks import metrics, names
 from tasks.clock import utcnow_iso
 from tasks.events import EventLog, encode_event, stream_key
 from tasks.ids import is_test_id, new_test_id
@@ -92,13 +92,15 @@ class ScanService:
         self.store.create(record)
         self.events.append(test_id, "phase", phase="queued", message="scan accepted and queued")
         try:
-            self.celery.send_task(names.SCAN_RUN, args=[test_id], task_id=test_id, queue=names.SCANS_QUEUE)
+            self.celery.send_task(names.SCAN_RUN, args=[test_id], task_id=test_id,
+                                  queue=names.scan_queue(record["profile"], self.settings.scan_queue_per_profile))
         except Exception as exc:
             log.error("enqueue failed for %s: %s", test_id, exc.__class__.__name__)
             self.store.delete(test_id, record["workspace_id"])
             self.events.redis.delete(stream_key(test_id))
             raise APIError(503, "queue_unavailable", "the scan could not be queued; nothing was kept",
                            headers={"Retry-After": "5"}) from exc
+        metrics.SCANS_SUBMITTED.labels(profile=record["profile"]).inc()  # ops: metrics hook
         return {k: record[k] for k in ("test_id", "workspace_id", "component_id", "assessment_id", "status",
                                        "profile", "manifest_digest", "stream_url", "status_url")}
 
