@@ -59,7 +59,11 @@ class Service:
     def wait_workers(self, count: int, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            stats = self.http.get(self.url("/stats"), timeout=5).json()
+            try:
+                stats = self.http.get(self.url("/stats"), timeout=30).json()
+            except requests.RequestException:  # a replica still booting on a busy machine
+                time.sleep(0.5)
+                continue
             if stats["workers_online"] >= count:
                 return
             time.sleep(0.2)
