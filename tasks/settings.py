@@ -45,7 +45,7 @@ def _path(raw: str) -> str:
 @dataclass(frozen=True)
 class Settings:
     redis_url: str = field(default="redis://127.0.0.1:6379/0", metadata={
-        "doc": "Redis for scan state and event streams (redis://, rediss:// or unix://). "
+        "doc": "Redis for scan state and event streams (redis://, rediss://, unix:// or sentinel://). "
                "`make run` starts an embedded Redis when this is unset."})
     broker_url: str = field(default="", metadata={
         "doc": "Celery broker URL; empty means the same as REDIS_URL."})

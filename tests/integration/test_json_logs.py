@@ -50,7 +50,7 @@ def test_api_and_worker_log_json_with_ids(tmp_path, vulnerable_repo):
     assert tagged, "no worker line names the scan"
     # Lines logged while the task ran carry the Celery task id (which is the scan's id).
     assert any(e.get("task_id") == test_id for e in tagged)
-    assert any(f"finished SUCCEEDED" in e["message"] for e in tagged)
+    assert any("finished SUCCEEDED" in e["message"] for e in tagged)
     # Nothing from the worker's logging is left unstructured.
     plain = [line for line in (tmp_path / "worker-jsonlog.log").read_text().splitlines()
              if line.strip() and not line.startswith("{")]

@@ -32,7 +32,7 @@ def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
 
 def make_tls_files(folder: Path, name: str = "server") -> TLSFiles:
     folder.mkdir(parents=True, exist_ok=True)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_cert = (x509.CertificateBuilder().subject_name(_name("certus test CA")).issuer_name(_name("certus test CA"))
                .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())

@@ -12,7 +12,7 @@ from celery.signals import task_postrun, task_prerun
 
 from tasks import metrics, names
 from tasks.celery_app import create_celery
-from tasks.logconfig import ContextFilter, JsonFormatter, bind_celery_task_context, task_id_var, test_id_var
+from tasks.logconfig import ContextFilter, JsonFormatter, bind_celery_task_context, test_id_var
 from tasks.redis_client import connect, parse_sentinel_url, tls_options
 from tasks.settings import Settings, SettingsError
 
