@@ -1,5 +1,7 @@
 """Explicit task and queue names: the API sends tasks by name and never imports the engine."""
 
+from tasks.profiles import BUILTIN_PROFILES
+
 SCAN_RUN = "scans.run"
 UPLOAD_VERIFY = "uploads.verify"
 UPLOAD_PUBLISH = "uploads.publish"
@@ -8,7 +10,7 @@ SCANS_QUEUE = "scans"
 UPLOADS_QUEUE = "uploads"
 
 
-BUILTIN_PROFILE_NAMES = ("smoke", "light", "standard", "thorough", "sbom")
+BUILTIN_PROFILE_NAMES = tuple(BUILTIN_PROFILES)
 
 
 def scan_queue(profile: str, per_profile: bool) -> str:

@@ -13,6 +13,8 @@ from tasks import metrics
 
 bp = Blueprint("ops", __name__)
 log = logging.getLogger("certus.access")
+# Probes and scrapes arrive every few seconds from the load balancer and Prometheus: not logged.
+QUIET_PATHS = frozenset({"/metrics", "/ready", "/health"})
 
 
 def replica_id() -> str:
@@ -36,7 +38,7 @@ def _started() -> None:
 def _replica_and_log(response: Response) -> Response:
     # Which replica answered: lets operators and the load-balancer tests see the routing.
     response.headers["X-Certus-Replica"] = replica_id()
-    if request.path != "/metrics":
+    if request.path not in QUIET_PATHS:
         log.info("%s %s %s", request.method, request.path, response.status_code,
                  extra={"method": request.method, "path": request.path, "status": response.status_code,
                         "duration_ms": round((time.monotonic() - g.get("started", time.monotonic())) * 1000, 1)})
