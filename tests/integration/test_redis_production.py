@@ -132,3 +132,51 @@ def test_sentinel_with_passwords(tmp_path, sentinel, vulnerable_repo):
     env = base_env(tmp_path, url, CERTUS_ASSURANCE_REDIS_SENTINEL_MASTER="certus",
                    CERTUS_ASSURANCE_REDIS_SENTINEL_PASSWORD=SENTINEL_PASSWORD)
     _scan_end_to_end(tmp_path / "svc", env, vulnerable_repo["url"])
+
+
+def test_clients_follow_a_sentinel_failover(tmp_path):
+    redis_server = _system_redis()
+    auth = ["--requirepass", PASSWORD, "--masterauth", PASSWORD]
+    master = RedisServer(tmp_path / "m", extra_args=auth).start()
+    replica = RedisServer(tmp_path / "r", extra_args=[*auth, "--replicaof", "127.0.0.1", str(master.port)]).start()
+    port = free_port()
+    folder = tmp_path / "s"
+    folder.mkdir()
+    conf = folder / "sentinel.conf"
+    conf.write_text("\n".join([
+        f"port {port}", "bind 127.0.0.1", f"dir {folder}",
+        f"sentinel monitor certus 127.0.0.1 {master.port} 1",
+        f"sentinel auth-pass certus {PASSWORD}",
+        "sentinel down-after-milliseconds certus 1000",
+        "sentinel failover-timeout certus 10000", ""]))
+    proc = subprocess.Popen([redis_server, str(conf), "--sentinel"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        wait_port("127.0.0.1", port, 20)
+        url = f"sentinel://:{PASSWORD}@127.0.0.1:{port}/0"
+        client = connect(url, settings=Settings(redis_url=url, redis_sentinel_master="certus"))
+        sentinel_client = redis.Redis(port=port, decode_responses=True)
+        # Wait until the Sentinel knows the replica (it learns it from the master's INFO).
+        deadline = time.monotonic() + 60
+        while int(sentinel_client.sentinel_master("certus").get("num-slaves", 0)) < 1:
+            assert time.monotonic() < deadline, "the Sentinel never saw the replica"
+            time.sleep(0.5)
+        client.set("ca:failover", "before")
+        assert client.wait(1, 5000) == 1  # replicated before the master goes away
+        master.stop()
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                client.set("ca:failover:after", "written")  # only a master accepts writes
+                break
+            except redis.RedisError:
+                assert time.monotonic() < deadline, "the client never reached the promoted replica"
+                time.sleep(0.5)
+        assert client.get("ca:failover") == "before"
+        host, new_port = sentinel_client.sentinel_get_master_addr_by_name("certus")
+        assert int(new_port) == replica.port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        replica.stop()
+        master.stop()
