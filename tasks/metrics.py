@@ -52,6 +52,15 @@ UPLOADS = Counter("certus_uploads_total", "Upload requests by outcome (permitted
                   "upload_failed).", ["outcome"])
 
 
+def profile_label(profile: str) -> str:
+    """A built-in profile's name, or ``custom``: manifests may name any profile, and every distinct
+    label value is a new time series."""
+    from tasks.profiles import BUILTIN_PROFILES
+
+    name = (profile or "").lower()
+    return name if name in BUILTIN_PROFILES else "custom"
+
+
 def upload_outcome(outcome: str) -> None:
     """Hook for the upload path: call once per upload request when its status settles."""
     UPLOADS.labels(outcome=outcome).inc()

@@ -148,7 +148,7 @@ class ScanJob:
         if not moved.ok:
             log.info("scan %s is %s; not starting", self.test_id, moved.previous)
             return
-        metrics.SCANS_STARTED.labels(profile=self.record["profile"]).inc()  # ops: metrics hook
+        metrics.SCANS_STARTED.labels(profile=metrics.profile_label(self.record["profile"])).inc()  # ops: metrics hook
         self.t0 = time.monotonic()
         if restarted:
             self.emitter.phase("restarted", f"the previous attempt stopped without finishing; "
@@ -285,7 +285,7 @@ class ScanJob:
             log.warning("scan %s could not be finished: it is %s", self.test_id, done.previous)
         self.engine.events.expire(self.test_id)
         if done.ok:  # ops: metrics hook
-            profile = self.record["profile"]
+            profile = metrics.profile_label(self.record["profile"])
             metrics.SCANS_FINISHED.labels(status=status, profile=profile).inc()
             metrics.SCAN_DURATION.labels(status=status, profile=profile).observe(time.monotonic() - self.t0)
         log.info("scan %s finished %s", self.test_id, status)

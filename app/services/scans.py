@@ -100,7 +100,7 @@ class ScanService:
             self.events.redis.delete(stream_key(test_id))
             raise APIError(503, "queue_unavailable", "the scan could not be queued; nothing was kept",
                            headers={"Retry-After": "5"}) from exc
-        metrics.SCANS_SUBMITTED.labels(profile=record["profile"]).inc()  # ops: metrics hook
+        metrics.SCANS_SUBMITTED.labels(profile=metrics.profile_label(record["profile"])).inc()  # ops: metrics hook
         return {k: record[k] for k in ("test_id", "workspace_id", "component_id", "assessment_id", "status",
                                        "profile", "manifest_digest", "stream_url", "status_url")}
 

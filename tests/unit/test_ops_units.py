@@ -126,3 +126,8 @@ def test_metrics_render_in_prometheus_text_format():
     assert 'certus_queue_depth{queue="scans"} 3.0' in text
     assert "certus_workers_online 2.0" in text
     assert "# TYPE certus_scan_duration_seconds histogram" in text
+
+
+def test_profile_labels_stay_few():
+    assert metrics.profile_label("Smoke") == "smoke"
+    assert metrics.profile_label("team-special-profile-123") == "custom"
