@@ -8,6 +8,7 @@ folder, and each worker serves its own ``/metrics``.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -126,7 +127,9 @@ class Cluster:
             port = free_port()
             self.metrics_ports[name] = port
             concurrency = self.scan_concurrency if queue == "scans" else 1
-            self._spawn(name, processes.worker_argv(name, queue, concurrency),
+            log_format = self.env.get("CERTUS_ASSURANCE_LOG_FORMAT", os.environ.get("CERTUS_ASSURANCE_LOG_FORMAT"))
+            json_logs = log_format == "json"
+            self._spawn(name, processes.worker_argv(name, queue, concurrency, quiet=json_logs),
                         {"CERTUS_ASSURANCE_WORKER_METRICS_PORT": str(port),
                          "PROMETHEUS_MULTIPROC_DIR": self._metrics_dir(name)})
         for port in self.api_ports.values():

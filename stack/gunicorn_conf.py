@@ -20,3 +20,21 @@ def _access_log() -> str | None:
 
 
 accesslog = _access_log()
+
+
+def _logconfig() -> dict[str, Any]:
+    # In JSON mode gunicorn's own lines (start, worker boot and exit) are JSON objects too.
+    if os.environ.get("CERTUS_ASSURANCE_LOG_FORMAT", "console") != "json":
+        return {}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "tasks.logconfig.JsonFormatter"}},
+        "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json",
+                                 "stream": "ext://sys.stdout"}},
+        "root": {"level": "INFO", "handlers": ["console"]},
+        "loggers": {"gunicorn.error": {"level": "INFO", "handlers": ["console"], "propagate": False}},
+    }
+
+
+logconfig_dict = _logconfig()

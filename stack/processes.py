@@ -25,10 +25,12 @@ def api_argv(bind: str, *, workers: int = 1, worker_class: str = "gevent", conne
 
 
 def worker_argv(name: str, queues: str = "scans,uploads", concurrency: int = 2,
-                autoscale: str | None = None) -> list[str]:
-    """A Celery worker: ``concurrency`` pool processes, or ``autoscale="MAX,MIN"`` to grow and shrink."""
+                autoscale: str | None = None, quiet: bool = False) -> list[str]:
+    """A Celery worker: ``concurrency`` pool processes, or ``autoscale="MAX,MIN"`` to grow and shrink.
+    ``quiet`` drops the start-up banner (for JSON logs)."""
     pool = ["--autoscale", autoscale] if autoscale else ["--concurrency", str(concurrency)]
-    return [str(BIN / "celery"), "-A", "workers.bootstrap", "worker", "--queues", queues, *pool,
+    return [str(BIN / "celery"), *(["--quiet"] if quiet else []), "-A", "workers.bootstrap", "worker",
+            "--queues", queues, *pool,
             "--hostname", f"{name}@%h", "--loglevel", "INFO",
             "--task-events", "--without-mingle", "--without-gossip"]
 

@@ -76,6 +76,8 @@ def configure_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
+    # Python warnings become log records too, so JSON mode writes nothing unstructured.
+    logging.captureWarnings(True)
 
 
 def bind_celery_task_context() -> None:
