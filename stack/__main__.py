@@ -91,16 +91,15 @@ def cluster(args: argparse.Namespace) -> int:
 def flower(args: argparse.Namespace) -> int:
     """Flower on the service's broker (``tasks.flower_app`` carries its TLS and Sentinel options).
 
-    Flower reads its own variables: ``FLOWER_BASIC_AUTH=user:password`` to ask for a login.
+    Flower reads its own variables: ``FLOWER_BASIC_AUTH=user:password`` to ask for a login. This
+    process becomes Flower (exec), so Ctrl-C and SIGTERM reach it directly.
     """
     argv = [str(processes.BIN / "celery"), "-A", "tasks.flower_app", "flower", f"--address={args.address}",
             f"--port={args.port}"]
-    proc = processes.spawn(argv, {})
-    try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        processes.stop(proc)
-        return 0
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(processes.ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    os.chdir(processes.ROOT)
+    os.execve(argv[0], argv, env)  # noqa: S606 - a fixed argv, no shell
 
 
 def main(argv: list[str] | None = None) -> int:
