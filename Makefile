@@ -5,7 +5,8 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 PYTEST_ARGS ?=
 
-.PHONY: install tools run worker test test-unit test-integration lint fmt bench bench-quick clean system-deps cosign
+PHONY_OPS := cluster flower compose-env
+.PHONY: $(PHONY_OPS) install tools run worker test test-unit test-integration lint fmt bench bench-quick clean system-deps cosign
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +24,19 @@ tools:
 ## The service on 127.0.0.1:8000 with one worker (and an embedded Redis when none is configured).
 run: install
 	$(PY) -m stack run
+
+## The production topology on this machine: HAProxy on 127.0.0.1:8080, two API replicas, two scan
+## workers, one upload worker, one Redis (embedded when CERTUS_ASSURANCE_REDIS_URL is unset). Ctrl-C stops it.
+cluster: install system-deps
+	$(PY) -m stack cluster
+
+## Flower on the configured broker (http://127.0.0.1:5555).
+flower: install
+	$(PY) -m stack flower
+
+## Regenerate compose/.env.example from tasks/settings.py.
+compose-env: install
+	$(PY) -m stack.compose_env > compose/.env.example
 
 ## The whole test suite (installs what it needs first).
 test: install system-deps cosign

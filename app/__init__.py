@@ -13,9 +13,10 @@ from flask import Flask, Response, g, request
 from flask_sock import Sock
 
 from app.errors import register_error_handlers
-from app.routes import archives, artifacts, docs, health, scans, stream, web
+from app.routes import archives, artifacts, docs, health, ops, scans, stream, web
 from app.services.scans import ScanService
 from app.services.stats import Presence, Stats
+from tasks import names
 from tasks.celery_app import create_celery
 from tasks.events import EventLog
 from tasks.logconfig import configure_logging, request_id_var
@@ -39,8 +40,8 @@ class Certus:
 def create_app(settings: Settings | None = None, *, celery: Celery | None = None) -> Flask:
     settings = settings or Settings.from_env()
     configure_logging(settings)
-    client = connect(settings.redis_url)
-    broker = client if settings.broker == settings.redis_url else connect(settings.broker)
+    client = connect(settings.redis_url, settings=settings)
+    broker = client if settings.broker == settings.redis_url else connect(settings.broker, settings=settings)
     store = ScanStore(client, retention_seconds=settings.retention_seconds)
     events = EventLog(client, maxlen=settings.stream_maxlen, block_ms=settings.ws_block_ms,
                       retention_seconds=settings.retention_seconds)
@@ -53,7 +54,8 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
     app.extensions["certus"] = Certus(
         settings=settings, redis=client, celery=celery,
         scans=ScanService(settings, store, events, celery),
-        stats=Stats(client, store, broker), presence=Presence(client))
+        stats=Stats(client, store, broker, names.all_queues(settings.scan_queue_per_profile)),
+        presence=Presence(client))
 
     @app.before_request
     def _request_id() -> None:
@@ -74,6 +76,7 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
     app.register_blueprint(archives.bp)
     app.register_blueprint(docs.bp)
     app.register_blueprint(web.bp)
+    app.register_blueprint(ops.bp)  # ops: /metrics, X-Certus-Replica, request log lines
     sock = Sock(app)
     stream.register(sock)
     logging.getLogger(__name__).debug("app created")

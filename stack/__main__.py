@@ -55,6 +55,53 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cluster(args: argparse.Namespace) -> int:
+    from stack.cluster import Cluster
+
+    folder = Path(args.folder).resolve()
+    c = Cluster(folder, bind=args.bind, api_replicas=args.api, scan_workers=args.scan_workers,
+                upload_workers=args.upload_workers, redis_url=os.environ.get("CERTUS_ASSURANCE_REDIS_URL"))
+    stopping = False
+
+    def _stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        c.start()
+        print(f"Certus Assurance cluster on {c.url} (HAProxy) -> {c.api_ports}", flush=True)
+        print(f"Redis {c.redis_url}; worker metrics {c.metrics_ports}; logs in {folder / 'logs'}", flush=True)
+        print("Ctrl-C stops everything", flush=True)
+        while not stopping:
+            gone = c.exited()
+            if gone:
+                print(f"stopping: {', '.join(gone)} exited", file=sys.stderr, flush=True)
+                return 1
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("stopping the cluster", flush=True)
+        c.stop()
+        print("stopped", flush=True)
+    return 0
+
+
+def flower(args: argparse.Namespace) -> int:
+    """Flower on the service's broker (``tasks.flower_app`` carries its TLS and Sentinel options).
+
+    Flower reads its own variables: ``FLOWER_BASIC_AUTH=user:password`` to ask for a login. This
+    process becomes Flower (exec), so Ctrl-C and SIGTERM reach it directly.
+    """
+    argv = [str(processes.BIN / "celery"), "-A", "tasks.flower_app", "flower", f"--address={args.address}",
+            f"--port={args.port}"]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(processes.ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    os.chdir(processes.ROOT)
+    os.execve(argv[0], argv, env)  # noqa: S606 - a fixed argv, no shell
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stack")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -63,8 +110,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--api-workers", type=int, default=1)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--redis-port", type=int, default=6390)
+    c = sub.add_parser("cluster", help="HAProxy, 2 API replicas, 2 scan workers, 1 upload worker, one Redis")
+    c.add_argument("--bind", default=os.environ.get("CERTUS_ASSURANCE_CLUSTER_BIND", "127.0.0.1:8080"))
+    c.add_argument("--folder", default=str(processes.ROOT / "var" / "cluster"))
+    c.add_argument("--api", type=int, default=2)
+    c.add_argument("--scan-workers", type=int, default=2)
+    c.add_argument("--upload-workers", type=int, default=1)
+    f = sub.add_parser("flower", help="Flower on the configured broker")
+    f.add_argument("--address", default="127.0.0.1")
+    f.add_argument("--port", type=int, default=5555)
     args = parser.parse_args(argv)
     Path(processes.ROOT / "var").mkdir(exist_ok=True)
+    if args.command == "cluster":
+        return cluster(args)
+    if args.command == "flower":
+        return flower(args)
     return run(args)
 
 

@@ -14,8 +14,8 @@ BIN = Path(sys.executable).parent
 
 def api_argv(bind: str, *, workers: int = 1, worker_class: str = "gevent", connections: int = 2000,
              threads: int = 64) -> list[str]:
-    argv = [str(BIN / "gunicorn"), "--bind", bind, "--workers", str(workers), "--worker-class", worker_class,
-            "--graceful-timeout", "20", "--timeout", "120", "--access-logfile", "-",
+    argv = [str(BIN / "gunicorn"), "--config", "python:stack.gunicorn_conf", "--bind", bind,
+            "--workers", str(workers), "--worker-class", worker_class, "--graceful-timeout", "20", "--timeout", "120",
             # one shared control socket in $HOME would make replicas on one machine clash
             "--no-control-socket"]
     if worker_class == "gevent":
@@ -26,18 +26,27 @@ def api_argv(bind: str, *, workers: int = 1, worker_class: str = "gevent", conne
     return argv + ["app:create_app()"]
 
 
-def worker_argv(name: str, queues: str = "scans,uploads", concurrency: int = 2) -> list[str]:
-    return [str(BIN / "celery"), "-A", "workers.bootstrap", "worker", "--queues", queues,
-            "--concurrency", str(concurrency), "--hostname", f"{name}@%h", "--loglevel", "INFO",
+def worker_argv(name: str, queues: str = "scans,uploads", concurrency: int = 2,
+                autoscale: str | None = None, quiet: bool = False) -> list[str]:
+    """A Celery worker: ``concurrency`` pool processes, or ``autoscale="MAX,MIN"`` to grow and shrink.
+    ``quiet`` drops the start-up banner (for JSON logs)."""
+    pool = ["--autoscale", autoscale] if autoscale else ["--concurrency", str(concurrency)]
+    return [str(BIN / "celery"), *(["--quiet"] if quiet else []), "-A", "workers.bootstrap", "worker",
+            "--queues", queues, *pool,
+            "--hostname", f"{name}@%h", "--loglevel", "INFO",
             "--task-events", "--without-mingle", "--without-gossip"]
 
 
-def spawn(argv: list[str], env: Mapping[str, str], log_path: Path | None = None) -> subprocess.Popen[bytes]:
+def spawn(argv: list[str], env: Mapping[str, str], log_path: Path | None = None, *,
+          new_session: bool = False) -> subprocess.Popen[bytes]:
+    """Start a child. ``new_session`` keeps a terminal's Ctrl-C from reaching it, so the launcher
+    can stop its children itself, in order (load balancer, APIs, workers, then Redis)."""
     full_env = {**os.environ, **env}
     full_env["PYTHONPATH"] = str(ROOT) + (os.pathsep + full_env["PYTHONPATH"] if full_env.get("PYTHONPATH")
                                           else "")
     out = open(log_path, "ab") if log_path else None  # noqa: SIM115 - handed to the child
-    return subprocess.Popen(argv, cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT if out else None)
+    return subprocess.Popen(argv, cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT if out else None,
+                            start_new_session=new_session)
 
 
 def stop(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:

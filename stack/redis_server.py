@@ -25,8 +25,11 @@ def redis_executable() -> str:
 
 
 class RedisServer:
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    def __init__(self, data_dir: Path, port: int | None = None, *, new_session: bool = False,
+                 extra_args: list[str] | None = None) -> None:
         self.data_dir = data_dir
+        self.new_session = new_session
+        self.extra_args = extra_args or []
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -38,11 +41,12 @@ class RedisServer:
         return [redis_executable(), "--port", str(self.port), "--bind", "127.0.0.1",
                 "--dir", str(self.data_dir), "--appendonly", "yes", "--appendfsync", "everysec",
                 "--save", "", "--maxmemory-policy", "noeviction", "--protected-mode", "yes",
-                "--logfile", str(self.data_dir / "redis.log")]
+                "--logfile", str(self.data_dir / "redis.log"), *self.extra_args]
 
     def start(self) -> RedisServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(self.argv(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(self.argv(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=self.new_session)
         wait_port("127.0.0.1", self.port, 20)
         return self
 

@@ -5,7 +5,17 @@ from __future__ import annotations
 from celery import Celery
 
 from tasks import names
+from tasks.redis_client import celery_ssl_options, is_sentinel
 from tasks.settings import Settings
+
+
+def broker_transport_options(settings: Settings) -> dict[str, object]:
+    options: dict[str, object] = {"visibility_timeout": settings.visibility_timeout}
+    if is_sentinel(settings.broker):
+        options["master_name"] = settings.redis_sentinel_master
+        if settings.redis_sentinel_password:
+            options["sentinel_kwargs"] = {"password": settings.redis_sentinel_password}
+    return options
 
 
 def create_celery(settings: Settings) -> Celery:
@@ -21,10 +31,12 @@ def create_celery(settings: Settings) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout},
+        broker_transport_options=broker_transport_options(settings),
+        broker_use_ssl=celery_ssl_options(settings) if settings.broker.startswith("rediss://") else None,
         broker_connection_retry_on_startup=True,
         task_default_queue=names.SCANS_QUEUE,
         task_routes={
+            # The API names the queue when it sends (per-profile queues); these are the defaults.
             "scans.*": {"queue": names.SCANS_QUEUE},
             "uploads.*": {"queue": names.UPLOADS_QUEUE},
         },

@@ -14,6 +14,8 @@ from typing import Any
 
 import redis
 
+from tasks import metrics
+
 EVENT_TYPES = frozenset({"phase", "tool_start", "log", "tool_complete", "error", "scan_complete", "upload"})
 STREAM_ID_RE = re.compile(r"^\d{1,20}-\d{1,20}$")
 
@@ -66,6 +68,7 @@ class EventLog:
         payload = encode_event(event_type, fields)
         entry_id = self.redis.xadd(stream_key(test_id), {"e": payload}, id=event_id,
                                    maxlen=self.maxlen, approximate=True)
+        metrics.EVENTS_APPENDED.labels(type=event_type).inc()  # ops: metrics hook
         return str(entry_id)
 
     def append_many(self, test_id: str, events: list[tuple[str, dict[str, Any]]]) -> list[str]:
@@ -74,7 +77,10 @@ class EventLog:
         for event_type, fields in events:
             pipe.xadd(stream_key(test_id), {"e": encode_event(event_type, fields)},
                       maxlen=self.maxlen, approximate=True)
-        return [str(i) for i in pipe.execute()]
+        ids = [str(i) for i in pipe.execute()]
+        for event_type, _ in events:  # ops: metrics hook
+            metrics.EVENTS_APPENDED.labels(type=event_type).inc()
+        return ids
 
     def next_id(self, test_id: str) -> str:
         """An id above every entry so far, to name an event before it is appended.

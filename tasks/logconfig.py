@@ -26,6 +26,11 @@ class ContextFilter(logging.Filter):
         return True
 
 
+# Attributes every LogRecord has; anything else was passed with ``extra=`` and is logged as a field.
+_RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message", "asctime", "test_id", "task_id", "request_id", "taskName"}
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         body: dict[str, Any] = {
@@ -38,6 +43,9 @@ class JsonFormatter(logging.Formatter):
             value = getattr(record, key, None)
             if value:
                 body[key] = value
+        for key, value in record.__dict__.items():
+            if key not in _RESERVED and not key.startswith("_"):
+                body[key] = value if isinstance(value, str | int | float | bool) or value is None else str(value)
         if record.exc_info:
             body["exc"] = self.formatException(record.exc_info)
         return json.dumps(body, separators=(",", ":"))
@@ -68,3 +76,33 @@ def configure_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
+    # Python warnings become log records too, so JSON mode writes nothing unstructured.
+    logging.captureWarnings(True)
+
+
+def bind_celery_task_context() -> None:
+    """Put the running task's id (and the scan's ``test_id``) on every log record it causes.
+
+    Connected to Celery's ``task_prerun``/``task_postrun`` signals in the worker; ``scans.run``
+    takes the scan's id as its only argument, and its task id is that same id.
+    """
+    from celery.signals import task_postrun, task_prerun
+
+    tokens: dict[str, tuple[contextvars.Token[str | None], contextvars.Token[str | None]]] = {}
+
+    @task_prerun.connect(weak=False)
+    def _bind(task_id: str | None = None, task: Any = None, args: Any = None, kwargs: Any = None,
+              **_: Any) -> None:
+        if not task_id:
+            return
+        test_id = (kwargs or {}).get("test_id")
+        if test_id is None and args and isinstance(args[0], str) and args[0].startswith("test_"):
+            test_id = args[0]
+        tokens[task_id] = (task_id_var.set(task_id), test_id_var.set(test_id))
+
+    @task_postrun.connect(weak=False)
+    def _unbind(task_id: str | None = None, **_: Any) -> None:
+        pair = tokens.pop(task_id or "", None)
+        if pair is not None:
+            task_id_var.reset(pair[0])
+            test_id_var.reset(pair[1])

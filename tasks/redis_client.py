@@ -1,20 +1,109 @@
-"""Redis connections built from settings; nothing connects until a command is sent."""
+"""Redis connections built from settings; nothing connects until a command is sent.
+
+Three kinds of URL are accepted, for state, streams and the broker alike:
+
+* ``redis://[:password@]host:port/db`` and ``unix:///path/to/socket?db=0``;
+* ``rediss://[user:password@]host:port/db``: TLS, checked against ``REDIS_TLS_CA_FILE`` (or the
+  system's CAs), with an optional client certificate;
+* ``sentinel://[:password@]host:26379/db;sentinel://host2:26379/db``: Sentinels that name the
+  master of ``REDIS_SENTINEL_MASTER``. The password is the master's; the Sentinels' own is
+  ``REDIS_SENTINEL_PASSWORD``. Clients follow a failover: a connection that fails asks the
+  Sentinels again for the current master. The format is Kombu's, so the same URL serves as the
+  Celery broker URL.
+"""
 
 from __future__ import annotations
 
+import ssl
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
 import redis
+from redis.sentinel import Sentinel
+
+from tasks.settings import Settings
 
 # Blocking stream reads wait at most ws_block_ms (< 4 s); keep the socket timeout above that so a
 # quiet stream never raises TimeoutError (redis-py 8 defaults to 5 s).
 SOCKET_TIMEOUT = 10.0
 
 
-def connect(url: str, *, max_connections: int = 2000) -> redis.Redis:
-    return redis.Redis.from_url(
-        url,
-        decode_responses=True,
-        socket_timeout=SOCKET_TIMEOUT,
-        socket_connect_timeout=5.0,
-        health_check_interval=30,
-        max_connections=max_connections,
-    )
+@dataclass(frozen=True)
+class SentinelURL:
+    hosts: list[tuple[str, int]]
+    password: str | None
+    username: str | None
+    db: int
+
+
+def is_sentinel(url: str) -> bool:
+    return url.startswith("sentinel://")
+
+
+def parse_sentinel_url(url: str) -> SentinelURL:
+    """Parse Kombu's ``sentinel://`` form: one URL per Sentinel, joined with ``;``."""
+    hosts: list[tuple[str, int]] = []
+    password = username = None
+    db = 0
+    for part in filter(None, (p.strip() for p in url.split(";"))):
+        parsed = urlsplit(part)
+        if parsed.scheme != "sentinel" or not parsed.hostname:
+            raise ValueError(f"not a sentinel URL: {part.split('@')[-1]!r}")
+        hosts.append((parsed.hostname, parsed.port or 26379))
+        if parsed.password:
+            password = unquote(parsed.password)
+            username = unquote(parsed.username) if parsed.username else None
+        path = parsed.path.strip("/")
+        if path:
+            db = int(path)
+    if not hosts:
+        raise ValueError("a sentinel URL names no host")
+    return SentinelURL(hosts, password, username, db)
+
+
+def tls_options(settings: Settings | None) -> dict[str, Any]:
+    """redis-py keyword arguments for a ``rediss://`` connection."""
+    options: dict[str, Any] = {"ssl_cert_reqs": "required"}
+    if settings is None:
+        return options
+    options["ssl_check_hostname"] = settings.redis_tls_check_hostname
+    if settings.redis_tls_ca_file:
+        options["ssl_ca_certs"] = settings.redis_tls_ca_file
+    if settings.redis_tls_cert_file:
+        options["ssl_certfile"] = settings.redis_tls_cert_file
+        options["ssl_keyfile"] = settings.redis_tls_key_file or None
+    return options
+
+
+def celery_ssl_options(settings: Settings) -> dict[str, Any]:
+    """The same TLS options in the form Celery's ``broker_use_ssl`` takes."""
+    options: dict[str, Any] = {"ssl_cert_reqs": ssl.CERT_REQUIRED,
+                               "ssl_check_hostname": settings.redis_tls_check_hostname}
+    if settings.redis_tls_ca_file:
+        options["ssl_ca_certs"] = settings.redis_tls_ca_file
+    if settings.redis_tls_cert_file:
+        options["ssl_certfile"] = settings.redis_tls_cert_file
+        options["ssl_keyfile"] = settings.redis_tls_key_file or None
+    return options
+
+
+def connect(url: str, *, settings: Settings | None = None, max_connections: int = 2000) -> redis.Redis:
+    common: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_timeout": SOCKET_TIMEOUT,
+        "socket_connect_timeout": 5.0,
+        "health_check_interval": 30,
+    }
+    if is_sentinel(url):
+        if settings is None or not settings.redis_sentinel_master:
+            raise ValueError("a sentinel:// URL needs REDIS_SENTINEL_MASTER")
+        parsed = parse_sentinel_url(url)
+        sentinel_kwargs: dict[str, Any] = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0}
+        if settings.redis_sentinel_password:
+            sentinel_kwargs["password"] = settings.redis_sentinel_password
+        sentinel = Sentinel(parsed.hosts, sentinel_kwargs=sentinel_kwargs, password=parsed.password,
+                            username=parsed.username, db=parsed.db, max_connections=max_connections, **common)
+        return sentinel.master_for(settings.redis_sentinel_master, redis_class=redis.Redis)
+    extra = tls_options(settings) if url.startswith("rediss://") else {}
+    return redis.Redis.from_url(url, max_connections=max_connections, **common, **extra)

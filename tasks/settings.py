@@ -45,7 +45,7 @@ def _path(raw: str) -> str:
 @dataclass(frozen=True)
 class Settings:
     redis_url: str = field(default="redis://127.0.0.1:6379/0", metadata={
-        "doc": "Redis for scan state and event streams (redis://, rediss:// or unix://). "
+        "doc": "Redis for scan state and event streams (redis://, rediss://, unix:// or sentinel://). "
                "`make run` starts an embedded Redis when this is unset."})
     broker_url: str = field(default="", metadata={
         "doc": "Celery broker URL; empty means the same as REDIS_URL."})
@@ -157,6 +157,35 @@ class Settings:
     manifest_oci_password: str = field(default="", repr=False, metadata={
         "doc": "Password or token for MANIFEST_OCI_USERNAME."})
 
+    # -- Operations: Redis in production, queues, metrics, replicas --------------------------
+    redis_sentinel_master: str = field(default="", metadata={
+        "doc": "Sentinel service name of the Redis master; required when REDIS_URL or BROKER_URL is a "
+               "`sentinel://` URL (`sentinel://:PASSWORD@HOST:26379/0;sentinel://:PASSWORD@HOST2:26379/0`, "
+               "the password being the Redis master's)."})
+    redis_sentinel_password: str = field(default="", metadata={
+        "doc": "Password of the Sentinels themselves (`requirepass` in sentinel.conf); empty when they "
+               "need none."})
+    redis_tls_ca_file: str = field(default="", metadata={
+        "doc": "CA bundle that signs the Redis server certificate, for `rediss://` URLs; empty means the "
+               "system's CAs."})
+    redis_tls_cert_file: str = field(default="", metadata={
+        "doc": "Client certificate for Redis TLS, when the server asks for one (`tls-auth-clients yes`)."})
+    redis_tls_key_file: str = field(default="", metadata={
+        "doc": "Private key of REDIS_TLS_CERT_FILE."})
+    redis_tls_check_hostname: bool = field(default=True, metadata={
+        "doc": "Check that the Redis server certificate names the host in the URL.", "parse": _bool})
+    scan_queue_per_profile: bool = field(default=False, metadata={
+        "doc": "Send each scan to the queue `scans.<profile>` instead of `scans`, so pools can be "
+               "dedicated to profiles (start workers with `--queues scans.thorough`).", "parse": _bool})
+    replica_id: str = field(default="", metadata={
+        "doc": "Name of this API replica, sent in the `X-Certus-Replica` response header; empty means "
+               "the host name and process id."})
+    worker_metrics_port: int = field(default=0, metadata={
+        "doc": "Port on which a Celery worker serves `/metrics` (0: none). Metrics are shared between a "
+               "process's children through PROMETHEUS_MULTIPROC_DIR."})
+    worker_metrics_bind: str = field(default="127.0.0.1", metadata={
+        "doc": "Address the worker's `/metrics` listens on (`0.0.0.0` in a container)."})
+
     @property
     def broker(self) -> str:
         return self.broker_url or self.redis_url
@@ -212,6 +241,9 @@ class Settings:
             raise SettingsError("MANIFEST_VERIFICATION_REQUIRED needs MANIFEST_VERIFICATION_KEY_REF")
         if self.manifest_max_bytes < 1 or self.manifest_fetch_timeout < 1:
             raise SettingsError("MANIFEST_MAX_BYTES and MANIFEST_FETCH_TIMEOUT must be positive")
+        for url in (self.redis_url, self.broker):
+            if url.startswith("sentinel://") and not self.redis_sentinel_master:
+                raise SettingsError("REDIS_SENTINEL_MASTER is required with a sentinel:// URL")
 
 
 def markdown_table() -> str:

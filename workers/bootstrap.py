@@ -6,12 +6,15 @@ Reads settings once, builds the Celery app, registers the thin tasks and attache
 from __future__ import annotations
 
 import logging
+import os
+from typing import Any
 
 from celery import Celery
+from celery.signals import worker_process_shutdown, worker_ready
 
-from tasks import scan_tasks
+from tasks import metrics, scan_tasks
 from tasks.celery_app import create_celery
-from tasks.logconfig import configure_logging
+from tasks.logconfig import bind_celery_task_context, configure_logging
 from tasks.redis_client import connect
 from tasks.settings import Settings
 from workers import presence
@@ -23,11 +26,33 @@ log = logging.getLogger(__name__)
 def create_worker_app(settings: Settings | None = None) -> Celery:
     settings = settings or Settings.from_env()
     configure_logging(settings)
+    bind_celery_task_context()
     app = create_celery(settings)
     scan_tasks.register(app)
-    app.certus_engine = ScanEngine(settings, connect(settings.redis_url))  # type: ignore[attr-defined,unused-ignore]
+    app.certus_engine = ScanEngine(  # type: ignore[attr-defined,unused-ignore]
+        settings, connect(settings.redis_url, settings=settings))
     presence.install()
+    worker_ready.connect(_serve_metrics, weak=False)
     return app
+
+
+def _serve_metrics(sender: Any = None, **_: Any) -> None:
+    """``/metrics`` of this worker and its pool processes, served by the main process."""
+    settings = sender.app.certus_engine.settings
+    if not settings.worker_metrics_port:
+        return
+    if not metrics.multiprocess_dir():
+        log.warning("WORKER_METRICS_PORT is set but PROMETHEUS_MULTIPROC_DIR is not: "
+                    "the pool processes' metrics will be missing")
+    from prometheus_client import start_http_server
+
+    start_http_server(settings.worker_metrics_port, settings.worker_metrics_bind, registry=metrics.registry())
+    log.info("worker metrics on http://%s:%d/metrics", settings.worker_metrics_bind, settings.worker_metrics_port)
+
+
+@worker_process_shutdown.connect
+def _on_child_exit(**_: Any) -> None:
+    metrics.mark_process_dead(os.getpid())
 
 
 celery_app = create_worker_app()

@@ -16,6 +16,7 @@ import redis
 from celery.exceptions import SoftTimeLimitExceeded
 
 from tasks import manifest as manifests
+from tasks import metrics
 from tasks.clock import utcnow_iso
 from tasks.events import EventLog, encode_event, stream_key
 from tasks.logconfig import test_id_var
@@ -93,6 +94,7 @@ class ScanEngine:
                 log.info("scan %s already %s; delivery ignored", test_id, record["status"])
                 return
             job = ScanJob(self, record)
+            job.worker = (delivery or {}).get("hostname")
             lease = Lease(self.redis, test_id, self.settings.lease_seconds, on_beat=job.on_heartbeat)
             if not lease.acquire():
                 log.info("scan %s is held by another worker; delivery ignored", test_id)
@@ -131,6 +133,7 @@ class ScanJob:
         self.tools: ToolRunReport | None = None
         self.started_at = utcnow_iso()
         self.started_mono = time.monotonic()
+        self.worker: str | None = None  # the Celery hostname that runs this attempt
 
     # -- lifecycle ---------------------------------------------------------------------------
     def on_heartbeat(self) -> None:
@@ -170,10 +173,12 @@ class ScanJob:
             self.cancel.set()
         moved = self.store.transition(self.test_id, RUNNING, allowed_from=[QUEUED, RUNNING],
                                       started_at=self.started_at, attempt=attempt, phases=[],
-                                      errors=[], warnings=[], heartbeat_at=utcnow_iso())
+                                      errors=[], warnings=[], heartbeat_at=utcnow_iso(),
+                                      worker=self.worker)
         if not moved.ok:
             log.info("scan %s is %s; not starting", self.test_id, moved.previous)
             return
+        metrics.SCANS_STARTED.labels(profile=metrics.profile_label(self.record["profile"])).inc()  # ops: metrics hook
         if restarted:
             self.emitter.phase("restarted", f"the previous attempt stopped without finishing; "
                                             f"starting again cleanly (attempt {attempt})", attempt=attempt)
@@ -217,6 +222,7 @@ class ScanJob:
         phase["status"] = status
         phase["finished_at"] = utcnow_iso()
         phase["duration_s"] = round(time.monotonic() - phase["_t0"], 3)
+        metrics.PHASE_DURATION.labels(phase=phase["name"], status=status).observe(phase["duration_s"])  # ops
         self.store.update(self.test_id, phases=self._public_phases())
 
     def _public_phases(self) -> list[dict[str, Any]]:
@@ -334,6 +340,10 @@ class ScanJob:
         if not done.ok:
             log.warning("scan %s could not be finished: it is %s", self.test_id, done.previous)
         self.engine.events.expire(self.test_id)
+        if done.ok:  # ops: metrics hook
+            profile = metrics.profile_label(self.record["profile"])
+            metrics.SCANS_FINISHED.labels(status=status, profile=profile).inc()
+            metrics.SCAN_DURATION.labels(status=status, profile=profile).observe(time.monotonic() - self.started_mono)
         log.info("scan %s finished %s", self.test_id, status)
 
     def _scan_json(self, status: str, completed_at: str, summary: dict[str, Any],

@@ -9,7 +9,7 @@ from typing import Any
 from celery import Celery
 
 from app.errors import APIError, not_found
-from tasks import archives, names
+from tasks import archives, metrics, names
 from tasks import manifest as manifests
 from tasks.clock import utcnow_iso
 from tasks.events import EventLog, encode_event, stream_key
@@ -103,13 +103,15 @@ class ScanService:
         first = encode_event("phase", {"phase": "queued", "message": "scan accepted and queued"})
         self.store.create(record, event=StreamAppend(stream_key(test_id), "*", first, self.settings.stream_maxlen))
         try:
-            self.celery.send_task(names.SCAN_RUN, args=[test_id], task_id=test_id, queue=names.SCANS_QUEUE)
+            self.celery.send_task(names.SCAN_RUN, args=[test_id], task_id=test_id,
+                                  queue=names.scan_queue(record["profile"], self.settings.scan_queue_per_profile))
         except Exception as exc:
             log.error("enqueue failed for %s: %s", test_id, exc.__class__.__name__)
             self.store.delete(test_id, record["workspace_id"])
             self.events.redis.delete(stream_key(test_id))
             raise APIError(503, "queue_unavailable", "the scan could not be queued; nothing was kept",
                            headers={"Retry-After": "5"}) from exc
+        metrics.SCANS_SUBMITTED.labels(profile=metrics.profile_label(record["profile"])).inc()  # ops: metrics hook
         return {k: record[k] for k in ("test_id", "workspace_id", "component_id", "assessment_id", "status",
                                        "profile", "manifest_digest", "stream_url", "status_url")}
 

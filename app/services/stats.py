@@ -14,7 +14,7 @@ from typing import Any
 
 import redis
 
-from tasks import names
+from tasks import metrics, names
 from tasks.store import UPLOAD_STATUSES, ScanStore
 
 ACTIVE_STREAMS_KEY = "ca:ws:active"
@@ -42,19 +42,30 @@ class Presence:
         with self._lock:
             self._count += 1
         self._publish()
+        metrics.WS_STREAMS_OPENED.inc()  # ops: metrics hooks
+        metrics.WS_STREAMS_ACTIVE.inc()
         try:
             yield
         finally:
+            metrics.WS_STREAMS_ACTIVE.dec()
             with self._lock:
                 self._count -= 1
             self._publish()
 
 
 class Stats:
-    def __init__(self, client: redis.Redis, store: ScanStore, broker: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, store: ScanStore, broker: redis.Redis,
+                 queues: list[str] | None = None) -> None:
         self.redis = client
         self.store = store
         self.broker = broker
+        self.queues = queues or [names.SCANS_QUEUE, names.UPLOADS_QUEUE]
+
+    def queue_depth(self) -> dict[str, int]:
+        pipe = self.broker.pipeline(transaction=False)
+        for queue in self.queues:
+            pipe.llen(queue)
+        return {q: int(n) for q, n in zip(self.queues, pipe.execute(), strict=True)}
 
     def _fresh_sum(self, key: str) -> tuple[int, int]:
         now = time.time()
@@ -80,6 +91,6 @@ class Stats:
             "scans": self.store.counts_by_status(),
             "uploads": uploads,
             "active_streams": active,
-            "queue_depth": {q: int(self.broker.llen(q)) for q in (names.SCANS_QUEUE, names.UPLOADS_QUEUE)},
+            "queue_depth": self.queue_depth(),
             "workers_online": len(online),
         }

@@ -14,6 +14,8 @@ class StreamResult:
     events: list[dict[str, Any]] = field(default_factory=list)
     close_code: int | None = None
     close_reason: str = ""
+    # The handshake's response headers (lower-case names), e.g. which replica served the stream.
+    headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def types(self) -> list[str]:
@@ -22,7 +24,7 @@ class StreamResult:
 
 def read_stream(url: str, timeout: float = 60.0, headers: list[str] | None = None) -> StreamResult:
     ws = websocket.create_connection(url, timeout=timeout, header=headers or [])
-    result = StreamResult()
+    result = StreamResult(headers={k.lower(): v for k, v in (ws.getheaders() or {}).items()})
     try:
         while True:
             opcode, frame = ws.recv_data_frame(True)

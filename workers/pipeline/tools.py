@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tasks import metrics
 from tasks.settings import Settings
 from workers import sarif, toolrun
 from workers.bundle import Bundle
@@ -88,6 +89,7 @@ def run_tools(selection: Selection, source: Path, scratch: Path, bundle: Bundle,
                              max_lines=settings.tool_output_max_lines,
                              env=toolrun.scrubbed_env(home=str(home)), should_stop=should_stop)
         report.durations[scanner.id] = result.duration_s
+        metrics.TOOL_DURATION.labels(tool=scanner.id).observe(result.duration_s)  # ops: metrics hook
         findings: list[Finding] = []
         if result.cancelled:
             report.errors[scanner.id] = "stopped"
@@ -108,6 +110,9 @@ def run_tools(selection: Selection, source: Path, scratch: Path, bundle: Bundle,
             except ToolFailed as exc:
                 report.errors[scanner.id] = str(exc)
                 emitter.error("tool_failed", str(exc), tool=scanner.id)
+        if scanner.id in report.errors:  # ops: metrics hook
+            reason = "timeout" if result.timed_out else "stopped" if result.cancelled else "failed"
+            metrics.TOOL_FAILURES.labels(tool=scanner.id, reason=reason).inc()
         emitter.emit("tool_complete", tool=scanner.id, exit_code=result.exit_code, findings=len(findings),
                      duration_s=result.duration_s)
 
@@ -119,6 +124,7 @@ def run_tools(selection: Selection, source: Path, scratch: Path, bundle: Bundle,
                 log.error("tool runner crashed: %s", exc.__class__.__name__, exc_info=exc)
     for (scanner, _), future in zip(runnable, futures, strict=True):
         if future.exception() is not None:
+            metrics.TOOL_FAILURES.labels(tool=scanner.id, reason="crashed").inc()  # ops: metrics hook
             report.errors.setdefault(scanner.id, "the tool runner crashed")
     return report
 

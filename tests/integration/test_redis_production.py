@@ -1,0 +1,186 @@
+"""Redis as production runs it: TLS (`rediss://`) with a password, and Sentinel with passwords on
+both the master and the Sentinels. A real redis-server on loopback; a scan runs end to end through
+the API, the broker and the stream over each."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from stack.ports import free_port, wait_port
+from stack.redis_server import RedisServer
+from tasks.redis_client import connect
+from tasks.settings import Settings
+from tests.support.service import Service, base_env
+from tests.support.tlscerts import make_tls_files
+from tests.support.ws import read_stream
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+PASSWORD = "redis-test-password"
+SENTINEL_PASSWORD = "sentinel-test-password"
+
+
+def _system_redis() -> str:
+    path = shutil.which("redis-server")
+    if not path:
+        pytest.fail("redis-server is not installed: run scripts/system-deps.sh")
+    return path
+
+
+def _scan_end_to_end(tmp_path: Path, env: dict[str, str], repo_url: str) -> None:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    svc = Service(env=env, workdir=tmp_path)
+    try:
+        svc.start_worker("w", queues="scans,uploads", concurrency=1)
+        svc.start_api()
+        svc.wait_workers(1, timeout=120)
+        resp = svc.submit(git_url=repo_url, profile="smoke")
+        assert resp.status_code == 202, resp.text
+        stream = read_stream(svc.ws_url(resp.json()["stream_url"]), timeout=300, headers=svc.ws_headers)
+        assert stream.close_code == 1000 and stream.types[-1] == "scan_complete"
+        assert stream.events[-1]["status"] == "SUCCEEDED"
+        assert svc.http.get(svc.url("/ready"), timeout=10).status_code == 200
+    finally:
+        svc.stop()
+
+
+@pytest.fixture()
+def tls_redis(tmp_path):
+    tls = make_tls_files(tmp_path / "tls")
+    port = free_port()
+    server = RedisServer(tmp_path / "redis-tls", port=free_port(), extra_args=[
+        "--port", "0", "--tls-port", str(port), "--tls-cert-file", str(tls.cert), "--tls-key-file", str(tls.key),
+        "--tls-ca-cert-file", str(tls.ca), "--tls-auth-clients", "optional", "--requirepass", PASSWORD])
+    server.data_dir.mkdir(parents=True, exist_ok=True)
+    server.proc = subprocess.Popen(server.argv(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port("127.0.0.1", port, 20)
+    try:
+        yield port, tls
+    finally:
+        server.stop()
+
+
+def test_tls_redis_with_a_password(tmp_path, tls_redis, vulnerable_repo):
+    _system_redis()
+    port, tls = tls_redis
+    url = f"rediss://:{PASSWORD}@127.0.0.1:{port}/0"
+    settings = Settings(redis_url=url, redis_tls_ca_file=str(tls.ca))
+    client = connect(url, settings=settings)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            assert client.ping()
+            break
+        except redis.ConnectionError:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    # Fail closed: a certificate from an unknown CA, or a wrong password, is refused.
+    other = make_tls_files(tmp_path / "other")
+    with pytest.raises(redis.ConnectionError):
+        connect(url, settings=Settings(redis_url=url, redis_tls_ca_file=str(other.ca))).ping()
+    with pytest.raises(redis.AuthenticationError):
+        connect(url.replace(PASSWORD, "wrong"), settings=settings).ping()
+    env = base_env(tmp_path, url, CERTUS_ASSURANCE_REDIS_TLS_CA_FILE=str(tls.ca))
+    _scan_end_to_end(tmp_path / "svc", env, vulnerable_repo["url"])
+
+
+@pytest.fixture()
+def sentinel(tmp_path):
+    _system_redis()
+    master = RedisServer(tmp_path / "master", extra_args=["--requirepass", PASSWORD, "--masterauth", PASSWORD]).start()
+    port = free_port()
+    folder = tmp_path / "sentinel"
+    folder.mkdir()
+    conf = folder / "sentinel.conf"
+    conf.write_text("\n".join([
+        f"port {port}", "bind 127.0.0.1", f"dir {folder}",
+        f"sentinel monitor certus 127.0.0.1 {master.port} 1",
+        f"sentinel auth-pass certus {PASSWORD}",
+        "sentinel down-after-milliseconds certus 5000",
+        f"requirepass {SENTINEL_PASSWORD}", ""]))
+    proc = subprocess.Popen([_system_redis(), str(conf), "--sentinel"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        wait_port("127.0.0.1", port, 20)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        master.stop()
+
+
+def test_sentinel_with_passwords(tmp_path, sentinel, vulnerable_repo):
+    url = f"sentinel://:{PASSWORD}@127.0.0.1:{sentinel}/0"
+    settings = Settings(redis_url=url, redis_sentinel_master="certus", redis_sentinel_password=SENTINEL_PASSWORD)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            assert connect(url, settings=settings).ping()
+            break
+        except redis.RedisError:
+            assert time.monotonic() < deadline, "the Sentinel never named a master"
+            time.sleep(0.5)
+    # Without the Sentinels' password there is no master to be had.
+    bad = Settings(redis_url=url, redis_sentinel_master="certus", redis_sentinel_password="wrong")
+    with pytest.raises(redis.RedisError):
+        connect(url, settings=bad).ping()
+    env = base_env(tmp_path, url, CERTUS_ASSURANCE_REDIS_SENTINEL_MASTER="certus",
+                   CERTUS_ASSURANCE_REDIS_SENTINEL_PASSWORD=SENTINEL_PASSWORD)
+    _scan_end_to_end(tmp_path / "svc", env, vulnerable_repo["url"])
+
+
+def test_clients_follow_a_sentinel_failover(tmp_path):
+    redis_server = _system_redis()
+    auth = ["--requirepass", PASSWORD, "--masterauth", PASSWORD]
+    master = RedisServer(tmp_path / "m", extra_args=auth).start()
+    replica = RedisServer(tmp_path / "r", extra_args=[*auth, "--replicaof", "127.0.0.1", str(master.port)]).start()
+    port = free_port()
+    folder = tmp_path / "s"
+    folder.mkdir()
+    conf = folder / "sentinel.conf"
+    conf.write_text("\n".join([
+        f"port {port}", "bind 127.0.0.1", f"dir {folder}",
+        f"sentinel monitor certus 127.0.0.1 {master.port} 1",
+        f"sentinel auth-pass certus {PASSWORD}",
+        "sentinel down-after-milliseconds certus 1000",
+        "sentinel failover-timeout certus 10000", ""]))
+    proc = subprocess.Popen([redis_server, str(conf), "--sentinel"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        wait_port("127.0.0.1", port, 20)
+        url = f"sentinel://:{PASSWORD}@127.0.0.1:{port}/0"
+        client = connect(url, settings=Settings(redis_url=url, redis_sentinel_master="certus"))
+        sentinel_client = redis.Redis(port=port, decode_responses=True)
+        # Wait until the Sentinel knows the replica (it learns it from the master's INFO).
+        deadline = time.monotonic() + 60
+        while int(sentinel_client.sentinel_master("certus").get("num-slaves", 0)) < 1:
+            assert time.monotonic() < deadline, "the Sentinel never saw the replica"
+            time.sleep(0.5)
+        replica_client = redis.Redis(port=replica.port, password=PASSWORD, decode_responses=True)
+        while replica_client.info("replication").get("master_link_status") != "up":
+            assert time.monotonic() < deadline, "the replica never finished its first sync"
+            time.sleep(0.5)
+        client.set("ca:failover", "before")
+        assert client.wait(1, 30000) == 1  # replicated before the master goes away
+        master.stop()
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                client.set("ca:failover:after", "written")  # only a master accepts writes
+                break
+            except redis.RedisError:
+                assert time.monotonic() < deadline, "the client never reached the promoted replica"
+                time.sleep(0.5)
+        assert client.get("ca:failover") == "before"
+        host, new_port = sentinel_client.sentinel_get_master_addr_by_name("certus")
+        assert int(new_port) == replica.port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        replica.stop()
+        master.stop()
