@@ -38,7 +38,7 @@ from workers.pipeline.policy import evaluate
 from workers.pipeline.tools import ToolRunReport, run_tools, select_tools
 from workers.redact import Redactor
 from workers.scanners.base import Scanner
-from workers.scanners.registry import all_scanners
+from workers.scanners.registry import all_scanners, needs_history
 from workers.sources import git
 from workers.sources.errors import SourceError
 
@@ -200,7 +200,8 @@ class ScanJob:
         if rec["source_type"] != "git":
             raise SourceError("source_type_unsupported", f"source type {rec['source_type']} is not supported")
         self.checkout = git.fetch(self.settings, rec["git_url"], src, branch=rec.get("branch"),
-                                  commit=rec.get("commit"), should_stop=self.should_stop)
+                                  commit=rec.get("commit"), full_history=self._wants_history(),
+                                  should_stop=self.should_stop)
         self.check_stop()
         self.store.update(self.test_id, resolved_commit=self.checkout.commit)
         self._phase_end(phase)
@@ -228,6 +229,16 @@ class ScanJob:
         for tool, reason in self.tools.skipped.items():
             self.warnings.append({"code": "tool_skipped", "message": f"{tool}: {reason}"})
         self._phase_end(phase, "failed" if self.tools.errors else "succeeded")
+
+    def _wants_history(self) -> bool:
+        """Whether a selected scanner reads earlier commits, so the clone must not be shallow.
+        Built-in profiles and inline manifests are known before the clone; when the profile
+        cannot be resolved yet, the manifest phase reports why and the tip is enough."""
+        try:
+            tools = resolve_manifest(self.record, self.settings).tools
+        except manifests.ManifestInvalid:
+            return False
+        return any(needs_history(s) for s in (self.engine.scanners.get(t) for t in tools) if s is not None)
 
     # -- finishing ---------------------------------------------------------------------------
     def _summary(self) -> dict[str, Any]:

@@ -56,13 +56,14 @@ def _size(path: Path) -> int:
 
 
 def clone(url: str, dest: Path, branch: str | None, commit: str | None, *, max_files: int,
-          max_bytes: int) -> dict[str, Any]:
+          max_bytes: int, full_history: bool = False) -> dict[str, Any]:
     err = io.BytesIO()
     source = url if url.startswith("/") or urlsplit(url).scheme != "file" else urlsplit(url).path
     try:
-        # Only the branch tip is needed when no commit is pinned: fetch it shallowly.
+        # Only the branch tip is needed when no commit is pinned and no scanner reads the
+        # history: fetch it shallowly.
         repo = porcelain.clone(_with_credentials(source), str(dest), checkout=False, errstream=err,
-                               branch=branch, depth=None if commit else 1)
+                               branch=branch, depth=None if commit or full_history else 1)
     except (NotGitRepository, HangupException) as exc:
         raise CloneError("repository_not_found", "the repository does not exist or cannot be read") from exc
     except GitProtocolError as exc:
@@ -137,10 +138,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--commit")
     parser.add_argument("--max-files", type=int, default=200_000)
     parser.add_argument("--max-bytes", type=int, default=2 * 1024**3)
+    parser.add_argument("--full-history", action="store_true")
     args = parser.parse_args(argv)
     try:
         out = clone(args.url, Path(args.dest), args.branch, args.commit, max_files=args.max_files,
-                    max_bytes=args.max_bytes)
+                    max_bytes=args.max_bytes, full_history=args.full_history)
     except CloneError as exc:
         out = {"error": exc.code, "message": str(exc)}
     except Exception as exc:  # noqa: BLE001 - report, never print a trace with a URL in it
