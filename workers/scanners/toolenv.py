@@ -83,7 +83,7 @@ def source_line(root: Path, rel: str | None, line: int | None, limit: int = 400)
     return None
 
 
-_QUOTED = re.compile(r"""(?P<prefix>\b[rbuRBUfF]{0,2})(?P<q>'''|\"\"\"|'|")(?P<body>.*?)(?P=q)""")
+_QUOTED = re.compile(r"""(?P<prefix>[rbuRBUfF]{0,2})(?P<q>'''|\"\"\"|'|")(?P<body>.*?)(?P=q)""")
 
 
 def mask_literals(text: str | None) -> str | None:
