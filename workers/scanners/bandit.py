@@ -46,13 +46,15 @@ class Bandit:
             path = str(item.get("filename", "")).removeprefix("./")
             line_range = item.get("line_range") or [item.get("line_number")]
             snippet = _code_line(item.get("code", ""), item.get("line_number"))
+            message = str(item.get("issue_text", ""))
             if item.get("test_id") in _CREDENTIAL_TESTS:
-                snippet = mask_literals(snippet)
+                # bandit quotes the password in its message too
+                snippet, message = mask_literals(snippet), mask_literals(message) or ""
             findings.append(Finding(
                 tool=self.id,
                 rule_id=item.get("test_id", "B000"),
                 rule_name=item.get("test_name"),
-                message=item.get("issue_text", ""),
+                message=message,
                 severity=_SEVERITY.get(str(item.get("issue_severity", "")).upper(), "info"),
                 path=path or None,
                 line=item.get("line_number"),
