@@ -193,3 +193,11 @@ def test_builtin_profiles_name_the_sast_tools_that_exist() -> None:
     assert ours <= thorough
     for profile in BUILTIN_PROFILES.values():
         assert {t for t in profile.tools if t in ours} <= set(registered)
+
+
+def test_versions_come_from_the_installed_tools() -> None:
+    import re
+
+    for scanner in (RuffSecurity(), Semgrep(), DetectSecrets(), DetectSecretsHistory()):
+        _installed(scanner)
+        assert re.fullmatch(r"\d+\.\d+(\.\d+)?", scanner.version()), scanner.id

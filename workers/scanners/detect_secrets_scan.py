@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from workers.scanners.base import Finding, ToolContext, ToolFailed, ToolOutput
-from workers.scanners.toolenv import cli_version, executable, interpreter_of
+from workers.scanners.toolenv import dist_version, executable, interpreter_of
 from workers.toolrun import ProcessResult
 
 RUNNER = Path(__file__).resolve().parent / "secrets_runner.py"
@@ -78,7 +78,7 @@ class _DetectSecretsBase:
 
     def version(self) -> str:
         exe = executable("detect-secrets")
-        return cli_version(exe) if exe else "unknown"
+        return dist_version(exe, "detect-secrets") if exe else "unknown"
 
     def command(self, ctx: ToolContext) -> list[str]:
         python = self._python() or sys.executable
@@ -112,7 +112,7 @@ class _DetectSecretsBase:
                 rule_name=kind,
                 message=f"{kind} found{where}; revoke it and remove it from the repository",
                 severity=severity(kind),
-                path=str(item.get("path")) or None,
+                path=str(item["path"]) if item.get("path") else None,
                 line=item.get("line"),
                 # Never the raw line: the runner already masked the value, or gave nothing.
                 snippet=item.get("snippet") or f"[{kind} redacted]",

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from workers.scanners.base import Finding, ToolContext, ToolFailed, ToolOutput
-from workers.scanners.toolenv import cli_version, executable, mask_literals, relative_path, source_line
+from workers.scanners.toolenv import dist_version, executable, mask_literals, relative_path, source_line
 from workers.toolrun import ProcessResult
 
 RULES_DIR = Path(__file__).resolve().parent / "rules" / "semgrep"
@@ -37,7 +37,7 @@ class Semgrep:
 
     def version(self) -> str:
         exe = executable("semgrep")
-        return cli_version(exe) if exe else "unknown"
+        return dist_version(exe, "semgrep") if exe else "unknown"
 
     def command(self, ctx: ToolContext) -> list[str]:
         argv = [executable("semgrep") or "semgrep", "scan", "--metrics=off", "--disable-version-check",

@@ -35,6 +35,23 @@ def cli_version(exe: str, *args: str) -> str:
     return match.group(0) if match else "unknown"
 
 
+@functools.lru_cache(maxsize=32)
+def dist_version(exe: str, dist: str) -> str:
+    """The installed version of package ``dist`` in the environment of console script ``exe``,
+    read from its metadata: no tool code runs (``semgrep --version`` alone would try the network
+    for a version check and wait out its timeouts when there is none)."""
+    python = interpreter_of(exe)
+    if not python or not Path(python).exists():
+        return "unknown"
+    code = "import importlib.metadata as m, sys; print(m.version(sys.argv[1]))"
+    try:
+        out = subprocess.run([python, "-I", "-c", code, dist], capture_output=True, text=True, timeout=60,
+                             env=scrubbed_env(), check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
+
+
 def interpreter_of(script: str) -> str | None:
     """The Python a console script runs under (its shebang), to run a helper beside the tool."""
     try:
