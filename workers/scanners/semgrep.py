@@ -41,7 +41,8 @@ class Semgrep:
 
     def command(self, ctx: ToolContext) -> list[str]:
         argv = [executable("semgrep") or "semgrep", "scan", "--metrics=off", "--disable-version-check",
-                "--oss-only", "--no-git-ignore", "--json", "--output", str(ctx.out_dir / "semgrep.json"),
+                "--oss-only", "--no-git-ignore", "--no-rewrite-rule-ids",
+                "--json", "--output", str(ctx.out_dir / "semgrep.json"),
                 "--timeout", "30", "--jobs", "2", "--max-target-bytes", "2000000"]
         for rules in rule_files():
             argv += ["--config", str(rules)]
