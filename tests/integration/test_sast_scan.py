@@ -77,7 +77,7 @@ def test_manifest_profile_runs_sast_and_secrets_tools(service, sast_repo):
         assert not any(secret in text for text in everything), secret
 
 
-def test_light_profile_clones_shallow_and_skips_history(service, sast_repo):
+def test_light_profile_runs_sast_and_secrets_without_semgrep_or_history(service, sast_repo):
     resp = service.submit(git_url=sast_repo["url"], profile="light")
     record = service.wait_done(resp.json()["test_id"], timeout=600)
     assert record["status"] == "SUCCEEDED", record["errors"]
