@@ -153,6 +153,11 @@ def test_detect_secrets_history_notes_a_shallow_clone(history_repo: dict[str, st
     assert any("shallow" in note for note in out.notes)
 
 
+def test_detect_secrets_history_without_a_repository(source: Path, tmp_path: Path) -> None:
+    out = run_scanner(DetectSecretsHistory(), source, tmp_path / "scratch")
+    assert out.findings == [] and any("not a git repository" in note for note in out.notes)
+
+
 def _shifted(source: Path, dest: Path) -> Path:
     shutil.copytree(source, dest)
     for path in dest.rglob("*.py"):

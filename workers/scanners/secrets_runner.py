@@ -94,10 +94,15 @@ def scan_history(source: Path, scratch: Path, max_blobs: int) -> dict[str, Any]:
     """Every file version added or changed in any commit reachable from HEAD is scanned once;
     secrets that the current checkout still holds at the same path are left to the tree scan."""
     from dulwich.diff_tree import tree_changes
+    from dulwich.errors import NotGitRepository
     from dulwich.repo import Repo
 
     notes = []
-    repo = Repo(str(source))
+    try:
+        repo = Repo(str(source))
+    except NotGitRepository:
+        return {"files": 0, "commits": 0, "results": [],
+                "notes": ["the source is not a git repository: there is no history to scan"]}
     if (Path(repo.controldir()) / "shallow").exists():
         notes.append("the clone is shallow: only the commits it holds were scanned")
     head = repo.head()
