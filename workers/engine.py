@@ -20,6 +20,7 @@ from tasks import metrics
 from tasks.clock import utcnow_iso
 from tasks.events import EventLog, encode_event, stream_key
 from tasks.logconfig import test_id_var
+from tasks.profiles import builtin
 from tasks.settings import Settings
 from tasks.store import (
     CANCELLED,
@@ -39,7 +40,7 @@ from workers.pipeline.policy import evaluate
 from workers.pipeline.tools import ToolRunReport, run_tools, select_tools
 from workers.redact import Redactor
 from workers.scanners.base import Scanner
-from workers.scanners.registry import all_scanners
+from workers.scanners.registry import all_scanners, needs_history
 from workers.signing import attestation
 from workers.signing.keys import Signer, SigningKeyError, load_signer
 from workers.sources import git
@@ -235,7 +236,8 @@ class ScanJob:
         phase = self._phase_start("clone", "fetching source", source_type=rec["source_type"])
         src = self.workspace / "src"
         try:
-            self.source = fetch_source(self.settings, rec, src, self.redactor, should_stop=self.should_stop)
+            self.source = fetch_source(self.settings, rec, src, self.redactor, should_stop=self.should_stop,
+                                       full_history=self._wants_history())
         except SourceError as exc:
             if exc.code == "cancelled" or self.should_stop():
                 self.check_stop()  # cancelled or out of time: report that, not a source failure
@@ -279,6 +281,22 @@ class ScanJob:
         for tool, reason in self.tools.skipped.items():
             self.warnings.append({"code": "tool_skipped", "message": f"{tool}: {reason}"})
         self._phase_end(phase, "failed" if self.tools.errors else "succeeded")
+
+    def _wants_history(self) -> bool:
+        """Whether a selected scanner reads earlier commits, so the clone must not be shallow.
+        Built-in profiles and inline manifests are known before the clone. A manifest from a path or
+        URI is read only in the manifest phase (never twice): the built-in profile of that name
+        decides; when the profile cannot be resolved yet, the manifest phase reports why."""
+        tools: tuple[str, ...] | list[str]
+        if self.record.get("manifest_path") or self.record.get("manifest_uri"):
+            base = builtin(self.record["profile"])
+            tools = base.tools if base is not None else ()
+        else:
+            try:
+                tools = resolve_manifest(self.record, self.settings).tools
+            except manifests.ManifestInvalid:
+                return False
+        return any(needs_history(s) for s in (self.engine.scanners.get(t) for t in tools) if s is not None)
 
     # -- finishing ---------------------------------------------------------------------------
     def _summary(self) -> dict[str, Any]:

@@ -101,6 +101,8 @@ def run_tools(selection: Selection, source: Path, scratch: Path, bundle: Bundle,
             try:
                 output = scanner.parse(ctx, result)
                 findings = output.findings
+                for note in output.notes:
+                    _emit_line(emitter, scanner.id, "stderr", f"note: {note}")
                 if output.sarif:
                     bundle.write_json(f"reports/sast/{scanner.id}.sarif.json",
                                       sarif.build(scanner.id, report.versions[scanner.id], findings))

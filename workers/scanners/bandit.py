@@ -6,8 +6,11 @@ import json
 from importlib import metadata
 
 from workers.scanners.base import Finding, ToolContext, ToolFailed, ToolOutput, find_executable
+from workers.scanners.toolenv import mask_literals
 from workers.toolrun import ProcessResult
 
+# Hard-coded password checks: the flagged line holds the secret, so its literals are masked.
+_CREDENTIAL_TESTS = {"B105", "B106", "B107"}
 _SEVERITY = {"HIGH": "high", "MEDIUM": "medium", "LOW": "low", "UNDEFINED": "info"}
 
 
@@ -42,17 +45,22 @@ class Bandit:
         for item in data.get("results", []):
             path = str(item.get("filename", "")).removeprefix("./")
             line_range = item.get("line_range") or [item.get("line_number")]
+            snippet = _code_line(item.get("code", ""), item.get("line_number"))
+            message = str(item.get("issue_text", ""))
+            if item.get("test_id") in _CREDENTIAL_TESTS:
+                # bandit quotes the password in its message too
+                snippet, message = mask_literals(snippet), mask_literals(message) or ""
             findings.append(Finding(
                 tool=self.id,
                 rule_id=item.get("test_id", "B000"),
                 rule_name=item.get("test_name"),
-                message=item.get("issue_text", ""),
+                message=message,
                 severity=_SEVERITY.get(str(item.get("issue_severity", "")).upper(), "info"),
                 path=path or None,
                 line=item.get("line_number"),
                 end_line=max(line_range) if line_range and all(isinstance(x, int) for x in line_range) else None,
                 column=(item.get("col_offset") or 0) + 1,
-                snippet=_code_line(item.get("code", ""), item.get("line_number")),
+                snippet=snippet,
                 help_uri=item.get("more_info"),
                 properties={"confidence": str(item.get("issue_confidence", "")).lower(),
                             "cwe": (item.get("issue_cwe") or {}).get("id")},

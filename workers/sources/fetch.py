@@ -28,10 +28,11 @@ class FetchedSource:
 
 
 def fetch_source(settings: Settings, record: dict[str, Any], dest: Path, redactor: Redactor,
-                 should_stop: Callable[[], bool] | None = None) -> FetchedSource:
+                 should_stop: Callable[[], bool] | None = None, full_history: bool = False) -> FetchedSource:
+    """``full_history``: a git source is cloned with its whole history (a scanner reads it)."""
     kind = record["source_type"]
     if kind == "git":
-        return _git(settings, record, dest, redactor, should_stop)
+        return _git(settings, record, dest, redactor, should_stop, full_history)
     if kind == "directory":
         report = copy_directory(record["directory_path"], dest, settings.allowed_source_roots,
                                 max_files=settings.max_repo_files, max_bytes=settings.max_repo_bytes,
@@ -54,14 +55,15 @@ def fetch_source(settings: Settings, record: dict[str, Any], dest: Path, redacto
 
 
 def _git(settings: Settings, record: dict[str, Any], dest: Path, redactor: Redactor,
-         should_stop: Callable[[], bool] | None) -> FetchedSource:
+         should_stop: Callable[[], bool] | None, full_history: bool) -> FetchedSource:
     url = record["git_url"]
     creds = credentials.for_source(settings, record["workspace_id"], url)
     if creds is not None:
         # Registered before anything runs, so no event, log line or error can carry it.
         redactor.add(creds.token)
     checkout = git.fetch(settings, url, dest, branch=record.get("branch"), commit=record.get("commit"),
-                         credentials=(creds.username, creds.token) if creds else None, should_stop=should_stop)
+                         credentials=(creds.username, creds.token) if creds else None, should_stop=should_stop,
+                         full_history=full_history)
     return FetchedSource("git", tree_hash(dest), commit=checkout.commit, branch=checkout.branch)
 
 

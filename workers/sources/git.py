@@ -22,7 +22,7 @@ class GitCheckout:
 
 
 def fetch(settings: Settings, url: str, dest: Path, *, branch: str | None, commit: str | None,
-          credentials: tuple[str, str] | None = None,
+          credentials: tuple[str, str] | None = None, full_history: bool = False,
           should_stop: toolrun.Callable[[], bool] | None = None) -> GitCheckout:
     try:
         check_url(url, settings.git_allowed_hosts, settings.allow_local_sources)
@@ -36,6 +36,8 @@ def fetch(settings: Settings, url: str, dest: Path, *, branch: str | None, commi
         argv += ["--branch", branch]
     if commit:
         argv += ["--commit", commit]
+    if full_history:
+        argv.append("--full-history")
     extra = {"PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     if credentials:
         extra.update({"CERTUS_GIT_USERNAME": credentials[0], "CERTUS_GIT_PASSWORD": credentials[1]})

@@ -119,12 +119,12 @@ def _size(path: Path) -> int:
 
 
 def clone(url: str, dest: Path, branch: str | None, commit: str | None, *, max_files: int,
-          max_bytes: int, allowed_hosts: list[str] | None = None) -> dict[str, Any]:
+          max_bytes: int, allowed_hosts: list[str] | None = None, full_history: bool = False) -> dict[str, Any]:
     source = url if url.startswith("/") or urlsplit(url).scheme != "file" else urlsplit(url).path
     kwargs = _transport_kwargs(source, allowed_hosts or [])
-    # Only the branch tip is needed when no commit is pinned: ask for it shallowly, and fall back
-    # to a full clone where the server cannot serve a shallow one (dumb HTTP, old servers).
-    depth = None if commit else 1
+    # Only the branch tip is needed when no commit is pinned and no scanner reads the history: ask
+    # for it shallowly, and fall back to a full clone where the server cannot serve a shallow one.
+    depth = None if commit or full_history else 1
     try:
         repo = _clone_once(source, dest, branch, depth, kwargs)
     except _ShallowUnsupported:
@@ -189,10 +189,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-files", type=int, default=200_000)
     parser.add_argument("--max-bytes", type=int, default=2 * 1024**3)
     parser.add_argument("--allowed-host", action="append", default=[])
+    parser.add_argument("--full-history", action="store_true")
     args = parser.parse_args(argv)
     try:
         out = clone(args.url, Path(args.dest), args.branch, args.commit, max_files=args.max_files,
-                    max_bytes=args.max_bytes, allowed_hosts=args.allowed_host)
+                    max_bytes=args.max_bytes, allowed_hosts=args.allowed_host, full_history=args.full_history)
     except CloneError as exc:
         out = {"error": exc.code, "message": str(exc)}
     except Exception as exc:  # noqa: BLE001 - report, never print a trace with a URL in it

@@ -1,0 +1,89 @@
+"""semgrep with the project's own rules (workers/scanners/rules/semgrep/*.yml), fully offline.
+
+Only the rule files kept in this repository are used: never the public registry (its rules'
+licence forbids use in a service), never ``--config auto``, metrics off, no version check.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from workers.scanners.base import Finding, ToolContext, ToolFailed, ToolOutput
+from workers.scanners.toolenv import dist_version, executable, mask_literals, relative_path, source_line
+from workers.toolrun import ProcessResult
+
+RULES_DIR = Path(__file__).resolve().parent / "rules" / "semgrep"
+_SEVERITIES = ("critical", "high", "medium", "low", "info")
+# semgrep's own levels when a rule names no certus-severity.
+_LEVEL = {"CRITICAL": "critical", "ERROR": "high", "HIGH": "high", "WARNING": "medium", "MEDIUM": "medium",
+          "INFO": "low", "LOW": "low", "INVENTORY": "info", "EXPERIMENT": "info"}
+
+
+def rule_files() -> list[Path]:
+    return sorted(RULES_DIR.glob("*.yml"))
+
+
+class Semgrep:
+    id = "semgrep"
+    category = "sast"
+
+    def unavailable_reason(self) -> str | None:
+        if not executable("semgrep"):
+            return "semgrep is not installed (make tools installs requirements/tools-sast.txt)"
+        if not rule_files():
+            return f"no semgrep rules in {RULES_DIR}"
+        return None
+
+    def version(self) -> str:
+        exe = executable("semgrep")
+        return dist_version(exe, "semgrep") if exe else "unknown"
+
+    def command(self, ctx: ToolContext) -> list[str]:
+        argv = [executable("semgrep") or "semgrep", "scan", "--metrics=off", "--disable-version-check",
+                "--oss-only", "--no-git-ignore", "--no-rewrite-rule-ids",
+                "--json", "--output", str(ctx.out_dir / "semgrep.json"),
+                "--timeout", "30", "--jobs", "2", "--max-target-bytes", "2000000"]
+        for rules in rule_files():
+            argv += ["--config", str(rules)]
+        return [*argv, "."]
+
+    def parse(self, ctx: ToolContext, result: ProcessResult) -> ToolOutput:
+        report = ctx.out_dir / "semgrep.json"
+        # 0: no findings, 1: findings (with --error only); 2+ are semgrep's own failures.
+        if result.exit_code not in (0, 1) or not report.exists():
+            raise ToolFailed(f"semgrep exited {result.exit_code} without a report")
+        try:
+            data = json.loads(report.read_text())
+        except json.JSONDecodeError as exc:
+            raise ToolFailed("semgrep wrote an unreadable report") from exc
+        findings = []
+        for item in data.get("results", []):
+            extra = item.get("extra") or {}
+            meta = extra.get("metadata") or {}
+            rule_id = str(item.get("check_id", "")).rsplit(".", 1)[-1]
+            path = relative_path(ctx.source_dir, str(item.get("path", "")))
+            start = item.get("start") or {}
+            line = start.get("line")
+            snippet = source_line(ctx.source_dir, path, line)
+            if meta.get("category") == "credentials":
+                snippet = mask_literals(snippet)
+            sev = str(meta.get("certus-severity", "")).lower()
+            if sev not in _SEVERITIES:
+                sev = _LEVEL.get(str(extra.get("severity", "")).upper(), "medium")
+            findings.append(Finding(
+                tool=self.id,
+                rule_id=rule_id,
+                rule_name=rule_id,
+                message=" ".join(str(extra.get("message", "")).split()),
+                severity=sev,
+                path=path,
+                line=line,
+                end_line=(item.get("end") or {}).get("line"),
+                column=start.get("col"),
+                snippet=snippet,
+                properties={"cwe": meta.get("cwe"), "category": meta.get("category")},
+            ))
+        errors = [e for e in data.get("errors", []) if str(e.get("level", "")).lower() == "error"]
+        notes = [f"semgrep: {e.get('type', 'error')} in {e.get('path', '?')}" for e in errors[:20]]
+        return ToolOutput(findings=findings, notes=notes)
