@@ -1,0 +1,107 @@
+"""hadolint, shellcheck, zizmor and checkov, each run for real on the vulnerable-deps fixture."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.scanrun import copy_fixture, run_scanner
+from workers import sarif
+from workers.scanners.base import Scanner
+from workers.scanners.checkov import Checkov
+from workers.scanners.hadolint import Hadolint
+from workers.scanners.shellcheck import Shellcheck
+from workers.scanners.zizmor import Zizmor
+
+
+@pytest.fixture()
+def source(tmp_path):
+    return copy_fixture("vulnerable-deps", tmp_path / "src")
+
+
+def _run(scanner: Scanner, source, tmp_path):
+    assert scanner.unavailable_reason() is None, "run `make tools` first"
+    output, result = run_scanner(scanner, source, tmp_path / "scratch")
+    return output, result
+
+
+def _by_rule(findings):
+    out = {}
+    for f in findings:
+        out.setdefault(f.rule_id, []).append(f)
+    return out
+
+
+def test_hadolint_finds_dockerfile_problems(source, tmp_path):
+    output, _ = _run(Hadolint(), source, tmp_path)
+    rules = _by_rule(output.findings)
+    assert {"DL3007", "DL3008", "DL3009", "DL3003"} <= set(rules)
+    latest = rules["DL3007"][0]
+    assert latest.path == "Dockerfile" and latest.line == 1 and latest.severity == "medium"
+    assert latest.snippet == "FROM ubuntu:latest"
+    assert rules["DL3009"][0].severity == "low"  # hadolint 'info'
+    assert output.details == {"files": 1}
+
+
+def test_shellcheck_finds_script_problems(source, tmp_path):
+    output, _ = _run(Shellcheck(), source, tmp_path)
+    rules = _by_rule(output.findings)
+    assert {"SC2164", "SC2086", "SC2006", "SC2115"} <= set(rules)
+    cd = rules["SC2164"][0]
+    assert cd.path == "deploy.sh" and cd.line == 4 and cd.severity == "medium" and cd.snippet == "cd $TARGET"
+    assert all(f.severity == "low" for f in rules["SC2086"])
+    assert rules["SC2006"][0].severity == "info"
+
+
+def test_zizmor_finds_workflow_problems_offline(source, tmp_path):
+    output, result = _run(Zizmor(), source, tmp_path)
+    assert "--offline" in result.argv
+    rules = _by_rule(output.findings)
+    assert {"zizmor/template-injection", "zizmor/dangerous-triggers", "zizmor/unpinned-uses"} <= set(rules)
+    injection = rules["zizmor/template-injection"][0]
+    assert injection.path == ".github/workflows/ci.yml" and injection.severity == "high"
+    assert injection.line == 12
+
+
+def test_checkov_finds_dockerfile_and_workflow_problems_offline(source, tmp_path):
+    output, result = _run(Checkov(), source, tmp_path)
+    assert "--skip-download" in result.argv and not any("api-key" in a for a in result.argv)
+    rules = _by_rule(output.findings)
+    assert {"CKV_DOCKER_2", "CKV_DOCKER_3", "CKV_DOCKER_7", "CKV_GHA_2"} <= set(rules)
+    latest = rules["CKV_DOCKER_7"][0]
+    assert latest.path == "Dockerfile" and latest.line == 1 and latest.severity == "medium"
+    assert rules["CKV_GHA_2"][0].path == ".github/workflows/ci.yml"
+    assert output.details["frameworks"]["dockerfile"]["failed"] >= 3
+
+
+@pytest.mark.parametrize("scanner", [Hadolint(), Shellcheck(), Zizmor()], ids=lambda s: s.id)
+def test_nothing_to_scan_is_a_clean_run(scanner, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "README.md").write_text("nothing here\n")
+    output, _ = run_scanner(scanner, empty, tmp_path / "scratch")
+    assert output.findings == [] and output.details == {"files": 0}
+
+
+def test_links_out_of_the_tree_are_not_scanned(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "evil.sh").write_text("#!/bin/sh\ncd $HOME\n")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "linked.sh").symlink_to(outside / "evil.sh")
+    (src / "linkdir").symlink_to(outside)
+    output, _ = run_scanner(Shellcheck(), src, tmp_path / "scratch")
+    assert output.findings == []
+
+
+def test_fingerprints_are_stable_across_runs_and_line_moves(source, tmp_path):
+    first, _ = run_scanner(Hadolint(), source, tmp_path / "one")
+    text = (source / "Dockerfile").read_text()
+    (source / "Dockerfile").write_text("# a comment moves every line down\n" + text)
+    second, _ = run_scanner(Hadolint(), source, tmp_path / "two")
+
+    def prints(findings):
+        return {(f.rule_id, fp) for f, fp in zip(findings, sarif.fingerprints(findings))}
+
+    assert prints(first.findings) == prints(second.findings)
+    assert {f.line for f in second.findings if f.rule_id == "DL3007"} == {2}
