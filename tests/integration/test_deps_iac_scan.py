@@ -4,13 +4,11 @@ the dependency, SBOM and IaC/config scanners, against the local OSV snapshot."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import FIXTURES, _fixture_files
+from tests.conftest import _fixture_files
 from tests.support.gitrepos import GitDaemon, make_repo
-from tests.support.service import Service, base_env
 from tests.support.ws import read_stream
 
 TOOLS = ["osv", {"id": "sbom", "config": {"name": "vulnerable-deps"}}, "checkov", "hadolint", "shellcheck",
@@ -20,29 +18,14 @@ MANIFEST = {"product": "demo", "version": "1.0", "owners": ["sec@example.com"],
 
 
 @pytest.fixture(scope="module")
-def deps_service(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Service]:
-    tmp = tmp_path_factory.mktemp("deps-service")
-    env = base_env(tmp, redis_url, CERTUS_ASSURANCE_OSV_DB_PATH=str(FIXTURES / "osv"),
-                   CERTUS_ASSURANCE_TOOL_PARALLELISM="3")
-    svc = Service(env=env, workdir=tmp)
-    try:
-        svc.start_worker("deps-w1")
-        svc.start_api()
-        svc.wait_workers(1)
-        yield svc
-    finally:
-        svc.stop()
-
-
-@pytest.fixture(scope="module")
 def deps_repo(git_server: GitDaemon) -> str:
     make_repo(git_server.base, "vulnerable-deps", _fixture_files("vulnerable-deps"))
     return git_server.url("vulnerable-deps")
 
 
 @pytest.mark.integration
-def test_manifest_profile_runs_dependency_sbom_and_iac_scanners(deps_service, deps_repo):
-    svc = deps_service
+def test_manifest_profile_runs_dependency_sbom_and_iac_scanners(service, deps_repo):
+    svc = service  # its settings point CERTUS_ASSURANCE_OSV_DB_PATH at tests/fixtures/osv
     resp = svc.submit(git_url=deps_repo, profile="deps-iac", manifest=MANIFEST)
     assert resp.status_code == 202, resp.text
     test_id = resp.json()["test_id"]

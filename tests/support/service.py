@@ -93,6 +93,8 @@ def base_env(tmp: Path, redis_url: str, **extra: str) -> dict[str, str]:
         "CERTUS_ASSURANCE_WORK_ROOT": str(tmp / "work"),
         "CERTUS_ASSURANCE_GIT_ALLOWED_HOSTS": "127.0.0.1",
         "CERTUS_ASSURANCE_LEASE_SECONDS": "6",
+        # The fixed OSV snapshot, so dependency scans never depend on what a machine has in var/osv.
+        "CERTUS_ASSURANCE_OSV_DB_PATH": str(Path(__file__).resolve().parents[1] / "fixtures" / "osv"),
     }
     env.update(extra)
     for key in list(os.environ):
