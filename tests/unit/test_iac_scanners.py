@@ -105,3 +105,23 @@ def test_fingerprints_are_stable_across_runs_and_line_moves(source, tmp_path):
 
     assert prints(first.findings) == prints(second.findings)
     assert {f.line for f in second.findings if f.rule_id == "DL3007"} == {2}
+
+
+def test_versions_come_from_the_pinned_tools():
+    assert Hadolint().version() == "2.15.1"
+    assert Shellcheck().version() == "0.11.0"
+    assert Zizmor().version() == "1.32.0"
+    assert Checkov().version() == "3.3.30"
+
+
+@pytest.mark.parametrize("module", ["hadolint", "shellcheck", "zizmor", "checkov", "sbom"])
+def test_a_missing_tool_is_a_skip_reason(module, monkeypatch):
+    import importlib
+
+    from workers.scanners.registry import all_scanners
+
+    mod = importlib.import_module(f"workers.scanners.{module}")
+    monkeypatch.setattr(mod, "_exe", lambda: None)
+    scanner = all_scanners()[module]
+    reason = scanner.unavailable_reason()
+    assert reason and "not installed" in reason

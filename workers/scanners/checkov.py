@@ -5,12 +5,11 @@ image scans (those need the vendor's platform) and no secrets scan (detect-secre
 from __future__ import annotations
 
 import json
-from functools import cache
 from typing import Any
 
-from workers.scanners.base import Finding, ToolContext, ToolFailed, ToolOutput, find_executable
-from workers.scanners.files import relative
-from workers.scanners.toolenv import version_of
+from workers.scanners.base import Finding, ToolContext, ToolFailed, ToolOutput
+from workers.scanners.cli_version import pinned_executable, version_of
+from workers.scanners.sourcefiles import relative
 from workers.toolrun import ProcessResult
 
 SEVERITY = {"CRITICAL": "critical", "HIGH": "high", "MEDIUM": "medium", "LOW": "low", "INFO": "info"}
@@ -23,13 +22,13 @@ class Checkov:
     category = "iac"
 
     def unavailable_reason(self) -> str | None:
-        return None if find_executable("checkov") else "checkov is not installed (make tools)"
+        return None if _exe() else "checkov is not installed (make tools)"
 
     def version(self) -> str:
         return _version()
 
     def command(self, ctx: ToolContext) -> list[str]:
-        exe = find_executable("checkov") or "checkov"
+        exe = _exe() or "checkov"
         return [exe, "--directory", ".", "--output", "json", "--output-file-path", str(ctx.out_dir),
                 "--quiet", "--compact", "--soft-fail", "--skip-download",
                 "--skip-framework", *SKIPPED_FRAMEWORKS]
@@ -70,6 +69,9 @@ class Checkov:
                         "severity_source": "checkov" if raw in SEVERITY else "unrated"})
 
 
-@cache
+def _exe() -> str | None:
+    return pinned_executable("checkov", "checkov")
+
+
 def _version() -> str:
-    return version_of(find_executable("checkov"), "--version")
+    return version_of(_exe(), "--version")

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-from functools import cache
 from pathlib import Path
 
-from workers.scanners.base import Finding, ToolContext, ToolFailed, ToolOutput, find_executable
-from workers.scanners.files import line_text, relative, walk
-from workers.scanners.toolenv import version_of
+from workers.scanners.base import Finding, ToolContext, ToolFailed, ToolOutput
+from workers.scanners.cli_version import pinned_executable, version_of
+from workers.scanners.sourcefiles import line_text, relative, walk
 from workers.toolrun import ProcessResult
 
 SEVERITY = {"error": "high", "warning": "medium", "info": "low", "style": "info"}
@@ -26,13 +25,13 @@ class Hadolint:
     report_on_stdout = True
 
     def unavailable_reason(self) -> str | None:
-        return None if find_executable("hadolint") else "hadolint is not installed (make tools)"
+        return None if _exe() else "hadolint is not installed (make tools)"
 
     def version(self) -> str:
         return _version()
 
     def command(self, ctx: ToolContext) -> list[str]:
-        exe = find_executable("hadolint") or "hadolint"
+        exe = _exe() or "hadolint"
         targets = walk(ctx.source_dir, is_dockerfile)
         (ctx.out_dir / "targets.json").write_text(json.dumps(targets))
         if not targets:
@@ -64,6 +63,9 @@ class Hadolint:
         return ToolOutput(findings=findings, details={"files": len(targets)})
 
 
-@cache
+def _exe() -> str | None:
+    return pinned_executable("deps", "hadolint")
+
+
 def _version() -> str:
-    return version_of(find_executable("hadolint"), "--version")
+    return version_of(_exe(), "--version")

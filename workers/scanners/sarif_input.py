@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from workers.scanners.base import Finding
-from workers.scanners.files import line_text, relative
+from workers.scanners.sourcefiles import line_text, relative
 
 
 def findings_from_sarif(tool: str, doc: dict[str, Any], root: Path,

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 import re
-from functools import cache
 from typing import Any
 
-from workers.scanners.base import ToolContext, ToolFailed, ToolOutput, find_executable
-from workers.scanners.toolenv import version_of
+from workers.scanners.base import ToolContext, ToolFailed, ToolOutput
+from workers.scanners.cli_version import pinned_executable, version_of
 from workers.toolrun import ProcessResult
 
 CYCLONEDX = "reports/sbom/sbom.cyclonedx.json"
@@ -24,13 +23,13 @@ class Sbom:
     category = "sbom"
 
     def unavailable_reason(self) -> str | None:
-        return None if find_executable("syft") else "syft is not installed (make tools)"
+        return None if _exe() else "syft is not installed (make tools)"
 
     def version(self) -> str:
         return _version()
 
     def command(self, ctx: ToolContext) -> list[str]:
-        exe = find_executable("syft") or "syft"
+        exe = _exe() or "syft"
         config = ctx.out_dir / "syft.yaml"
         config.write_text(_CONFIG)
         name = str(ctx.config.get("name") or "source")
@@ -56,6 +55,9 @@ class Sbom:
                           sarif=False, details=details)
 
 
-@cache
+def _exe() -> str | None:
+    return pinned_executable("deps", "syft")
+
+
 def _version() -> str:
-    return version_of(find_executable("syft"), "version")
+    return version_of(_exe(), "version")

@@ -4,14 +4,13 @@ unpinned actions, excessive permissions...), run with ``--offline``; SARIF conve
 from __future__ import annotations
 
 import json
-from functools import cache
 from pathlib import Path
 from typing import Any
 
-from workers.scanners.base import Finding, ToolContext, ToolFailed, ToolOutput, find_executable
-from workers.scanners.files import walk
+from workers.scanners.base import Finding, ToolContext, ToolFailed, ToolOutput
+from workers.scanners.cli_version import pinned_executable, version_of
 from workers.scanners.sarif_input import findings_from_sarif
-from workers.scanners.toolenv import version_of
+from workers.scanners.sourcefiles import walk
 from workers.toolrun import ProcessResult
 
 SEVERITY = {"high": "high", "medium": "medium", "low": "low", "informational": "info", "unknown": "low"}
@@ -37,13 +36,13 @@ class Zizmor:
     report_on_stdout = True
 
     def unavailable_reason(self) -> str | None:
-        return None if find_executable("zizmor") else "zizmor is not installed (make tools)"
+        return None if _exe() else "zizmor is not installed (make tools)"
 
     def version(self) -> str:
         return _version()
 
     def command(self, ctx: ToolContext) -> list[str]:
-        exe = find_executable("zizmor") or "zizmor"
+        exe = _exe() or "zizmor"
         targets = walk(ctx.source_dir, is_github_input)
         (ctx.out_dir / "targets.json").write_text(json.dumps(targets))
         if not targets:
@@ -64,6 +63,9 @@ class Zizmor:
         return ToolOutput(findings=findings, details={"files": len(targets)})
 
 
-@cache
+def _exe() -> str | None:
+    return pinned_executable("deps", "zizmor")
+
+
 def _version() -> str:
-    return version_of(find_executable("zizmor"), "--version")
+    return version_of(_exe(), "--version")
