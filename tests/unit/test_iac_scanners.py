@@ -125,3 +125,53 @@ def test_a_missing_tool_is_a_skip_reason(module, monkeypatch):
     scanner = all_scanners()[module]
     reason = scanner.unavailable_reason()
     assert reason and "not installed" in reason
+
+
+def test_a_repository_checkov_config_cannot_load_code_or_hide_findings(source, tmp_path):
+    marker = tmp_path / "imported"
+    (source / "evil").mkdir()
+    (source / "evil" / "__init__.py").write_text(f"open({str(marker)!r}, 'w').write('x')\n")
+    (source / "evil" / "check.py").write_text(f"open({str(marker)!r}, 'w').write('x')\n")
+    (source / ".checkov.yaml").write_text("external-checks-dir:\n  - ./evil\nskip-check:\n  - CKV_DOCKER_7\n")
+    output, _ = run_scanner(Checkov(), source, tmp_path / "scratch")
+    assert not marker.exists()
+    assert "CKV_DOCKER_7" in {f.rule_id for f in output.findings}
+
+
+def test_a_repository_shellcheckrc_cannot_follow_sources_outside(tmp_path):
+    outside = tmp_path / "outside.sh"
+    outside.write_text("echo $UNQUOTED_OUTSIDE\n")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / ".shellcheckrc").write_text("external-sources=true\n")
+    (src / "main.sh").write_text(f"#!/bin/bash\n# shellcheck source={outside}\nsource {outside}\necho ok\n")
+    output, result = run_scanner(Shellcheck(), src, tmp_path / "scratch")
+    assert "--norc" in result.argv
+    assert all(f.path == "main.sh" for f in output.findings)
+
+
+def test_reported_paths_are_made_relative_or_dropped(tmp_path):
+    from workers.scanners.sourcefiles import relative
+
+    root = tmp_path / "repo"
+    (root / ".github" / "workflows").mkdir(parents=True)
+    (root / ".github" / "workflows" / "ci.yml").write_text("x")
+    (root / "Dockerfile").write_text("x")
+    assert relative(root, "Dockerfile") == "Dockerfile"
+    assert relative(root, "./Dockerfile") == "Dockerfile"
+    assert relative(root, "/Dockerfile") == "Dockerfile"  # checkov's root-relative form
+    assert relative(root, str(root / "Dockerfile")) == "Dockerfile"
+    assert relative(root, "tests/fixtures/x/.github/workflows/ci.yml") == ".github/workflows/ci.yml"
+    assert relative(root, "/etc/passwd") is None
+    assert relative(root, "../outside") is None
+    assert relative(root, None) is None
+
+
+def test_repository_configs_do_not_hide_hadolint_or_zizmor_findings(source, tmp_path):
+    (source / ".hadolint.yaml").write_text("ignored:\n  - DL3007\n")
+    (source / ".github" / "zizmor.yml").write_text("rules:\n  template-injection:\n    disable: true\n")
+    (source / "zizmor.yml").write_text("rules:\n  template-injection:\n    disable: true\n")
+    hadolint, _ = run_scanner(Hadolint(), source, tmp_path / "h")
+    zizmor, _ = run_scanner(Zizmor(), source, tmp_path / "z")
+    assert "DL3007" in {f.rule_id for f in hadolint.findings}
+    assert "zizmor/template-injection" in {f.rule_id for f in zizmor.findings}

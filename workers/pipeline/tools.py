@@ -84,7 +84,8 @@ def run_tools(selection: Selection, source: Path, scratch: Path, bundle: Bundle,
         report.versions[scanner.id] = scanner.version()
         argv = scanner.command(ctx)
         emitter.emit("tool_start", tool=scanner.id, command=argv)
-        result = toolrun.run(argv, cwd=str(source), timeout=settings.tool_timeout,
+        cwd = out_dir if getattr(scanner, "runs_outside_source", False) else source
+        result = toolrun.run(argv, cwd=str(cwd), timeout=settings.tool_timeout,
                              on_line=lambda stream, line: _emit_line(emitter, scanner.id, stream, line),
                              max_lines=settings.tool_output_max_lines,
                              env=toolrun.scrubbed_env(home=str(home)), should_stop=should_stop,

@@ -54,7 +54,10 @@ class ToolFailed(RuntimeError):
 
 class Scanner(Protocol):
     """A scanner may also set ``report_on_stdout = True``: its stdout is then kept whole for
-    ``parse`` (in ``ProcessResult.stdout_tail``) instead of being streamed as log lines."""
+    ``parse`` (in ``ProcessResult.stdout_tail``) instead of being streamed as log lines; and
+    ``runs_outside_source = True``: it then runs in its scratch folder (``ToolContext.out_dir``)
+    instead of the source tree, for tools that would load configuration, or code, from their
+    working folder."""
 
     id: str
     category: str

@@ -20,6 +20,11 @@ SKIPPED_FRAMEWORKS = ("secrets", "sca_package", "sca_image")
 class Checkov:
     id = "checkov"
     category = "iac"
+    # checkov reads .checkov.yaml from its working folder and from the folder after a separate
+    # `-d`/`--directory` argument, and such a file can name directories of Python checks to import
+    # or checks to skip. So it runs from its scratch folder and gets `--directory=<path>` as one
+    # argument, which its config lookup does not see: a scanned repository configures nothing.
+    runs_outside_source = True
 
     def unavailable_reason(self) -> str | None:
         return None if _exe() else "checkov is not installed (make tools)"
@@ -29,7 +34,7 @@ class Checkov:
 
     def command(self, ctx: ToolContext) -> list[str]:
         exe = _exe() or "checkov"
-        return [exe, "--directory", ".", "--output", "json", "--output-file-path", str(ctx.out_dir),
+        return [exe, f"--directory={ctx.source_dir}", "--output", "json", "--output-file-path", str(ctx.out_dir),
                 "--quiet", "--compact", "--soft-fail", "--skip-download",
                 "--skip-framework", *SKIPPED_FRAMEWORKS]
 

@@ -36,7 +36,10 @@ class Hadolint:
         (ctx.out_dir / "targets.json").write_text(json.dumps(targets))
         if not targets:
             return [exe, "--version"]
-        return [exe, "--no-fail", "--no-color", "-f", "json", *targets]
+        # Our own (empty) configuration: a repository's .hadolint.yaml does not decide what is found.
+        config = ctx.out_dir / "hadolint.yaml"
+        config.write_text("ignored: []\n")
+        return [exe, "--config", str(config), "--no-fail", "--no-color", "-f", "json", "--", *targets]
 
     def parse(self, ctx: ToolContext, result: ProcessResult) -> ToolOutput:
         targets = json.loads((ctx.out_dir / "targets.json").read_text())

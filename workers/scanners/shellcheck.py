@@ -53,8 +53,9 @@ class Shellcheck:
         (ctx.out_dir / "targets.json").write_text(json.dumps(targets))
         if not targets:
             return [exe, "--version"]
-        # No -x: `source` lines are not followed, so nothing outside the tree is read.
-        return [exe, "-f", "json1", "--color=never", "--", *targets]
+        # No -x and --norc (a repository's .shellcheckrc could turn following on): `source`
+        # lines are not followed, so nothing outside the tree is read.
+        return [exe, "--norc", "-f", "json1", "--color=never", "--", *targets]
 
     def parse(self, ctx: ToolContext, result: ProcessResult) -> ToolOutput:
         targets = json.loads((ctx.out_dir / "targets.json").read_text())

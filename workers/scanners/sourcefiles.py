@@ -48,7 +48,10 @@ def relative(root: Path, reported: str | None) -> str | None:
         try:
             return candidate.resolve().relative_to(root).as_posix()
         except ValueError:
-            text = text.lstrip("/")  # checkov: '/Dockerfile' is relative to the scan root
+            pass
+        # checkov writes '/Dockerfile' for the scan root's Dockerfile; anything else is outside.
+        inner = text.lstrip("/")
+        return inner if inner and ".." not in inner.split("/") and (root / inner).exists() else None
     parts = [p for p in PurePosixPath(text).parts if p not in ("", ".")]
     if ".." in parts:
         return None

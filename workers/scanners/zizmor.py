@@ -47,7 +47,8 @@ class Zizmor:
         (ctx.out_dir / "targets.json").write_text(json.dumps(targets))
         if not targets:
             return [exe, "--version"]  # zizmor refuses a tree with nothing to audit
-        return [exe, "--offline", "--no-exit-codes", "--no-progress", "--format", "sarif", "."]
+        # --no-config: a repository's zizmor.yml does not decide what is found.
+        return [exe, "--offline", "--no-config", "--no-exit-codes", "--no-progress", "--format", "sarif", "."]
 
     def parse(self, ctx: ToolContext, result: ProcessResult) -> ToolOutput:
         targets = json.loads((ctx.out_dir / "targets.json").read_text())
