@@ -22,14 +22,15 @@ BUILTIN_PROFILES: dict[str, Profile] = {
     for p in (
         Profile("smoke", ("bandit",), "Quick check: Python SAST only.", "under 10 s"),
         Profile("light", ("bandit", "ruff", "detect-secrets", "osv"),
-                "Default: SAST, secrets and known-vulnerable dependencies.", "10-30 s"),
+                "Default: SAST, secrets and known-vulnerable dependencies (local OSV database).", "10-30 s"),
         Profile("standard", ("bandit", "ruff", "detect-secrets", "osv", "sbom", "checkov", "hadolint",
                              "shellcheck", "zizmor"),
-                "SAST, secrets, dependencies, SBOM and IaC/config checks.", "30-90 s"),
+                "SAST, secrets, dependencies, CycloneDX + SPDX SBOMs, and IaC/config checks "
+                "(checkov, hadolint, shellcheck, zizmor).", "30-90 s"),
         Profile("thorough", ("bandit", "ruff", "semgrep", "detect-secrets", "detect-secrets-history",
                              "osv", "sbom", "checkov", "hadolint", "shellcheck", "zizmor"),
                 "Everything, including semgrep and a secrets scan of the git history.", "1-5 min"),
-        Profile("sbom", ("sbom",), "SBOM only (CycloneDX and SPDX).", "under 15 s"),
+        Profile("sbom", ("sbom",), "SBOM only: CycloneDX and SPDX JSON made by syft.", "under 15 s"),
     )
 }
 

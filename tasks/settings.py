@@ -185,6 +185,15 @@ class Settings:
                "process's children through PROMETHEUS_MULTIPROC_DIR."})
     worker_metrics_bind: str = field(default="127.0.0.1", metadata={
         "doc": "Address the worker's `/metrics` listens on (`0.0.0.0` in a container)."})
+    # -- dependency scanning (OSV) ---------------------------------------------------------------
+    osv_db_path: str = field(default="var/osv", metadata={
+        "doc": "Folder of the local OSV database (`<Ecosystem>-all.zip` dumps); filled by "
+               "`python -m workers.osv refresh`. The `osv` scanner is skipped while it is empty.",
+        "parse": _path})
+    osv_source_url: str = field(default="https://osv-vulnerabilities.storage.googleapis.com", metadata={
+        "doc": "Where `python -m workers.osv refresh` downloads `<Ecosystem>/all.zip` from."})
+    osv_ecosystems: tuple[str, ...] = field(default=("PyPI", "npm"), metadata={
+        "doc": "Comma-separated OSV ecosystems that `refresh` downloads.", "parse": _list})
 
     @property
     def broker(self) -> str:
@@ -221,7 +230,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         # Paths given as defaults are relative to the working directory; resolve them once.
-        for name in ("artifact_root", "work_root", "uploads_root", "signing_key_dir"):
+        for name in ("artifact_root", "work_root", "uploads_root", "signing_key_dir", "osv_db_path"):
             object.__setattr__(self, name, _path(getattr(self, name)))
 
     def check(self) -> None:

@@ -73,7 +73,7 @@ class ScanEngine:
         self.store = ScanStore(client, retention_seconds=settings.retention_seconds)
         self.events = EventLog(client, maxlen=settings.stream_maxlen, block_ms=settings.ws_block_ms,
                                retention_seconds=settings.retention_seconds)
-        self.scanners = scanners if scanners is not None else all_scanners()
+        self.scanners = scanners if scanners is not None else all_scanners(settings)
         self._signer: Signer | None = None
         self._signer_lock = threading.Lock()
 

@@ -100,6 +100,8 @@ def base_env(tmp: Path, redis_url: str, **extra: str) -> dict[str, str]:
         # Each test service generates its own signing key pair on first use, here.
         "CERTUS_ASSURANCE_SIGNING_KEY_DIR": str(tmp / "keys"),
         "COSIGN_PASSWORD": "test-signing-password",
+        # The fixed OSV snapshot, so dependency scans never depend on what a machine has in var/osv.
+        "CERTUS_ASSURANCE_OSV_DB_PATH": str(Path(__file__).resolve().parents[1] / "fixtures" / "osv"),
     }
     env.update(extra)
     for key in list(os.environ):

@@ -33,6 +33,7 @@ class ToolRunReport:
     errors: dict[str, str] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     durations: dict[str, float] = field(default_factory=dict)
+    details: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         by_tool = {tool: sarif.severity_counts(found) for tool, found in sorted(self.findings.items())}
@@ -46,6 +47,7 @@ class ToolRunReport:
             "skipped_tools": dict(sorted(self.skipped.items())),
             "tool_errors": dict(sorted(self.errors.items())),
             "durations_s": dict(sorted(self.durations.items())),
+            "tool_details": dict(sorted(self.details.items())),
         }
 
 
@@ -84,10 +86,12 @@ def run_tools(selection: Selection, source: Path, scratch: Path, bundle: Bundle,
         report.versions[scanner.id] = scanner.version()
         argv = scanner.command(ctx)
         emitter.emit("tool_start", tool=scanner.id, command=argv)
-        result = toolrun.run(argv, cwd=str(source), timeout=settings.tool_timeout,
+        cwd = out_dir if getattr(scanner, "runs_outside_source", False) else source
+        result = toolrun.run(argv, cwd=str(cwd), timeout=settings.tool_timeout,
                              on_line=lambda stream, line: _emit_line(emitter, scanner.id, stream, line),
                              max_lines=settings.tool_output_max_lines,
-                             env=toolrun.scrubbed_env(home=str(home)), should_stop=should_stop)
+                             env=toolrun.scrubbed_env(home=str(home)), should_stop=should_stop,
+                             capture_stdout=getattr(scanner, "report_on_stdout", False))
         report.durations[scanner.id] = result.duration_s
         metrics.TOOL_DURATION.labels(tool=scanner.id).observe(result.duration_s)  # ops: metrics hook
         findings: list[Finding] = []
@@ -109,6 +113,8 @@ def run_tools(selection: Selection, source: Path, scratch: Path, bundle: Bundle,
                 for rel, data in output.files.items():
                     bundle.write_bytes(rel, data)
                 report.findings[scanner.id] = findings
+                if output.details:
+                    report.details[scanner.id] = output.details
             except ToolFailed as exc:
                 report.errors[scanner.id] = str(exc)
                 emitter.error("tool_failed", str(exc), tool=scanner.id)

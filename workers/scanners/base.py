@@ -44,6 +44,8 @@ class ToolOutput:
     files: dict[str, bytes] = field(default_factory=dict)
     sarif: bool = True  # write reports/sast/<tool>.sarif.json from the findings
     notes: list[str] = field(default_factory=list)
+    # Facts about the run a reader of the summary needs (e.g. the age of a vulnerability database).
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 class ToolFailed(RuntimeError):
@@ -51,6 +53,12 @@ class ToolFailed(RuntimeError):
 
 
 class Scanner(Protocol):
+    """A scanner may also set ``report_on_stdout = True``: its stdout is then kept whole for
+    ``parse`` (in ``ProcessResult.stdout_tail``) instead of being streamed as log lines; and
+    ``runs_outside_source = True``: it then runs in its scratch folder (``ToolContext.out_dir``)
+    instead of the source tree, for tools that would load configuration, or code, from their
+    working folder."""
+
     id: str
     category: str
 

