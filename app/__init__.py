@@ -13,15 +13,17 @@ from flask import Flask, Response, g, request
 from flask_sock import Sock
 
 from app.errors import register_error_handlers
-from app.routes import health, scans, stream
+from app.routes import health, scans, stream, uploads
 from app.services.scans import ScanService
 from app.services.stats import Presence, Stats
+from app.services.uploads import UploadService
 from tasks.celery_app import create_celery
 from tasks.events import EventLog
 from tasks.logconfig import configure_logging, request_id_var
 from tasks.redis_client import connect
 from tasks.settings import Settings
 from tasks.store import ScanStore
+from tasks.uploads import UploadStore
 
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -34,6 +36,7 @@ class Certus:
     scans: ScanService
     stats: Stats
     presence: Presence
+    uploads: UploadService
 
 
 def create_app(settings: Settings | None = None, *, celery: Celery | None = None) -> Flask:
@@ -53,7 +56,8 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
     app.extensions["certus"] = Certus(
         settings=settings, redis=client, celery=celery,
         scans=ScanService(settings, store, events, celery),
-        stats=Stats(client, store, broker), presence=Presence(client))
+        stats=Stats(client, store, broker), presence=Presence(client),
+        uploads=UploadService(UploadStore(store, events), celery))
 
     @app.before_request
     def _request_id() -> None:
@@ -70,6 +74,7 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
     register_error_handlers(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(scans.bp)
+    app.register_blueprint(uploads.bp)
     sock = Sock(app)
     stream.register(sock)
     logging.getLogger(__name__).debug("app created")

@@ -15,12 +15,13 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
 
-from tasks import scan_tasks
+from tasks import scan_tasks, upload_tasks
 from tasks.celery_app import create_celery
 from tasks.logconfig import configure_logging
 from tasks.redis_client import connect
 from tasks.settings import Settings
 from workers.engine import ScanEngine
+from workers.uploads.engine import UploadEngine
 
 log = logging.getLogger(__name__)
 WORKERS_KEY = "ca:workers"
@@ -31,7 +32,10 @@ def create_worker_app(settings: Settings | None = None) -> Celery:
     configure_logging(settings)
     app = create_celery(settings)
     scan_tasks.register(app)
-    app.certus_engine = ScanEngine(settings, connect(settings.redis_url))  # type: ignore[attr-defined,unused-ignore]
+    upload_tasks.register(app)
+    client = connect(settings.redis_url)
+    app.certus_engine = ScanEngine(settings, client)  # type: ignore[attr-defined,unused-ignore]
+    app.certus_uploads = UploadEngine(settings, client)  # type: ignore[attr-defined,unused-ignore]
     return app
 
 

@@ -1,0 +1,20 @@
+"""POST /v1/security-scans/{test_id}/upload-request."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from app.routes.scans import json_body
+from app.schemas.uploads import UploadRequestSchema
+from app.services.uploads import UploadService
+
+bp = Blueprint("uploads", __name__, url_prefix="/v1/security-scans")
+_schema = UploadRequestSchema()
+
+
+@bp.post("/<test_id>/upload-request")
+def upload_request(test_id: str) -> tuple[Response, int]:
+    body = json_body() if request.get_data() else {}
+    data = _schema.load(body)
+    svc: UploadService = current_app.extensions["certus"].uploads
+    return jsonify(svc.request(test_id, data["tier"], data["signer"])), 202
