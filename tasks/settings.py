@@ -94,6 +94,21 @@ class Settings:
         "doc": "`console` for humans or `json` for one JSON object per line."})
     log_level: str = field(default="INFO", metadata={"doc": "Python logging level."})
 
+    # -- Signing (cosign-compatible key pair) ---------------------------------------------------
+    cosign_key_ref: str = field(default="", metadata={
+        "doc": "Path (or `file://` path) of the service's `cosign.key` (encrypted as `cosign "
+               "generate-key-pair` writes it; password in `COSIGN_PASSWORD`). `cosign.pub` beside it "
+               "must match when present. Empty: a key pair is generated on first use in SIGNING_KEY_DIR."})
+    signing_key_dir: str = field(default="var/keys", metadata={
+        "doc": "Where the generated `cosign.key` and `cosign.pub` live when COSIGN_KEY_REF is empty. "
+               "Every worker must see the same folder (or set COSIGN_KEY_REF) so all bundles share one key.",
+        "parse": _path})
+    # -- Object storage (S3) ----------------------------------------------------------------------
+    s3_endpoint_url: str = field(default="", metadata={
+        "doc": "S3 endpoint URL (e.g. MinIO or moto); empty means AWS for `s3://` manifests, and for uploads a "
+               "filesystem store under DATALAKE_ROOT with the same layout. Credentials come from the usual "
+               "`AWS_*` variables."})
+    s3_region: str = field(default="us-east-1", metadata={"doc": "S3 region name."})
     # -- Uploads: Certus-Trust gate, S3 raw -> golden, OCI registry ------------------------------
     trust_base_url: str = field(default="", metadata={
         "doc": "Certus-Trust base URL (`https://...`); empty means the embedded Trust policy runs in the worker."})
@@ -117,10 +132,6 @@ class Settings:
         "doc": "Retries of one publish task after a transient error (then `upload_failed`)."})
     upload_retry_backoff: int = field(default=5, metadata={
         "doc": "Seconds before the first retry of a publish task; doubled on each retry (capped at 300)."})
-    s3_endpoint_url: str = field(default="", metadata={
-        "doc": "S3-compatible endpoint URL (MinIO, moto, AWS...). Empty: a filesystem store under "
-               "DATALAKE_ROOT with the same layout. Credentials come from the usual `AWS_*` variables."})
-    s3_region: str = field(default="us-east-1", metadata={"doc": "S3 region name."})
     s3_path_style: bool = field(default=True, metadata={
         "doc": "Path-style S3 addressing (`endpoint/bucket/key`) instead of virtual-hosted style.",
         "parse": _bool})
@@ -182,7 +193,8 @@ class Settings:
 
     def __post_init__(self) -> None:
         # Paths given as defaults are relative to the working directory; resolve them once.
-        for name in ("artifact_root", "work_root", "trust_key_dir", "datalake_root", "oci_layout_root"):
+        for name in ("artifact_root", "work_root", "signing_key_dir", "trust_key_dir", "datalake_root",
+                     "oci_layout_root"):
             object.__setattr__(self, name, _path(getattr(self, name)))
 
     def check(self) -> None:

@@ -39,6 +39,8 @@ from workers.pipeline.tools import ToolRunReport, run_tools, select_tools
 from workers.redact import Redactor
 from workers.scanners.base import Scanner
 from workers.scanners.registry import all_scanners
+from workers.signing import attestation
+from workers.signing.keys import Signer, SigningKeyError, load_signer
 from workers.sources import git
 from workers.sources.errors import SourceError
 
@@ -64,6 +66,15 @@ class ScanEngine:
         self.events = EventLog(client, maxlen=settings.stream_maxlen, block_ms=settings.ws_block_ms,
                                retention_seconds=settings.retention_seconds)
         self.scanners = scanners if scanners is not None else all_scanners()
+        self._signer: Signer | None = None
+        self._signer_lock = threading.Lock()
+
+    def signer(self) -> Signer:
+        """The service's signing key, loaded (or generated) once per process on first use."""
+        with self._signer_lock:
+            if self._signer is None:
+                self._signer = load_signer(self.settings)
+            return self._signer
 
     def run_scan(self, test_id: str, *, delivery: dict[str, Any] | None = None) -> None:
         token = test_id_var.set(test_id)
@@ -244,6 +255,17 @@ class ScanJob:
             message = self.redactor.text(message)
             self.errors.append({"code": code, "message": message})
             self.emitter.error(code, message)
+        signer: Signer | None = None
+        try:
+            signer = self.engine.signer()
+        except SigningKeyError as exc:
+            # Fail closed: a bundle that cannot be attested is not a successful scan.
+            log.error("scan %s: signing key unavailable: %s", self.test_id, exc.message)
+            if status == SUCCEEDED:
+                status = FAILED
+            sign_msg = f"the bundle cannot be signed: {exc.message} ({exc.code})"
+            self.errors.append({"code": "signing_failed", "message": sign_msg})
+            self.emitter.error("signing_failed", sign_msg)
         summary = self._summary()
         policy = evaluate(self.manifest, summary) if self.manifest and status == SUCCEEDED else None
         if policy is not None:
@@ -265,8 +287,10 @@ class ScanJob:
         self.bundle.write_bytes("logs/runner.log", "".join(_log_line(e) for e in history).encode())
         scan_json = self._scan_json(status, completed_at, summary, policy)
         self.bundle.write_json("scan.json", scan_json)
+        if signer is not None:
+            # Last: every other file, the final stream included, is now in place and is covered.
+            attestation.attest(self.bundle.staging, self._predicate(scan_json, signer), signer)
         artifacts = {_artifact_key(p): p for p in self.bundle.files()}
-        # Later phases (attestation) slot in here, before the bundle is moved into place.
         self.bundle.publish()
         done = self.store.transition(
             self.test_id, status, allowed_from=[RUNNING],
@@ -307,6 +331,31 @@ class ScanJob:
             "tools": self.tools.versions if self.tools else {},
             "artifacts": {p: {"sha256": d} for p, d in self.bundle.digests().items()},
         })
+
+
+    def _predicate(self, scan_json: dict[str, Any], signer: Signer) -> dict[str, Any]:
+        """What the attestation says about the scan (the files themselves are its subjects)."""
+        manifest = self.manifest
+        return {
+            "scan": {k: scan_json.get(k) for k in ("test_id", "workspace_id", "component_id", "assessment_id",
+                                                   "requested_by", "status")},
+            "source": scan_json["source"],
+            "manifest": {
+                "digest": scan_json.get("manifest_digest"),
+                "source": manifest.source if manifest else None,
+                "signature_verified": bool(manifest and manifest.signature_verified),
+            },
+            "profile": {
+                "requested": self.record["profile"],
+                "resolved": manifest.profile_resolved if manifest else None,
+            },
+            "tools": scan_json.get("tools", {}),
+            "timings": scan_json["timings"],
+            "result": {"summary": scan_json.get("summary"),
+                       "policy_passed": (scan_json.get("policy") or {}).get("passed"),
+                       "errors": scan_json.get("errors", [])},
+            "builder": {"id": "certus-assurance", "signer_key_sha256": signer.key_id},
+        }
 
 
 def _artifact_key(path: str) -> str:

@@ -93,6 +93,9 @@ def base_env(tmp: Path, redis_url: str, **extra: str) -> dict[str, str]:
         "CERTUS_ASSURANCE_WORK_ROOT": str(tmp / "work"),
         "CERTUS_ASSURANCE_GIT_ALLOWED_HOSTS": "127.0.0.1",
         "CERTUS_ASSURANCE_LEASE_SECONDS": "6",
+        # Each test service generates its own signing key pair on first use, here.
+        "CERTUS_ASSURANCE_SIGNING_KEY_DIR": str(tmp / "keys"),
+        "COSIGN_PASSWORD": "test-signing-password",
     }
     env.update(extra)
     for key in list(os.environ):

@@ -24,6 +24,7 @@ class ResolvedManifest:
     ceiling_minutes: int | None = None
     source: str = "builtin"
     unsupported: list[str] = field(default_factory=list)
+    signature_verified: bool = False
 
     @property
     def info(self) -> dict[str, Any]:

@@ -127,7 +127,8 @@ class UploadEngine:
         try:
             if not (root / "scan.json").is_file():
                 raise PermanentUploadError("bundle_missing", "the scan's bundle is not in the artifact store")
-            signing.ensure_attestation(root, self.signer)
+            if not (root / signing.ATTESTATION_PATH).is_file():
+                raise PermanentUploadError("attestation_missing", "the bundle has no attestation to verify")
             trust_request = build_request(root=root, record=record, tier=tier, signer_name=signer_name,
                                           signer=self.signer, destinations=self.destinations(test_id))
             decision = self.trust.verify_and_permit(trust_request)

@@ -1,27 +1,22 @@
-"""The upload side's view of signing: the service's signer and the bundle's attestation.
-
-A small port so the rest of the upload code does not care where keys live.
-"""
+"""The upload side's view of signing: the service's signer (``workers.signing``), the bundle's
+attestation, and the Trust's own proof-signing key."""
 
 from __future__ import annotations
 
 import base64
-import json
 import os
 from pathlib import Path
 from typing import Any, Protocol
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tasks.settings import Settings
-from workers.bundle import sha256_file
+from workers.signing import dsse, intoto, keys
+from workers.signing.attestation import ATTESTATION_PATH, PREDICATE_TYPE
 
-ATTESTATION_PATH = "reports/signing/attestation.intoto.json"
-INTOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
-STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
-PREDICATE_TYPE = "https://certus-assurance.dev/attestations/security-scan/v1"
+INTOTO_PAYLOAD_TYPE = dsse.INTOTO_PAYLOAD_TYPE
+__all__ = ["ATTESTATION_PATH", "INTOTO_PAYLOAD_TYPE", "PREDICATE_TYPE", "Signer"]
 
 
 class Signer(Protocol):
@@ -31,22 +26,21 @@ class Signer(Protocol):
 
 
 class PemSigner:
-    """ECDSA P-256 / SHA-256, DER signatures: what cosign makes and checks."""
+    """A plain ECDSA P-256 key (the Trust's proof key), signing like ``keys.Signer``."""
 
     def __init__(self, key: ec.EllipticCurvePrivateKey) -> None:
         self.key = key
 
     @property
     def public_key_pem(self) -> bytes:
-        return self.key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                  serialization.PublicFormat.SubjectPublicKeyInfo)
+        return keys.public_pem(self.key)
 
     def sign(self, data: bytes) -> bytes:
-        return self.key.sign(data, ec.ECDSA(hashes.SHA256()))
+        return keys.sign_bytes(self.key, data)
 
 
 def load_or_create_pem_key(path: Path) -> ec.EllipticCurvePrivateKey:
-    """A PEM private key at ``path``, generated (0600, race-safe) when missing."""
+    """A PEM private key at ``path``, generated (mode 0600, race-safe) when missing."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     if not path.exists():
         key = ec.generate_private_key(ec.SECP256R1())
@@ -59,7 +53,7 @@ def load_or_create_pem_key(path: Path) -> ec.EllipticCurvePrivateKey:
         try:
             os.link(tmp, path)
         except FileExistsError:
-            pass
+            pass  # another process won the race; use its key
         finally:
             os.unlink(tmp)
     loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
@@ -68,54 +62,27 @@ def load_or_create_pem_key(path: Path) -> ec.EllipticCurvePrivateKey:
     return loaded
 
 
-def load_service_signer(settings: Settings) -> Signer:
-    return PemSigner(load_or_create_pem_key(Path(settings.artifact_root) / ".keys" / "service.pem"))
+def load_service_signer(settings: Settings) -> keys.Signer:
+    return keys.load_signer(settings)
 
 
 def load_public_key(pem: bytes | str) -> ec.EllipticCurvePublicKey:
-    key = serialization.load_pem_public_key(pem.encode() if isinstance(pem, str) else pem)
-    if not isinstance(key, ec.EllipticCurvePublicKey):
-        raise ValueError("not an EC public key")
-    return key
+    return keys.load_public_key(pem)
 
 
 def verify_bytes(public_key: ec.EllipticCurvePublicKey, data: bytes, signature: bytes) -> bool:
-    try:
-        public_key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
-        return True
-    except InvalidSignature:
-        return False
-
-
-def pae(payload_type: str, payload: bytes) -> bytes:
-    t = payload_type.encode()
-    return b"DSSEv1 %d %s %d %s" % (len(t), t, len(payload), payload)
+    return keys.verify_bytes(public_key, data, signature)
 
 
 def dsse_envelope(payload: bytes, payload_type: str, signer: Signer) -> dict[str, Any]:
-    sig = signer.sign(pae(payload_type, payload))
+    sig = signer.sign(dsse.pae(payload_type, payload))
     return {"payloadType": payload_type, "payload": base64.b64encode(payload).decode(),
             "signatures": [{"keyid": "", "sig": base64.b64encode(sig).decode()}]}
 
 
 def statement(subjects: dict[str, str], predicate_type: str, predicate: Any) -> dict[str, Any]:
-    return {"_type": STATEMENT_TYPE,
-            "subject": [{"name": n, "digest": {"sha256": subjects[n]}} for n in sorted(subjects)],
-            "predicateType": predicate_type, "predicate": predicate}
+    return intoto.statement(subjects, predicate_type, predicate)
 
 
 def encode_statement(stmt: dict[str, Any]) -> bytes:
-    return json.dumps(stmt, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def ensure_attestation(root: Path, signer: Signer) -> Path:
-    """The bundle's attestation; written here only for bundles made before scans attested them."""
-    target = root / ATTESTATION_PATH
-    if target.is_file():
-        return target
-    subjects = {p.relative_to(root).as_posix(): sha256_file(p) for p in sorted(root.rglob("*")) if p.is_file()}
-    stmt = statement(subjects, PREDICATE_TYPE, {"test_id": root.name})
-    envelope = dsse_envelope(encode_statement(stmt), INTOTO_PAYLOAD_TYPE, signer)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(envelope, indent=2) + "\n")
-    return target
+    return intoto.encode(stmt)

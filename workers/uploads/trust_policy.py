@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from workers.signing import dsse, intoto
 from workers.uploads import signing
 
 ALGORITHM = "ecdsa-p256-sha256"
@@ -205,23 +206,19 @@ class TrustPolicy:
     @staticmethod
     def _signed_subjects(att_bytes: bytes, key: ec.EllipticCurvePublicKey) -> dict[str, str]:
         try:
-            env = json.loads(att_bytes)
-            payload_type = env["payloadType"]
-            payload = base64.b64decode(env["payload"], validate=True)
-            sigs = [base64.b64decode(s["sig"], validate=True) for s in env["signatures"]]
-        except (ValueError, KeyError, TypeError, binascii.Error) as exc:
-            raise _Deny("attestation_malformed", "the attestation is not a DSSE envelope") from exc
-        if payload_type != signing.INTOTO_PAYLOAD_TYPE:
-            raise _Deny("attestation_malformed", "the attestation is not an in-toto envelope")
-        message = signing.pae(payload_type, payload)
-        if not any(signing.verify_bytes(key, message, s) for s in sigs):
-            raise _Deny("attestation_signature_invalid", "the attestation's signature does not verify")
+            verified = dsse.verify(att_bytes, key, dsse.INTOTO_PAYLOAD_TYPE)
+        except dsse.EnvelopeError as exc:
+            if exc.code == "signature_invalid":
+                raise _Deny("attestation_signature_invalid", "the attestation's signature does not verify") from exc
+            raise _Deny("attestation_malformed", exc.message) from exc
         try:
-            stmt = json.loads(payload)
-            subjects = {s["name"]: "sha256:" + s["digest"]["sha256"] for s in stmt["subject"]}
-        except (ValueError, KeyError, TypeError) as exc:
-            raise _Deny("attestation_malformed", "the attested statement has no usable subjects") from exc
-        return subjects
+            stmt = intoto.decode(verified.payload)
+            subjects = intoto.subject_digests(stmt)
+        except intoto.StatementError as exc:
+            raise _Deny("attestation_malformed", exc.message) from exc
+        if stmt.get("predicateType") != signing.PREDICATE_TYPE:
+            raise _Deny("attestation_malformed", "the attestation is not a Certus Assurance scan attestation")
+        return {name: "sha256:" + digest for name, digest in subjects.items()}
 
     def _permit(self, req: dict[str, Any], scan_id: str, tier: str, signer: str, artifacts: dict[str, str],
                 att_hash: str) -> Decision:
