@@ -4,6 +4,8 @@ set -euo pipefail
 need=()
 command -v git >/dev/null || need+=(git)
 [ -x "$(git --exec-path 2>/dev/null)/git-daemon" ] || need+=(git-daemon-sysvinit)
+# The OCI registry the upload tests push to (Debian's build of distribution).
+command -v docker-registry >/dev/null || [ -x /usr/bin/docker-registry ] || need+=(docker-registry)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
   echo "missing system packages: ${need[*]} (install them with your package manager)" >&2

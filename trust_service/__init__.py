@@ -27,8 +27,8 @@ def create_app(policy: TrustPolicy) -> Flask:
         if not isinstance(body, dict):
             return jsonify({"error": {"code": "invalid_json", "message": "send a JSON object"}}), 400
         decision = policy.decide(body)
-        scan_id = body.get("scan_id") if isinstance(body.get("scan_id"), str) else ""
-        tier = body.get("tier") if isinstance(body.get("tier"), str) else ""
+        scan_id = str(body["scan_id"]) if isinstance(body.get("scan_id"), str) else ""
+        tier = str(body["tier"]) if isinstance(body.get("tier"), str) else ""
         return jsonify(decision.response(scan_id, tier)), 200
 
     return app

@@ -27,7 +27,7 @@ from tasks.store import ScanStore
 from tasks.uploads import DENIED, DESTINATIONS, PENDING, PERMITTED, UPLOAD_FAILED, UPLOADED, UploadStore
 from workers.bundle import sha256_file
 from workers.uploads import datalake, oci, signing
-from workers.uploads.errors import PermanentUploadError
+from workers.uploads.errors import PermanentUploadError, TransientUploadError
 from workers.uploads.objectstore import FileObjectStore, ObjectStore, S3ObjectStore
 from workers.uploads.registry import OciLayout, OciTarget, RegistryClient
 from workers.uploads.trust import EmbeddedTrustClient, RemoteTrustClient, TrustClient, build_request
@@ -108,6 +108,9 @@ class UploadEngine:
         token = test_id_var.set(test_id)
         try:
             return self._verify(test_id, request_id)
+        except Exception:
+            log.exception("upload verification of %s failed unexpectedly", test_id)
+            return self._deny(test_id, request_id, "internal_error", "verification failed unexpectedly")
         finally:
             test_id_var.reset(token)
 
@@ -168,6 +171,13 @@ class UploadEngine:
             self._publish(test_id, request_id, destination)
         except PermanentUploadError as exc:
             self.fail_upload(test_id, request_id, destination, f"{destination}: {exc.code}: {exc.message}")
+        except TransientUploadError:
+            raise
+        except Exception:
+            # Never leave an upload hanging in `permitted`: an unexpected error ends it.
+            log.exception("publishing %s to %s failed unexpectedly", test_id, destination)
+            self.fail_upload(test_id, request_id, destination, f"{destination}: internal_error: publishing failed "
+                                                               "unexpectedly")
         finally:
             test_id_var.reset(token)
 
@@ -194,7 +204,6 @@ class UploadEngine:
             files = {name: (root / name).read_bytes() for name in digests}
             annotations = {"dev.certus-assurance.test_id": test_id,
                            "dev.certus-assurance.manifest_digest": str(record.get("manifest_digest") or ""),
-                           "dev.certus-assurance.upload_permission_id": str(permit["upload_permission_id"]),
                            "org.opencontainers.image.revision": str(record.get("resolved_commit") or ""),
                            "org.opencontainers.image.source": str(record.get("git_url") or ""),
                            "org.opencontainers.image.created": str(record.get("completed_at") or "")}
@@ -224,9 +233,11 @@ class UploadEngine:
         """``{artifact_root}/{test_id}.upload.json``: the upload's outcome, outside the signed bundle."""
         state = self.uploads.state(test_id)
         target = Path(self.settings.artifact_root) / f"{test_id}.upload.json"
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"test_id": test_id, "updated_at": utcnow_iso(), **state}, indent=2,
-                                  sort_keys=True) + "\n")
-        os.replace(tmp, target)
-
-
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps({"test_id": test_id, "updated_at": utcnow_iso(), **state}, indent=2,
+                                      sort_keys=True) + "\n")
+            os.replace(tmp, target)
+        except OSError as exc:  # the record in Redis stays the truth
+            log.warning("could not write %s: %s", target, exc)

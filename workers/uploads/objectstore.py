@@ -79,7 +79,7 @@ class FileObjectStore:
             path.unlink(missing_ok=True)
 
     def url(self, bucket: str, key: str) -> str:
-        return self._path(bucket, key).as_uri()
+        return (self.root / bucket).as_uri() + "/" + key
 
 
 _TRANSIENT_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "InternalError",
