@@ -22,6 +22,7 @@ class UploadEngine(Protocol):
     def verify_upload(self, test_id: str, request_id: str) -> list[str]: ...
     def publish_upload(self, test_id: str, request_id: str, destination: str) -> None: ...
     def fail_upload(self, test_id: str, request_id: str, destination: str, reason: str) -> None: ...
+    def note_retry(self, test_id: str, request_id: str, destination: str, reason: str, countdown: int) -> None: ...
 
 
 def backoff(base: int, retries: int) -> int:
@@ -55,5 +56,6 @@ def register(app: Celery) -> None:
                 engine.fail_upload(test_id, request_id, destination,
                                    f"{destination}: gave up after {self.request.retries + 1} attempts: {exc.reason}")
                 return
-            raise self.retry(exc=exc, countdown=backoff(settings.upload_retry_backoff, self.request.retries),
-                             max_retries=settings.upload_max_retries) from exc
+            countdown = backoff(settings.upload_retry_backoff, self.request.retries)
+            engine.note_retry(test_id, request_id, destination, exc.reason, countdown)
+            raise self.retry(exc=exc, countdown=countdown, max_retries=settings.upload_max_retries) from exc

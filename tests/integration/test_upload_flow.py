@@ -15,7 +15,7 @@ import redis
 
 from tests.support.cosign import find_cosign, run_cosign
 from tests.support.service import Service, base_env
-from tests.support.uploads_servers import MotoS3, Registry, TrustServer, wait_for
+from tests.support.uploads_servers import FaultyProxy, MotoS3, Registry, TrustServer, wait_for
 from tests.support.ws import read_stream
 from workers.signing import keys
 from workers.signing.attestation import ATTESTATION_PATH
@@ -164,6 +164,7 @@ def remote(tmp_path_factory, redis_url):
     tmp = tmp_path_factory.mktemp("uploads-remote")
     keys.generate_key_pair(tmp / "keys", PASSWORD)  # the worker's key; the Trust is given its public half
     moto = MotoS3().start()
+    proxy = FaultyProxy(moto.port).start()  # passes everything through unless a test says otherwise
     registry = Registry(tmp / "registry", users={"ci": "s3cret"}).start()
     trust = TrustServer(tmp / "trust", {"certus-assurance": tmp / "keys" / "cosign.pub"}).start()
     s3 = moto.client()
@@ -173,7 +174,7 @@ def remote(tmp_path_factory, redis_url):
         tmp, _own_db(redis_url, 4), CERTUS_ASSURANCE_TRUST_BASE_URL=trust.url,
         CERTUS_ASSURANCE_TRUST_CA_BUNDLE=str(trust.cert),
         CERTUS_ASSURANCE_TRUST_TIMEOUT="10",
-        CERTUS_ASSURANCE_S3_ENDPOINT_URL=moto.url, CERTUS_ASSURANCE_DATALAKE_RAW_BUCKET="raw",
+        CERTUS_ASSURANCE_S3_ENDPOINT_URL=proxy.url, CERTUS_ASSURANCE_DATALAKE_RAW_BUCKET="raw",
         CERTUS_ASSURANCE_DATALAKE_GOLDEN_BUCKET="golden", AWS_ACCESS_KEY_ID="testing",
         AWS_SECRET_ACCESS_KEY="testing",  # noqa: S106
         CERTUS_ASSURANCE_REGISTRY=registry.host, CERTUS_ASSURANCE_REGISTRY_PLAIN_HTTP="true",
@@ -181,16 +182,17 @@ def remote(tmp_path_factory, redis_url):
         CERTUS_ASSURANCE_UPLOAD_RETRY_BACKOFF="1"), workdir=tmp)
     try:
         _start(svc)
-        yield svc, moto, registry, trust
+        yield svc, moto, registry, trust, proxy
     finally:
         svc.stop()
+        proxy.stop()
         trust.stop()
         registry.stop()
         moto.stop()
 
 
 def test_remote_trust_permits_and_publishes_to_s3_and_registry(remote, vulnerable_repo, tmp_path):
-    svc, moto, registry, _ = remote
+    svc, moto, registry, _, _ = remote
     test_id = _scan(svc, vulnerable_repo)
     assert _request(svc, test_id).status_code == 202
     record = _wait_upload(svc, test_id)
@@ -224,7 +226,7 @@ def test_remote_trust_permits_and_publishes_to_s3_and_registry(remote, vulnerabl
 
 
 def test_remote_trust_denies_wrong_signer_and_fails_closed_when_down(remote, vulnerable_repo):
-    svc, moto, _, trust = remote
+    svc, moto, _, trust, _ = remote
     test_id = _scan(svc, vulnerable_repo)
     assert _request(svc, test_id, signer="mallory").status_code == 202
     record = _wait_upload(svc, test_id)
@@ -239,3 +241,31 @@ def test_remote_trust_denies_wrong_signer_and_fails_closed_when_down(remote, vul
         trust.start()
     listed = moto.client().list_objects_v2(Bucket="golden", Prefix=f"security-scans/{test_id}/")
     assert listed.get("KeyCount", 0) == 0
+
+
+def test_s3_failing_half_way_is_retried_and_completes(remote, vulnerable_repo):
+    svc, moto, _, _, proxy = remote
+    test_id = _scan(svc, vulnerable_repo)
+    failures = {"left": 4}  # more than botocore's own attempts: the first publish task fails
+
+    def fail(method: str, path: str) -> bool:
+        if method == "PUT" and f"/{test_id}/incoming/summary.json" in path and failures["left"] > 0:
+            failures["left"] -= 1
+            return True
+        return False
+
+    proxy.fail = fail
+    try:
+        assert _request(svc, test_id).status_code == 202
+        record = _wait_upload(svc, test_id)
+    finally:
+        proxy.fail = lambda method, path: False
+    assert record["upload_status"] == "uploaded", record
+    assert failures["left"] == 0
+    events = svc.http.get(svc.url(f"/v1/security-scans/{test_id}/events"), params={"limit": 1000}).json()["events"]
+    assert any(e["type"] == "upload" and e.get("retry_in") for e in events)
+    s3 = moto.client()
+    files = set(_attested(svc.artifact_root / test_id)) | {ATTESTATION_PATH}
+    raw = s3.list_objects_v2(Bucket="raw", Prefix=f"security-scans/{test_id}/incoming/")["Contents"]
+    golden = s3.list_objects_v2(Bucket="golden", Prefix=f"security-scans/{test_id}/golden/")["Contents"]
+    assert len(raw) == len(golden) == len(files)

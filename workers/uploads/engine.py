@@ -222,6 +222,12 @@ class UploadEngine:
                 self.uploads.emit(test_id, UPLOADED, "published to every destination", remote_artifacts=done)
                 self._write_record(test_id)
 
+    def note_retry(self, test_id: str, request_id: str, destination: str, reason: str, countdown: int) -> None:
+        if self.uploads.state(test_id)["upload_request_id"] == request_id:
+            self.uploads.emit(test_id, PERMITTED, f"{destination}: {reason}; retrying in {countdown} s",
+                              destination=destination, retry_in=countdown)
+        log.info("publishing %s to %s will be retried in %s s: %s", test_id, destination, countdown, reason)
+
     def fail_upload(self, test_id: str, request_id: str, destination: str, reason: str) -> None:
         if self.uploads.move(test_id, UPLOAD_FAILED, allowed_from=[PERMITTED], request_id=request_id,
                              upload_reason=reason).ok:
