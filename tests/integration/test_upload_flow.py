@@ -12,6 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis
+import requests
 
 from tests.support.cosign import find_cosign, run_cosign
 from tests.support.service import Service, base_env
@@ -57,7 +58,14 @@ def _own_db(redis_url: str, db: int) -> str:
 def _start(svc: Service) -> Service:
     svc.start_worker("u1", concurrency=2)
     svc.start_api()
-    svc.wait_workers(1)
+
+    def worker_online() -> bool:
+        try:  # a loaded machine may be slow to answer the first requests
+            return svc.http.get(svc.url("/stats"), timeout=30).json()["workers_online"] >= 1
+        except requests.RequestException:
+            return False
+
+    wait_for(worker_online, timeout=120)
     return svc
 
 
@@ -168,14 +176,14 @@ def remote(tmp_path_factory, redis_url):
     registry = Registry(tmp / "registry", users={"ci": "s3cret"}).start()
     trust = TrustServer(tmp / "trust", {"certus-assurance": tmp / "keys" / "cosign.pub"}).start()
     s3 = moto.client()
-    for bucket in ("raw", "golden"):
+    for bucket in ("flow-raw", "flow-golden"):
         s3.create_bucket(Bucket=bucket)
     svc = Service(env=base_env(
         tmp, _own_db(redis_url, 4), CERTUS_ASSURANCE_TRUST_BASE_URL=trust.url,
         CERTUS_ASSURANCE_TRUST_CA_BUNDLE=str(trust.cert),
         CERTUS_ASSURANCE_TRUST_TIMEOUT="10",
-        CERTUS_ASSURANCE_S3_ENDPOINT_URL=proxy.url, CERTUS_ASSURANCE_DATALAKE_RAW_BUCKET="raw",
-        CERTUS_ASSURANCE_DATALAKE_GOLDEN_BUCKET="golden", AWS_ACCESS_KEY_ID="testing",
+        CERTUS_ASSURANCE_S3_ENDPOINT_URL=proxy.url, CERTUS_ASSURANCE_DATALAKE_RAW_BUCKET="flow-raw",
+        CERTUS_ASSURANCE_DATALAKE_GOLDEN_BUCKET="flow-golden", AWS_ACCESS_KEY_ID="testing",
         AWS_SECRET_ACCESS_KEY="testing",  # noqa: S106
         CERTUS_ASSURANCE_REGISTRY=registry.host, CERTUS_ASSURANCE_REGISTRY_PLAIN_HTTP="true",
         CERTUS_ASSURANCE_REGISTRY_USERNAME="ci", CERTUS_ASSURANCE_REGISTRY_PASSWORD="s3cret",  # noqa: S106
@@ -200,10 +208,10 @@ def test_remote_trust_permits_and_publishes_to_s3_and_registry(remote, vulnerabl
     s3 = moto.client()
     bundle = svc.artifact_root / test_id
     for name, digest in _attested(bundle).items():
-        obj = s3.get_object(Bucket="golden", Key=f"security-scans/{test_id}/golden/{name}")
+        obj = s3.get_object(Bucket="flow-golden", Key=f"security-scans/{test_id}/golden/{name}")
         assert hashlib.sha256(obj["Body"].read()).hexdigest() == digest
         assert obj["Metadata"]["test_id"] == test_id and obj["Metadata"]["workspace_id"] == "ws-test"
-    permit = json.loads(s3.get_object(Bucket="golden", Key=f"security-scans/{test_id}/permit.json")["Body"].read())
+    permit = json.loads(s3.get_object(Bucket="flow-golden", Key=f"security-scans/{test_id}/permit.json")["Body"].read())
     assert permit["upload_permission_id"] == record["upload_permission_id"]
     oci = record["remote_artifacts"]["oci"]
     assert oci["reference"] == f"{registry.host}/certus/security-scans:{test_id}"
@@ -239,7 +247,7 @@ def test_remote_trust_denies_wrong_signer_and_fails_closed_when_down(remote, vul
         assert record["upload_reason"].startswith("trust_unreachable"), record["upload_reason"]
     finally:
         trust.start()
-    listed = moto.client().list_objects_v2(Bucket="golden", Prefix=f"security-scans/{test_id}/")
+    listed = moto.client().list_objects_v2(Bucket="flow-golden", Prefix=f"security-scans/{test_id}/")
     assert listed.get("KeyCount", 0) == 0
 
 
@@ -266,6 +274,6 @@ def test_s3_failing_half_way_is_retried_and_completes(remote, vulnerable_repo):
     assert any(e["type"] == "upload" and e.get("retry_in") for e in events)
     s3 = moto.client()
     files = set(_attested(svc.artifact_root / test_id)) | {ATTESTATION_PATH}
-    raw = s3.list_objects_v2(Bucket="raw", Prefix=f"security-scans/{test_id}/incoming/")["Contents"]
-    golden = s3.list_objects_v2(Bucket="golden", Prefix=f"security-scans/{test_id}/golden/")["Contents"]
+    raw = s3.list_objects_v2(Bucket="flow-raw", Prefix=f"security-scans/{test_id}/incoming/")["Contents"]
+    golden = s3.list_objects_v2(Bucket="flow-golden", Prefix=f"security-scans/{test_id}/golden/")["Contents"]
     assert len(raw) == len(golden) == len(files)

@@ -154,7 +154,8 @@ def moto_s3():
     server.stop()
 
 
-LAYOUT = datalake.Layout("raw", "scans", "golden", "promoted")
+# moto keeps one in-process backend for every server: these buckets are this module's own.
+LAYOUT = datalake.Layout("pub-raw", "scans", "pub-golden", "promoted")
 META = {"test_id": "t", "workspace_id": "ws", "component_id": "c", "assessment_id": "a", "manifest_digest": "d"}
 
 
@@ -171,7 +172,7 @@ def test_s3_promotion_and_half_way_failure(moto_s3, bundle, monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     s3 = moto_s3.client()
-    for b in ("raw", "golden"):
+    for b in (LAYOUT.raw_bucket, LAYOUT.golden_bucket):
         s3.create_bucket(Bucket=b)
     digests = {n: __import__("hashlib").sha256(d).hexdigest() for n, d in _files(bundle).items()}
     proxy = FaultyProxy(moto_s3.port).start()
@@ -183,7 +184,7 @@ def test_s3_promotion_and_half_way_failure(moto_s3, bundle, monkeypatch):
         with pytest.raises(TransientUploadError):
             datalake.promote(store, LAYOUT, root=bundle, test_id=bundle.name, digests=digests, metadata=META,
                              permit={"upload_permission_id": "perm_1", "verification_proof": {"x": 1}})
-        assert _keys(s3, "golden") == []
+        assert _keys(s3, LAYOUT.golden_bucket) == []
         # healed: the re-run finishes, without duplicates
         proxy.fail = lambda method, path: False
         result = datalake.promote(store, LAYOUT, root=bundle, test_id=bundle.name, digests=digests, metadata=META,
@@ -191,15 +192,15 @@ def test_s3_promotion_and_half_way_failure(moto_s3, bundle, monkeypatch):
         assert result["staged_now"] == len(digests) - 1
     finally:
         proxy.stop()
-    golden = _keys(s3, "golden")
+    golden = _keys(s3, LAYOUT.golden_bucket)
     expected = sorted(f"promoted/{bundle.name}/golden/{n}" for n in digests)
     assert golden == expected + [f"promoted/{bundle.name}/permit.json",
                                  f"promoted/{bundle.name}/verification-proof.json"]
     for name, digest in digests.items():
-        obj = s3.get_object(Bucket="golden", Key=f"promoted/{bundle.name}/golden/{name}")
+        obj = s3.get_object(Bucket=LAYOUT.golden_bucket, Key=f"promoted/{bundle.name}/golden/{name}")
         assert __import__("hashlib").sha256(obj["Body"].read()).hexdigest() == digest
         assert obj["Metadata"]["workspace_id"] == "ws" and obj["Metadata"]["manifest_digest"] == "d"
-    raw = _keys(s3, "raw")
+    raw = _keys(s3, LAYOUT.raw_bucket)
     assert len([k for k in raw if "/incoming/" in k]) == len(digests)
     # a third run changes nothing
     again = datalake.promote(_s3_store(moto_s3.url), LAYOUT, root=bundle, test_id=bundle.name, digests=digests,
@@ -211,13 +212,13 @@ def test_s3_tampered_raw_object_is_never_promoted(moto_s3, bundle, monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     s3 = moto_s3.client()
-    for b in ("raw2", "golden2"):
+    for b in ("pub-raw2", "pub-golden2"):
         s3.create_bucket(Bucket=b)
-    layout = datalake.Layout("raw2", "scans", "golden2", "promoted")
+    layout = datalake.Layout("pub-raw2", "scans", "pub-golden2", "promoted")
     digests = {n: __import__("hashlib").sha256(d).hexdigest() for n, d in _files(bundle).items()}
     digests["scan.json"] = "0" * 64  # what was permitted is not what is there
     with pytest.raises(PermanentUploadError) as err:
         datalake.promote(_s3_store(moto_s3.url), layout, root=bundle, test_id=bundle.name, digests=digests,
                          metadata=META, permit={})
     assert err.value.code == "raw_digest_mismatch"
-    assert _keys(s3, "golden2") == []
+    assert _keys(s3, "pub-golden2") == []
