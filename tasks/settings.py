@@ -109,6 +109,33 @@ class Settings:
                "filesystem store under DATALAKE_ROOT with the same layout. Credentials come from the usual "
                "`AWS_*` variables."})
     s3_region: str = field(default="us-east-1", metadata={"doc": "S3 region name."})
+    # -- Manifests: where they may come from and how they are verified --------------------------
+    manifest_verification_key_ref: str = field(default="", metadata={
+        "doc": "Path (or `file://` path) of the PEM public key (a `cosign.pub`) that manifest signatures "
+               "are checked against. When set, every signature that comes with a manifest is verified."})
+    manifest_verification_required: bool = field(default=False, metadata={
+        "doc": "Refuse every manifest (inline, path or URI) that has no valid signature by "
+               "MANIFEST_VERIFICATION_KEY_REF (`manifest_signature_missing` / `manifest_signature_invalid`).",
+        "parse": _bool})
+    manifest_allowed_hosts: tuple[str, ...] = field(default=(), metadata={
+        "doc": "Comma-separated hosts (`https://` or `oci://`) allowed for manifest URIs even when they resolve "
+               "to loopback or private addresses (GIT_ALLOWED_HOSTS are allowed too).", "parse": _list})
+    manifest_file_roots: tuple[str, ...] = field(default=(), metadata={
+        "doc": "Comma-separated folders under which `file://` manifest URIs may lie; empty refuses `file://`.",
+        "parse": _path_list})
+    manifest_ca_bundle: str = field(default="", metadata={
+        "doc": "PEM CA bundle for TLS to manifest hosts and registries; empty uses the system's trust store."})
+    manifest_max_bytes: int = field(default=1024 * 1024, metadata={
+        "doc": "Largest manifest (and signature) accepted, in bytes (`manifest_too_large`)."})
+    manifest_fetch_timeout: int = field(default=30, metadata={
+        "doc": "Seconds one manifest download (each HTTP request) may take."})
+    manifest_oci_plain_http: tuple[str, ...] = field(default=(), metadata={
+        "doc": "Comma-separated registries (`host:port`) reached over plain HTTP instead of HTTPS.",
+        "parse": _list})
+    manifest_oci_username: str = field(default="", metadata={
+        "doc": "User name for pulling manifests from OCI registries (basic or token auth); empty: anonymous."})
+    manifest_oci_password: str = field(default="", repr=False, metadata={
+        "doc": "Password or token for MANIFEST_OCI_USERNAME."})
     # -- Uploads: Certus-Trust gate, S3 raw -> golden, OCI registry ------------------------------
     trust_base_url: str = field(default="", metadata={
         "doc": "Certus-Trust base URL (`https://...`); empty means the embedded Trust policy runs in the worker."})
@@ -152,7 +179,7 @@ class Settings:
     registry_plain_http: bool = field(default=False, metadata={
         "doc": "Talk plain HTTP to the registry (loopback/test registries); HTTPS otherwise.", "parse": _bool})
     registry_username: str = field(default="", metadata={"doc": "Registry user (basic or token auth)."})
-    registry_password: str = field(default="", metadata={"doc": "Registry password or token."})
+    registry_password: str = field(default="", repr=False, metadata={"doc": "Registry password or token."})
     registry_ca_bundle: str = field(default="", metadata={
         "doc": "CA bundle file for an HTTPS registry; empty means the system store."})
     oci_layout_root: str = field(default="var/oci", metadata={
@@ -212,6 +239,10 @@ class Settings:
             raise SettingsError("UPLOAD_MAX_RETRIES and UPLOAD_RETRY_BACKOFF must not be negative")
         if self.tool_parallelism < 1:
             raise SettingsError("TOOL_PARALLELISM must be at least 1")
+        if self.manifest_verification_required and not self.manifest_verification_key_ref:
+            raise SettingsError("MANIFEST_VERIFICATION_REQUIRED needs MANIFEST_VERIFICATION_KEY_REF")
+        if self.manifest_max_bytes < 1 or self.manifest_fetch_timeout < 1:
+            raise SettingsError("MANIFEST_MAX_BYTES and MANIFEST_FETCH_TIMEOUT must be positive")
 
 
 def markdown_table() -> str:

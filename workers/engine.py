@@ -45,6 +45,8 @@ from workers.sources import git
 from workers.sources.errors import SourceError
 
 log = logging.getLogger(__name__)
+# One minute of a manifest's `bundle.runtimeCeilingMinutes`, in seconds (tests shorten it).
+CEILING_UNIT_SECONDS = 60.0
 
 
 class Stop(Exception):
@@ -122,6 +124,7 @@ class ScanJob:
         self.checkout: git.GitCheckout | None = None
         self.tools: ToolRunReport | None = None
         self.started_at = utcnow_iso()
+        self.started_mono = time.monotonic()
 
     # -- lifecycle ---------------------------------------------------------------------------
     def on_heartbeat(self) -> None:
@@ -219,19 +222,25 @@ class ScanJob:
                            branch=self.checkout.branch)
         # manifest
         phase = self._phase_start("manifest", "resolving manifest")
-        self.manifest = resolve_manifest(rec, self.settings)
-        self.bundle.write_bytes("manifest.json", self.manifest.text.encode())
+        self.manifest = resolve_manifest(rec, self.settings, src, known_tools=set(self.engine.scanners))
+        # Exactly the bytes the scan used (and was verified against), and the signature that came with them.
+        self.bundle.write_bytes("manifest.json", self.manifest.data or self.manifest.text.encode())
+        if self.manifest.signature is not None:
+            self.bundle.write_bytes("manifest.sig", self.manifest.signature)
         if self.manifest.ceiling_minutes:
-            self.deadline = time.monotonic() + self.manifest.ceiling_minutes * 60
+            # The ceiling counts from the start of the scan, the fetch of the source included.
+            self.deadline = self.started_mono + self.manifest.ceiling_minutes * CEILING_UNIT_SECONDS
+            self.check_stop()
         selection = select_tools(self.manifest, self.engine.scanners)
         self.store.update(self.test_id, manifest_digest=self.manifest.digest,
                           manifest_metadata=self.manifest.info)
         self.bundle.write_json("manifest-info.json", self.manifest.info)
         self._phase_end(phase)
-        self.emitter.phase("manifest", "manifest resolved", hash=self.manifest.digest)
+        self.emitter.phase("manifest", "manifest resolved", hash=self.manifest.digest,
+                           source=self.manifest.source, signature_verified=self.manifest.signature_verified)
         # scanners
         phase = self._phase_start("scan", "running scanners")
-        for tool in selection.unsupported:
+        for tool in self.manifest.unsupported:
             self.warnings.append({"code": "tool_unsupported", "message": f"tool {tool!r} is not supported"})
         self.tools = run_tools(selection, src, self.workspace / "tools", self.bundle, self.emitter,
                                self.settings, self.should_stop)
@@ -331,7 +340,6 @@ class ScanJob:
             "tools": self.tools.versions if self.tools else {},
             "artifacts": {p: {"sha256": d} for p, d in self.bundle.digests().items()},
         })
-
 
     def _predicate(self, scan_json: dict[str, Any], signer: Signer) -> dict[str, Any]:
         """What the attestation says about the scan (the files themselves are its subjects)."""

@@ -84,6 +84,10 @@ class ScanRequestSchema(Schema):
     manifest_path = fields.String(validate=[validate.Length(max=1024), check_relative_path])
     manifest_uri = fields.String(validate=[validate.Length(max=2048), check_manifest_uri])
     manifest_signature_uri = fields.String(validate=[validate.Length(max=2048), check_manifest_uri])
+    # The signature of an inline manifest: base64, as `cosign sign-blob --key` prints it, over the
+    # manifest's canonical text (`json.dumps(manifest, sort_keys=True)`, the text its digest is of).
+    manifest_signature = fields.String(validate=[validate.Length(min=16, max=4096),
+                                                 validate.Regexp(r"^[A-Za-z0-9+/]+={0,2}\s*$")])
     requested_by = fields.String(validate=validate.Length(max=256))
 
     @validates_schema(skip_on_field_errors=False)
@@ -108,6 +112,8 @@ class ScanRequestSchema(Schema):
                 errors.setdefault(name, []).append("give at most one of manifest, manifest_path, manifest_uri")
         if "manifest_signature_uri" in data and "manifest_uri" not in data:
             errors.setdefault("manifest_signature_uri", []).append("only together with manifest_uri")
+        if "manifest_signature" in data and "manifest" not in data:
+            errors.setdefault("manifest_signature", []).append("only together with an inline manifest")
         parsed = None
         if "manifest" in data and len(given) == 1:
             try:

@@ -30,7 +30,7 @@ from tasks.store import (
 log = logging.getLogger(__name__)
 
 SOURCE_FIELDS = ("source_type", "git_url", "branch", "commit", "directory_path", "archive_path")
-INTERNAL_FIELDS = frozenset({"attempt", "cancel_requested", "manifest"})
+INTERNAL_FIELDS = frozenset({"attempt", "cancel_requested", "manifest", "manifest_signature"})
 
 
 def public_view(record: dict[str, Any]) -> dict[str, Any]:
@@ -81,6 +81,7 @@ class ScanService:
             manifest_path=data.get("manifest_path"),
             manifest_uri=data.get("manifest_uri"),
             manifest_signature_uri=data.get("manifest_signature_uri"),
+            manifest_signature=data.get("manifest_signature"),
             manifest_digest=manifest_digest,
             requested_by=data.get("requested_by"),
             stream_url=f"{base}/stream",

@@ -59,7 +59,12 @@ class Service:
     def wait_workers(self, count: int, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            stats = self.http.get(self.url("/stats"), timeout=5).json()
+            try:
+                stats = self.http.get(self.url("/stats"), timeout=10).json()
+            except requests.RequestException:
+                # A freshly started API can be slow to answer on a busy machine; ask again.
+                time.sleep(0.5)
+                continue
             if stats["workers_online"] >= count:
                 return
             time.sleep(0.2)

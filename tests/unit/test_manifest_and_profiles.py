@@ -44,3 +44,25 @@ def test_profile_selection_and_fallback():
     assert evaluate(mine, {"by_severity": {"high": 0}})["passed"] is True
     with pytest.raises(m.ManifestInvalid):
         select_profile("{}", parsed, "unknown", "inline")
+
+
+def test_all_unknown_tools_fall_back_to_the_builtin_and_are_recorded():
+    parsed = m.parse({"profiles": [
+        {"name": "Standard", "tools": ["acme-scan", {"name": "other-tool"}]},
+        {"name": "Mixed", "tools": ["bandit", "acme-scan"]},
+        {"name": "custom", "tools": ["acme-scan"]},
+    ]})
+    known = {"bandit", "ruff"}
+    std = select_profile("{}", parsed, "STANDARD", "inline", known)
+    assert std.profile_resolved == "standard" and std.fallback
+    assert std.tools == list(BUILTIN_PROFILES["standard"].tools)
+    assert std.unsupported == ["acme-scan", "other-tool"]
+    info = std.info
+    assert info["unsupported_manifest_tools"] == ["acme-scan", "other-tool"]
+    assert info["profile_fallback_to_builtin"] is True
+    mixed = select_profile("{}", parsed, "mixed", "inline", known)
+    assert mixed.profile_resolved == "manifest:Mixed" and not mixed.fallback
+    assert mixed.tools == ["bandit", "acme-scan"] and mixed.unsupported == ["acme-scan"]
+    # No built-in of that name to fall back to: the manifest is unusable for this profile.
+    with pytest.raises(m.ManifestInvalid):
+        select_profile("{}", parsed, "custom", "inline", known)

@@ -136,3 +136,11 @@ def test_statement_build_and_read() -> None:
     dup = dict(stmt, subject=stmt["subject"] + stmt["subject"][:1])
     with pytest.raises(intoto.StatementError):
         intoto.subject_digests(dup)
+
+
+def test_unwritable_key_dir_is_a_signing_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(keys.SigningKeyError) as err:
+        keys.load_signer(Settings(signing_key_dir=str(blocker / "keys")), {"COSIGN_PASSWORD": "pw"})
+    assert err.value.code == "key_dir_unusable"

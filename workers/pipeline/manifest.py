@@ -1,14 +1,22 @@
-"""Resolve the manifest a scan runs with, and the profile it selects."""
+"""Resolve the manifest a scan runs with, and the profile it selects.
+
+Order matters: the manifest is fetched, its signature checked (fail closed), and only then parsed.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from tasks import manifest as manifests
 from tasks.profiles import builtin
 from tasks.settings import Settings
+from workers.pipeline.manifest_sources import Fetched, ManifestSourceError, fetch_uri, from_source_tree
+from workers.signing import keys
 
 
 @dataclass
@@ -25,6 +33,12 @@ class ResolvedManifest:
     source: str = "builtin"
     unsupported: list[str] = field(default_factory=list)
     signature_verified: bool = False
+    data: bytes | None = None  # the manifest bytes exactly as used (None: the built-in profile alone)
+    signature: bytes | None = None  # the signature that came with it, as received
+    location: str | None = None
+    signature_location: str | None = None
+    signature_key_sha256: str | None = None
+    fallback: bool = False
 
     @property
     def info(self) -> dict[str, Any]:
@@ -33,35 +47,116 @@ class ResolvedManifest:
             "version": self.parsed.version if self.parsed else None,
             "owners": list(self.parsed.owners) if self.parsed else [],
             "source": self.source,
+            "location": self.location,
             "profile_requested": self.profile_requested,
             "profile_resolved": self.profile_resolved,
+            "profile_fallback_to_builtin": self.fallback,
             "tools_selected": self.tools,
             "unsupported_manifest_tools": self.unsupported,
             "policy_thresholds": self.thresholds,
             "runtime_ceiling_minutes": self.ceiling_minutes,
             "manifest_digest": self.digest,
+            "signature": {
+                "present": self.signature is not None,
+                "verified": self.signature_verified,
+                "location": self.signature_location,
+                "key_sha256": self.signature_key_sha256,
+            },
         }
 
 
-def resolve_manifest(record: dict[str, Any], settings: Settings) -> ResolvedManifest:
+class ManifestSignatureError(ManifestSourceError):
+    """The manifest's signature is missing (when required) or does not verify."""
+
+
+def resolve_manifest(record: dict[str, Any], settings: Settings, source_dir: Path | None = None,
+                     known_tools: Collection[str] | None = None) -> ResolvedManifest:
     requested = record["profile"]
-    if record.get("manifest") is not None:
-        text = manifests.inline_text(record["manifest"])
-        parsed: manifests.Manifest | None = manifests.parse(record["manifest"])
-        source = "inline"
+    fetched = _fetch(record, settings, source_dir)
+    if fetched is None:
+        resolved = select_profile("", None, requested, "builtin", known_tools)
+        resolved.data = resolved.text.encode()
+        return resolved
+    source = _source_kind(record)
+    verified, key_sha = check_signature(fetched, settings)
+    if source == "inline":
+        parsed = manifests.parse(record["manifest"])
+        text = fetched.data.decode()
     else:
-        parsed = None
-        source = "builtin"
-        text = ""
-    return select_profile(text, parsed, requested, source)
+        try:
+            text = fetched.data.decode("utf-8")
+            obj = json.loads(text)
+        except (UnicodeDecodeError, ValueError) as exc:
+            problem = f"the manifest is not valid UTF-8 JSON ({exc.__class__.__name__})"
+            raise manifests.ManifestInvalid({"$": [problem]}) from exc
+        parsed = manifests.parse(obj)
+    resolved = select_profile(text, parsed, requested, source, known_tools)
+    resolved.data = fetched.data
+    resolved.signature = fetched.signature
+    resolved.location = fetched.location
+    resolved.signature_location = fetched.signature_location
+    resolved.signature_verified = verified
+    resolved.signature_key_sha256 = key_sha
+    return resolved
 
 
-def select_profile(text: str, parsed: manifests.Manifest | None, requested: str,
-                   source: str) -> ResolvedManifest:
-    """The manifest's profile of that name wins; one with no tools falls back to the built-in."""
+def _source_kind(record: dict[str, Any]) -> str:
+    if record.get("manifest") is not None:
+        return "inline"
+    if record.get("manifest_path"):
+        return "path"
+    return urlsplit(record["manifest_uri"]).scheme
+
+
+def _fetch(record: dict[str, Any], settings: Settings, source_dir: Path | None) -> Fetched | None:
+    if record.get("manifest") is not None:
+        sig = record.get("manifest_signature")
+        return Fetched(manifests.inline_text(record["manifest"]).encode(),
+                       sig.encode() if isinstance(sig, str) else None, "inline",
+                       "manifest_signature" if sig else None)
+    if record.get("manifest_path"):
+        if source_dir is None:
+            raise ManifestSourceError("manifest_path_invalid", "manifest_path needs a source tree")
+        return from_source_tree(source_dir, record["manifest_path"], settings)
+    if record.get("manifest_uri"):
+        return fetch_uri(record["manifest_uri"], settings, record.get("manifest_signature_uri"))
+    return None
+
+
+def check_signature(fetched: Fetched, settings: Settings) -> tuple[bool, str | None]:
+    """(verified, key fingerprint). Fails closed: a signature that does not verify is refused even when
+    verification is optional; a missing one is refused when it is required."""
+    if fetched.signature is None:
+        if settings.manifest_verification_required:
+            raise ManifestSignatureError("manifest_signature_missing",
+                                         "manifest verification is required and the manifest came without a signature")
+        return False, None
+    if not settings.manifest_verification_key_ref:
+        return False, None  # nothing to check against; recorded as present but unverified
+    try:
+        public_key = keys.load_verification_key(settings.manifest_verification_key_ref)
+    except keys.SigningKeyError as exc:
+        raise ManifestSignatureError("manifest_verification_key_unavailable",
+                                     f"the manifest verification key cannot be used: {exc.message}") from exc
+    try:
+        signature = keys.decode_signature(fetched.signature)
+    except keys.SigningKeyError as exc:
+        raise ManifestSignatureError("manifest_signature_invalid", "the manifest signature is not base64") from exc
+    if not keys.verify_bytes(public_key, fetched.data, signature):
+        raise ManifestSignatureError("manifest_signature_invalid",
+                                     "the manifest signature does not verify with the configured key")
+    return True, keys.key_id(public_key)
+
+
+def select_profile(text: str, parsed: manifests.Manifest | None, requested: str, source: str,
+                   known_tools: Collection[str] | None = None) -> ResolvedManifest:
+    """The manifest's profile of that name wins; one whose tools are empty or all unknown to the
+    service falls back to the built-in profile of that name (its unknown tools are still recorded)."""
     tools: list[str] = []
     config: dict[str, Any] = {}
     thresholds: dict[str, int] = {}
+    unsupported: list[str] = []
+    fallback = False
     resolved = requested.strip().lower()
     mprof = parsed.profile(requested) if parsed else None
     if mprof is not None:
@@ -69,17 +164,23 @@ def select_profile(text: str, parsed: manifests.Manifest | None, requested: str,
         config = dict(mprof.tool_config)
         thresholds = dict(mprof.thresholds)
         resolved = f"manifest:{mprof.name}"
+        if known_tools is not None:
+            unsupported = [t for t in tools if t not in known_tools]
+            if unsupported and len(unsupported) == len(tools):
+                tools = []
     base = builtin(requested)
     if not tools:
         if base is None:
-            raise manifests.ManifestInvalid({"profile": [f"profile {requested!r} defines no tools and "
-                                                         "there is no built-in profile of that name"]})
+            raise manifests.ManifestInvalid({"profile": [f"profile {requested!r} defines no tools the service "
+                                                         "supports and there is no built-in profile of that name"]})
         tools = list(base.tools)
         resolved = base.name
+        fallback = mprof is not None
     if not text:
         # No manifest given: record the built-in profile that ran, so the bundle says what was used.
         text = json.dumps({"profiles": [{"name": resolved, "tools": tools}]}, sort_keys=True)
     return ResolvedManifest(text=text, digest=manifests.digest(text), parsed=parsed,
                             profile_requested=requested, profile_resolved=resolved, tools=tools,
                             tool_config=config, thresholds=thresholds,
-                            ceiling_minutes=parsed.runtime_ceiling_minutes if parsed else None, source=source)
+                            ceiling_minutes=parsed.runtime_ceiling_minutes if parsed else None, source=source,
+                            unsupported=unsupported, fallback=fallback)

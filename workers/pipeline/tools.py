@@ -57,7 +57,8 @@ def select_tools(manifest: ResolvedManifest, scanners: dict[str, Scanner]) -> Se
             unsupported.append(tool)
         elif all(s.id != scanner.id for s, _ in chosen):
             chosen.append((scanner, manifest.tool_config.get(tool, {})))
-    manifest.unsupported = unsupported
+    # Keep what the profile resolution already recorded (tools of a profile that fell back).
+    manifest.unsupported = list(dict.fromkeys([*manifest.unsupported, *unsupported]))
     return Selection(chosen, unsupported)
 
 

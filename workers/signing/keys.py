@@ -291,7 +291,11 @@ def load_signer(settings: Settings, environ: dict[str, str] | None = None) -> Si
     directory = Path(settings.signing_key_dir)
     if not password:
         log.warning("COSIGN_PASSWORD is not set: the signing key is stored with an empty password")
-    key_path, pub_path = generate_key_pair(directory, password)
+    try:
+        key_path, pub_path = generate_key_pair(directory, password)
+    except OSError as exc:
+        raise SigningKeyError("key_dir_unusable", f"cannot create or read the key pair in {directory}: "
+                                                  f"{exc.strerror or exc.__class__.__name__}") from exc
     return Signer(decrypt_private_key(key_path.read_bytes(), password), key_path, pub_path)
 
 
