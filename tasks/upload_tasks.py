@@ -42,9 +42,15 @@ def register(app: Celery) -> None:
 
     @app.task(name=names.UPLOAD_VERIFY, base=EngineTask, bind=True, **limits)
     def verify(self: EngineTask, test_id: str, request_id: str) -> None:
-        for destination in uploads_engine(self).verify_upload(test_id, request_id):
-            app.send_task(names.UPLOAD_PUBLISH, args=[test_id, request_id, destination],
-                          queue=names.UPLOADS_QUEUE)
+        engine = uploads_engine(self)
+        for destination in engine.verify_upload(test_id, request_id):
+            try:
+                app.send_task(names.UPLOAD_PUBLISH, args=[test_id, request_id, destination],
+                              queue=names.UPLOADS_QUEUE)
+            except Exception as exc:  # noqa: BLE001 - never leave a permitted upload without its tasks
+                engine.fail_upload(test_id, request_id, destination,
+                                   f"{destination}: queue_unavailable: the publish task could not be queued "
+                                   f"({exc.__class__.__name__})")
 
     @app.task(name=names.UPLOAD_PUBLISH, base=EngineTask, bind=True, **limits)
     def publish(self: EngineTask, test_id: str, request_id: str, destination: str) -> None:
