@@ -20,6 +20,7 @@ from tests.support.uploads_servers import FaultyProxy, MotoS3, Registry, TrustSe
 from tests.support.ws import read_stream
 from workers.signing import keys
 from workers.signing.attestation import ATTESTATION_PATH
+from workers.uploads.trust import RemoteTrustClient, build_request
 
 pytestmark = pytest.mark.integration
 PASSWORD = "test-signing-password"  # noqa: S105 - base_env's COSIGN_PASSWORD
@@ -277,3 +278,21 @@ def test_s3_failing_half_way_is_retried_and_completes(remote, vulnerable_repo):
     raw = s3.list_objects_v2(Bucket="flow-raw", Prefix=f"security-scans/{test_id}/incoming/")["Contents"]
     golden = s3.list_objects_v2(Bucket="flow-golden", Prefix=f"security-scans/{test_id}/golden/")["Contents"]
     assert len(raw) == len(golden) == len(files)
+
+
+def test_standalone_trust_refuses_a_replayed_request(remote, vulnerable_repo):
+    svc, _, _, trust, _ = remote
+    test_id = _scan(svc, vulnerable_repo)
+    key_dir = Path(svc.workdir) / "keys"
+    signer = keys.Signer(keys.decrypt_private_key((key_dir / "cosign.key").read_bytes(), PASSWORD),
+                         key_dir / "cosign.key", key_dir / "cosign.pub")
+    record = svc.status(test_id)
+    request = build_request(root=svc.artifact_root / test_id, record=record, tier="verified",
+                            signer_name="certus-assurance", signer=signer,
+                            destinations={"raw_s3": "s3://flow-raw/x/", "oci_registry": "r/x:t"})
+    assert request["metadata"]["commit"] == vulnerable_repo["first"] and request["metadata"]["branch"]
+    client = RemoteTrustClient(trust.url, timeout=10, ca_bundle=str(trust.cert))
+    first = client.verify_and_permit(request)
+    assert first.permitted, first
+    replay = client.verify_and_permit(request)
+    assert not replay.permitted and replay.reason == "replay"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ def build_request(*, root: Path, record: dict[str, Any], tier: str, signer_name:
     """The contract's request for the bundle at ``root``, with a fresh signature over its attestation."""
     files = bundle_files(root)
     attestation = (root / signing.ATTESTATION_PATH).read_bytes()
+    source = _scan_source(root)
     return {
         "scan_id": record["test_id"],
         "tier": tier,
@@ -61,9 +63,9 @@ def build_request(*, root: Path, record: dict[str, Any], tier: str, signer_name:
         },
         "artifacts": [{"name": f.name, "hash": f"sha256:{f.sha256}", "size": f.size} for f in files],
         "metadata": {
-            "git_url": record.get("git_url"),
-            "branch": record.get("branch"),
-            "commit": record.get("resolved_commit"),
+            "git_url": source.get("git_url") or record.get("git_url"),
+            "branch": source.get("branch") or record.get("branch"),
+            "commit": source.get("resolved_commit") or record.get("resolved_commit"),
             "requested_by": record.get("requested_by"),
         },
         "storage_destinations": destinations,
@@ -71,6 +73,15 @@ def build_request(*, root: Path, record: dict[str, Any], tier: str, signer_name:
         "attestation": {"name": signing.ATTESTATION_PATH, "content": base64.b64encode(attestation).decode(),
                         "sha256": hashlib.sha256(attestation).hexdigest()},
     }
+
+
+def _scan_source(root: Path) -> dict[str, Any]:
+    """The source as the scan resolved it (branch included when the default branch was used)."""
+    try:
+        source = json.loads((root / "scan.json").read_text()).get("source")
+    except (OSError, ValueError):
+        return {}
+    return source if isinstance(source, dict) else {}
 
 
 class TrustClient(Protocol):
