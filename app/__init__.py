@@ -13,9 +13,10 @@ from flask import Flask, Response, g, request
 from flask_sock import Sock
 
 from app.errors import register_error_handlers
-from app.routes import archives, artifacts, docs, health, ops, scans, stream, web
+from app.routes import archives, artifacts, docs, health, ops, scans, stream, uploads, web
 from app.services.scans import ScanService
 from app.services.stats import Presence, Stats
+from app.services.uploads import UploadService
 from tasks import names
 from tasks.celery_app import create_celery
 from tasks.events import EventLog
@@ -23,6 +24,7 @@ from tasks.logconfig import configure_logging, request_id_var
 from tasks.redis_client import connect
 from tasks.settings import Settings
 from tasks.store import ScanStore
+from tasks.uploads import UploadStore
 
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -35,6 +37,7 @@ class Certus:
     scans: ScanService
     stats: Stats
     presence: Presence
+    uploads: UploadService
 
 
 def create_app(settings: Settings | None = None, *, celery: Celery | None = None) -> Flask:
@@ -55,7 +58,7 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
         settings=settings, redis=client, celery=celery,
         scans=ScanService(settings, store, events, celery),
         stats=Stats(client, store, broker, names.all_queues(settings.scan_queue_per_profile)),
-        presence=Presence(client))
+        presence=Presence(client), uploads=UploadService(UploadStore(store, events), celery))
 
     @app.before_request
     def _request_id() -> None:
@@ -77,6 +80,7 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
     app.register_blueprint(docs.bp)
     app.register_blueprint(web.bp)
     app.register_blueprint(ops.bp)  # ops: /metrics, X-Certus-Replica, request log lines
+    app.register_blueprint(uploads.bp)
     sock = Sock(app)
     stream.register(sock)
     logging.getLogger(__name__).debug("app created")

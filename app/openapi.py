@@ -42,6 +42,7 @@ from flask import Flask
 
 from app.schemas import responses as out
 from app.schemas import scans as inp
+from app.schemas import uploads as up
 
 TITLE = "Certus Assurance"
 VERSION = "1.0.0"
@@ -76,6 +77,7 @@ SCHEMAS = {  # nested schemas first: apispec registers a nested schema on first 
     "Event": out.EventSchema, "EventsPage": out.EventsPageSchema, "Health": out.HealthSchema,
     "Ready": out.ReadySchema, "Stats": out.StatsSchema, "ArtifactFile": out.ArtifactFileSchema,
     "ArtifactList": out.ArtifactListSchema, "ArchiveUpload": out.ArchiveUploadSchema,
+    "UploadRequest": up.UploadRequestSchema, "UploadAccepted": out.UploadAcceptedSchema,
 }
 
 DESCRIPTION = """\

@@ -13,7 +13,7 @@ command -v git >/dev/null || need+=(git)
 # The web page's browser test drives Debian's headless Chromium through chromedriver.
 command -v chromium >/dev/null || need+=(chromium)
 command -v chromedriver >/dev/null || need+=(chromium-driver)
-# Manifest tests: an OCI registry on loopback, and htpasswd (bcrypt) for its basic auth.
+# Manifest and upload tests: an OCI registry on loopback, and htpasswd (bcrypt) for its basic auth.
 command -v docker-registry >/dev/null || [ -x /usr/bin/docker-registry ] || need+=(docker-registry)
 command -v htpasswd >/dev/null || need+=(apache2-utils)
 command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need+=(haproxy)

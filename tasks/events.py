@@ -17,6 +17,7 @@ import redis
 from tasks import metrics
 
 EVENT_TYPES = frozenset({"phase", "tool_start", "log", "tool_complete", "error", "scan_complete", "upload"})
+FINAL_UPLOAD_STATUSES = frozenset({"uploaded", "denied", "upload_failed"})
 STREAM_ID_RE = re.compile(r"^\d{1,20}-\d{1,20}$")
 
 
@@ -121,15 +122,21 @@ class EventLog:
 
     def follow(self, test_id: str, after: str = "0-0", *,
                stop: Callable[[], bool] | None = None,
-               is_finished: Callable[[], bool] | None = None) -> Iterator[dict[str, Any]]:
+               is_finished: Callable[[], bool] | None = None,
+               upload_active: Callable[[], bool] | None = None) -> Iterator[dict[str, Any]]:
         """Yield every event after ``after``, then new ones as they come, until ``scan_complete``.
 
         ``stop`` is polled between blocking reads (a client that went away). ``is_finished`` is
         asked when the stream is quiet: a finished scan whose stream expired yields nothing more
         instead of waiting forever.
+
+        A reader that starts past ``scan_complete`` (``after`` = its id) follows the upload
+        instead: ``upload`` events until one reports a final status while ``upload_active`` says
+        no upload is in flight any more, or until the stream is quiet and no upload is in flight.
         """
         key = stream_key(test_id)
         last = after
+        saw_complete = False
         while True:
             if stop is not None and stop():
                 return
@@ -142,10 +149,16 @@ class EventLog:
                 # or the stream has expired: then there is nothing left to wait for.
                 reply = self.redis.xread({key: last}, count=500)
                 if not reply:
+                    if not saw_complete and upload_active is not None and upload_active():
+                        continue
                     return
             for entry_id, data in reply[0][1]:
                 last = entry_id
                 event = decode_entry(entry_id, data)
                 yield event
                 if event["type"] == "scan_complete":
+                    saw_complete = True
+                    return
+                if (event["type"] == "upload" and event.get("upload_status") in FINAL_UPLOAD_STATUSES
+                        and upload_active is not None and not upload_active()):
                     return

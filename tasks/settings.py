@@ -126,7 +126,8 @@ class Settings:
         "parse": _path})
     # -- Object storage (S3) ----------------------------------------------------------------------
     s3_endpoint_url: str = field(default="", metadata={
-        "doc": "S3 endpoint URL (e.g. MinIO or moto); empty means AWS. Credentials come from the usual "
+        "doc": "S3 endpoint URL (e.g. MinIO or moto); empty means AWS for `s3://` manifests, and for uploads a "
+               "filesystem store under DATALAKE_ROOT with the same layout. Credentials come from the usual "
                "`AWS_*` variables."})
     s3_region: str = field(default="us-east-1", metadata={"doc": "S3 region name."})
     # -- Manifests: where they may come from and how they are verified --------------------------
@@ -156,6 +157,54 @@ class Settings:
         "doc": "User name for pulling manifests from OCI registries (basic or token auth); empty: anonymous."})
     manifest_oci_password: str = field(default="", repr=False, metadata={
         "doc": "Password or token for MANIFEST_OCI_USERNAME."})
+    # -- Uploads: Certus-Trust gate, S3 raw -> golden, OCI registry ------------------------------
+    trust_base_url: str = field(default="", metadata={
+        "doc": "Certus-Trust base URL (`https://...`); empty means the embedded Trust policy runs in the worker."})
+    trust_timeout: int = field(default=15, metadata={
+        "doc": "Seconds a call to a remote Trust may take; a timeout is a denial (fail closed)."})
+    trust_ca_bundle: str = field(default="", metadata={
+        "doc": "CA bundle file for the remote Trust's TLS certificate; empty means the system store. "
+               "TLS verification is never switched off."})
+    trust_key_dir: str = field(default="var/trust", metadata={
+        "doc": "Folder holding the embedded Trust's proof-signing key (generated on first use).",
+        "parse": _path})
+    trust_signers_basic: tuple[str, ...] = field(default=("certus-assurance",), metadata={
+        "doc": "Signer identities the embedded Trust accepts for the `basic` tier.", "parse": _list})
+    trust_signers_verified: tuple[str, ...] = field(default=("certus-assurance",), metadata={
+        "doc": "Signer identities the embedded Trust accepts for the `verified` tier.", "parse": _list})
+    trust_max_clock_skew: int = field(default=300, metadata={
+        "doc": "Seconds an upload request's signature timestamp may differ from the Trust's clock."})
+    upload_signer: str = field(default="certus-assurance", metadata={
+        "doc": "Signer identity the service names in upload requests when the client names none."})
+    upload_max_retries: int = field(default=5, metadata={
+        "doc": "Retries of one publish task after a transient error (then `upload_failed`)."})
+    upload_retry_backoff: int = field(default=5, metadata={
+        "doc": "Seconds before the first retry of a publish task; doubled on each retry (capped at 300)."})
+    s3_path_style: bool = field(default=True, metadata={
+        "doc": "Path-style S3 addressing (`endpoint/bucket/key`) instead of virtual-hosted style.",
+        "parse": _bool})
+    datalake_root: str = field(default="var/datalake", metadata={
+        "doc": "Folder of the filesystem object store used when S3_ENDPOINT_URL is empty "
+               "(`{root}/{bucket}/{key}`).", "parse": _path})
+    datalake_raw_bucket: str = field(default="certus-raw", metadata={"doc": "Bucket receiving staged bundle files."})
+    datalake_raw_prefix: str = field(default="security-scans", metadata={"doc": "Key prefix in the raw bucket."})
+    datalake_golden_bucket: str = field(default="certus-golden", metadata={
+        "doc": "Bucket receiving verified, promoted bundle files."})
+    datalake_golden_prefix: str = field(default="security-scans", metadata={
+        "doc": "Key prefix in the golden bucket."})
+    registry: str = field(default="", metadata={
+        "doc": "OCI registry `host[:port]` the bundle is pushed to; empty: an OCI image layout "
+               "folder under OCI_LAYOUT_ROOT."})
+    registry_repository: str = field(default="certus/security-scans", metadata={
+        "doc": "Repository in the registry; the tag is the scan's test_id."})
+    registry_plain_http: bool = field(default=False, metadata={
+        "doc": "Talk plain HTTP to the registry (loopback/test registries); HTTPS otherwise.", "parse": _bool})
+    registry_username: str = field(default="", metadata={"doc": "Registry user (basic or token auth)."})
+    registry_password: str = field(default="", repr=False, metadata={"doc": "Registry password or token."})
+    registry_ca_bundle: str = field(default="", metadata={
+        "doc": "CA bundle file for an HTTPS registry; empty means the system store."})
+    oci_layout_root: str = field(default="var/oci", metadata={
+        "doc": "Folder of the OCI image layout written when REGISTRY is empty.", "parse": _path})
 
     # -- Operations: Redis in production, queues, metrics, replicas --------------------------
     redis_sentinel_master: str = field(default="", metadata={
@@ -230,7 +279,8 @@ class Settings:
 
     def __post_init__(self) -> None:
         # Paths given as defaults are relative to the working directory; resolve them once.
-        for name in ("artifact_root", "work_root", "uploads_root", "signing_key_dir", "osv_db_path"):
+        for name in ("artifact_root", "work_root", "uploads_root", "signing_key_dir", "osv_db_path",
+                     "trust_key_dir", "datalake_root", "oci_layout_root"):
             object.__setattr__(self, name, _path(getattr(self, name)))
 
     def check(self) -> None:
@@ -242,6 +292,10 @@ class Settings:
             raise SettingsError("LOG_FORMAT must be `console` or `json`")
         if not 100 <= self.ws_block_ms <= 4000:
             raise SettingsError("WS_BLOCK_MS must be between 100 and 4000")
+        if self.trust_base_url and not self.trust_base_url.startswith("https://"):
+            raise SettingsError("TRUST_BASE_URL must be an https:// URL (TLS is verified)")
+        if self.upload_max_retries < 0 or self.upload_retry_backoff < 0:
+            raise SettingsError("UPLOAD_MAX_RETRIES and UPLOAD_RETRY_BACKOFF must not be negative")
         if self.tool_parallelism < 1:
             raise SettingsError("TOOL_PARALLELISM must be at least 1")
         if self.git_token and not self.git_token_hosts:

@@ -12,13 +12,14 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_shutdown, worker_ready
 
-from tasks import metrics, scan_tasks
+from tasks import metrics, scan_tasks, upload_tasks
 from tasks.celery_app import create_celery
 from tasks.logconfig import bind_celery_task_context, configure_logging
 from tasks.redis_client import connect
 from tasks.settings import Settings
 from workers import presence
 from workers.engine import ScanEngine
+from workers.uploads.engine import UploadEngine
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +30,10 @@ def create_worker_app(settings: Settings | None = None) -> Celery:
     bind_celery_task_context()
     app = create_celery(settings)
     scan_tasks.register(app)
-    app.certus_engine = ScanEngine(  # type: ignore[attr-defined,unused-ignore]
-        settings, connect(settings.redis_url, settings=settings))
+    upload_tasks.register(app)
+    client = connect(settings.redis_url, settings=settings)
+    app.certus_engine = ScanEngine(settings, client)  # type: ignore[attr-defined,unused-ignore]
+    app.certus_uploads = UploadEngine(settings, client)  # type: ignore[attr-defined,unused-ignore]
     presence.install()
     worker_ready.connect(_serve_metrics, weak=False)
     return app

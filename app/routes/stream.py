@@ -34,7 +34,8 @@ def register(sock: Sock) -> None:
             return
         with certus.presence.watching():
             for event in svc.events.follow(test_id, after, stop=lambda: not ws.connected,
-                                           is_finished=lambda: svc.is_finished(test_id)):
+                                           is_finished=lambda: svc.is_finished(test_id),
+                                           upload_active=lambda: certus.uploads.uploads.in_flight(test_id)):
                 ws.send(json.dumps(event, separators=(",", ":")))
         if ws.connected:
             ws.close(CLOSE_NORMAL, "scan complete")

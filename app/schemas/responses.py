@@ -152,3 +152,12 @@ class ArchiveUploadSchema(_Open):
     archive_hash = fields.String(required=True, metadata={"description": "sha256 of the archive"})
     filename = fields.String(required=True, metadata={"example": "src.tar.gz"})
     size = fields.Integer(required=True)
+
+
+class UploadAcceptedSchema(_Open):
+    upload_permission_id = fields.String(allow_none=True, required=True, metadata={
+        "description": "the Trust's permission id; null until the Trust has answered"})
+    upload_status = fields.String(required=True, metadata={
+        "enum": ["pending", "permitted", "uploaded", "denied", "upload_failed"]})
+    upload_request_id = fields.String(metadata={"description": "this upload's own id, known at once"})
+    existing = fields.Boolean(metadata={"description": "true when an upload in flight was returned"})

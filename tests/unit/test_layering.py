@@ -12,6 +12,8 @@ FORBIDDEN = {
     "app": {"workers", "dulwich", "boto3", "botocore", "bandit"},
     "tasks": {"app", "workers", "flask", "flask_sock", "marshmallow", "dulwich", "boto3"},
     "workers": {"app", "flask", "flask_sock", "marshmallow"},
+    # The standalone Trust shares only the policy (workers.uploads.trust_policy) with the service.
+    "trust_service": {"app", "flask_sock", "marshmallow", "boto3", "dulwich", "celery"},
 }
 
 

@@ -1,0 +1,1 @@
+"""Publishing a finished scan: the Trust gate, S3 raw -> golden promotion and the OCI registry."""

@@ -1,0 +1,249 @@
+"""The upload engine behind ``uploads.verify`` and ``uploads.publish``.
+
+verify: build the Trust request for the finished bundle, ask Trust, record permit or denial.
+publish: for one destination (``s3`` or ``oci``), check the bundle still matches the permitted
+digests, publish, and when every destination is done mark the upload ``uploaded``.
+
+Upload results never change the signed bundle: ``scan.json`` stays as the attestation covers it, and
+the upload's outcome is written to ``{artifact_root}/{test_id}.upload.json`` (plus the scan record,
+the ``upload`` events, and the permit stored beside the promoted objects).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from functools import cached_property
+from pathlib import Path
+
+import redis
+
+from tasks.clock import utcnow_iso
+from tasks.events import EventLog
+from tasks.logconfig import test_id_var
+from tasks.settings import Settings
+from tasks.store import ScanStore
+from tasks.uploads import DENIED, DESTINATIONS, PENDING, PERMITTED, UPLOAD_FAILED, UPLOADED, UploadStore
+from workers.bundle import sha256_file
+from workers.uploads import datalake, oci, signing
+from workers.uploads.errors import PermanentUploadError, TransientUploadError
+from workers.uploads.objectstore import FileObjectStore, ObjectStore, S3ObjectStore
+from workers.uploads.registry import OciLayout, OciTarget, RegistryClient
+from workers.uploads.trust import EmbeddedTrustClient, RemoteTrustClient, TrustClient, build_request
+from workers.uploads.trust_policy import RedisReplayGuard, TrustPolicy
+
+log = logging.getLogger(__name__)
+
+
+class UploadEngine:
+    def __init__(self, settings: Settings, client: redis.Redis, *, trust: TrustClient | None = None,
+                 objects: ObjectStore | None = None, oci_target: OciTarget | None = None,
+                 signer: signing.Signer | None = None) -> None:
+        self.settings = settings
+        self.redis = client
+        self.store = ScanStore(client, retention_seconds=settings.retention_seconds)
+        self.events = EventLog(client, maxlen=settings.stream_maxlen, retention_seconds=settings.retention_seconds)
+        self.uploads = UploadStore(self.store, self.events)
+        self._trust, self._objects, self._oci, self._signer = trust, objects, oci_target, signer
+
+    # -- ports, built on first use so a worker boots without touching any of them ---------------
+    @cached_property
+    def signer(self) -> signing.Signer:
+        return self._signer or signing.load_service_signer(self.settings)
+
+    @cached_property
+    def trust(self) -> TrustClient:
+        if self._trust is not None:
+            return self._trust
+        s = self.settings
+        if s.trust_base_url:
+            return RemoteTrustClient(s.trust_base_url, timeout=s.trust_timeout, ca_bundle=s.trust_ca_bundle)
+        proof_key = signing.PemSigner(signing.load_or_create_pem_key(Path(s.trust_key_dir) / "trust.pem"))
+        policy = TrustPolicy(
+            signer_keys={s.upload_signer: signing.load_public_key(self.signer.public_key_pem)},
+            allowed_signers={"basic": s.trust_signers_basic, "verified": s.trust_signers_verified},
+            proof_signer=proof_key, replay=RedisReplayGuard(self.redis), max_clock_skew=s.trust_max_clock_skew,
+            replay_ttl=s.retention_seconds)
+        return EmbeddedTrustClient(policy)
+
+    @cached_property
+    def objects(self) -> ObjectStore:
+        if self._objects is not None:
+            return self._objects
+        s = self.settings
+        if s.s3_endpoint_url:
+            return S3ObjectStore(endpoint_url=s.s3_endpoint_url, region=s.s3_region, path_style=s.s3_path_style)
+        return FileObjectStore(s.datalake_root)
+
+    @cached_property
+    def oci_target(self) -> OciTarget:
+        if self._oci is not None:
+            return self._oci
+        s = self.settings
+        if s.registry:
+            return RegistryClient(s.registry, s.registry_repository, plain_http=s.registry_plain_http,
+                                  username=s.registry_username, password=s.registry_password,
+                                  ca_bundle=s.registry_ca_bundle)
+        return OciLayout(s.oci_layout_root, s.registry_repository)
+
+    @property
+    def layout(self) -> datalake.Layout:
+        s = self.settings
+        return datalake.Layout(s.datalake_raw_bucket, s.datalake_raw_prefix, s.datalake_golden_bucket,
+                               s.datalake_golden_prefix)
+
+    def destinations(self, test_id: str) -> dict[str, str]:
+        s = self.settings
+        raw = f"s3://{s.datalake_raw_bucket}/{self.layout.raw_dir(test_id)}/incoming/"
+        registry = f"{s.registry}/{s.registry_repository}:{test_id}" if s.registry else \
+            f"oci-layout:{s.oci_layout_root}/{s.registry_repository}:{test_id}"
+        return {"raw_s3": raw, "oci_registry": registry}
+
+    def bundle_root(self, test_id: str) -> Path:
+        return Path(self.settings.artifact_root) / test_id
+
+    # -- verify ----------------------------------------------------------------------------------
+    def verify_upload(self, test_id: str, request_id: str) -> list[str]:
+        token = test_id_var.set(test_id)
+        try:
+            return self._verify(test_id, request_id)
+        except Exception:
+            log.exception("upload verification of %s failed unexpectedly", test_id)
+            return self._deny(test_id, request_id, "internal_error", "verification failed unexpectedly")
+        finally:
+            test_id_var.reset(token)
+
+    def _verify(self, test_id: str, request_id: str) -> list[str]:
+        record = self.store.get(test_id)
+        if record is None or record.get("upload_request_id") != request_id:
+            log.info("upload %s of %s is no longer current; nothing to do", request_id, test_id)
+            return []
+        if record.get("upload_status") == PERMITTED:
+            return list(DESTINATIONS)  # a redelivery after the permit: the publish tasks are idempotent
+        if record.get("upload_status") != PENDING:
+            return []
+        request = record.get("upload_request") or {}
+        tier = request.get("tier") or "verified"
+        signer_name = request.get("signer") or self.settings.upload_signer
+        root = self.bundle_root(test_id)
+        try:
+            if not (root / "scan.json").is_file():
+                raise PermanentUploadError("bundle_missing", "the scan's bundle is not in the artifact store")
+            if not (root / signing.ATTESTATION_PATH).is_file():
+                raise PermanentUploadError("attestation_missing", "the bundle has no attestation to verify")
+            trust_request = build_request(root=root, record=record, tier=tier, signer_name=signer_name,
+                                          signer=self.signer, destinations=self.destinations(test_id))
+            decision = self.trust.verify_and_permit(trust_request)
+        except PermanentUploadError as exc:
+            return self._deny(test_id, request_id, exc.code, exc.message)
+        except Exception:
+            log.exception("upload verification of %s failed", test_id)
+            return self._deny(test_id, request_id, "trust_error", "verification failed unexpectedly")
+        if not decision.permitted:
+            return self._deny(test_id, request_id, decision.reason or "denied", decision.detail or "")
+        permit = {"upload_permission_id": decision.permission_id, "tier": tier, "signer": signer_name,
+                  "permitted_at": utcnow_iso(),
+                  "artifacts": {a["name"]: a["hash"].split(":", 1)[1] for a in trust_request["artifacts"]}}
+        moved = self.uploads.move(test_id, PERMITTED, allowed_from=[PENDING], request_id=request_id,
+                                  upload_permission_id=decision.permission_id,
+                                  verification_proof=decision.proof, upload_permit=permit)
+        if not moved.ok:
+            return []
+        self.uploads.emit(test_id, PERMITTED, f"Certus-Trust permitted the upload ({tier})",
+                          upload_permission_id=decision.permission_id)
+        self._write_record(test_id)
+        return list(DESTINATIONS)
+
+    def _deny(self, test_id: str, request_id: str, reason: str, detail: str) -> list[str]:
+        text = f"{reason}: {detail}" if detail else reason
+        if self.uploads.move(test_id, DENIED, allowed_from=[PENDING], request_id=request_id,
+                             upload_reason=text).ok:
+            self.uploads.emit(test_id, DENIED, text, reason=reason)
+            self._write_record(test_id)
+        log.info("upload of %s denied: %s", test_id, text)
+        return []
+
+    # -- publish ---------------------------------------------------------------------------------
+    def publish_upload(self, test_id: str, request_id: str, destination: str) -> None:
+        token = test_id_var.set(test_id)
+        try:
+            self._publish(test_id, request_id, destination)
+        except PermanentUploadError as exc:
+            self.fail_upload(test_id, request_id, destination, f"{destination}: {exc.code}: {exc.message}")
+        except TransientUploadError:
+            raise
+        except Exception:
+            # Never leave an upload hanging in `permitted`: an unexpected error ends it.
+            log.exception("publishing %s to %s failed unexpectedly", test_id, destination)
+            self.fail_upload(test_id, request_id, destination, f"{destination}: internal_error: publishing failed "
+                                                               "unexpectedly")
+        finally:
+            test_id_var.reset(token)
+
+    def _publish(self, test_id: str, request_id: str, destination: str) -> None:
+        record = self.store.get(test_id)
+        if (record is None or record.get("upload_request_id") != request_id
+                or record.get("upload_status") != PERMITTED):
+            log.info("publish %s of %s is not current; nothing to do", destination, test_id)
+            return
+        permit = record["upload_permit"]
+        digests: dict[str, str] = permit["artifacts"]
+        root = self.bundle_root(test_id)
+        for name, digest in digests.items():
+            path = root / name
+            if not path.is_file() or path.is_symlink() or sha256_file(path) != digest:
+                raise PermanentUploadError("bundle_changed", f"{name} no longer matches the permitted digest")
+        if destination == "s3":
+            metadata = {k: str(record.get(k) or "") for k in
+                        ("test_id", "workspace_id", "component_id", "assessment_id", "manifest_digest")}
+            full_permit = {**permit, "scan_id": test_id, "verification_proof": record.get("verification_proof")}
+            result = datalake.promote(self.objects, self.layout, root=root, test_id=test_id, digests=digests,
+                                      metadata=metadata, permit=full_permit)
+        elif destination == "oci":
+            files = {name: (root / name).read_bytes() for name in digests}
+            annotations = {"dev.certus-assurance.test_id": test_id,
+                           "dev.certus-assurance.manifest_digest": str(record.get("manifest_digest") or ""),
+                           "org.opencontainers.image.revision": str(record.get("resolved_commit") or ""),
+                           "org.opencontainers.image.source": str(record.get("git_url") or ""),
+                           "org.opencontainers.image.created": str(record.get("completed_at") or "")}
+            result = oci.push_bundle(self.oci_target, files=files, tag=test_id, annotations=annotations,
+                                     signer=self.signer, bundle_attestation=files[signing.ATTESTATION_PATH])
+        else:
+            raise PermanentUploadError("destination_unknown", f"unknown destination {destination!r}")
+        done = self.uploads.mark_done(test_id, request_id, destination, result)
+        final = all(d in done for d in DESTINATIONS)
+        moved = self.uploads.move(test_id, UPLOADED if final else PERMITTED, allowed_from=[PERMITTED],
+                                  request_id=request_id, remote_artifacts=done)
+        if moved.ok:
+            self.uploads.emit(test_id, PERMITTED, f"published to {destination}", destination=destination,
+                              remote=result)
+            if final:
+                self.uploads.emit(test_id, UPLOADED, "published to every destination", remote_artifacts=done)
+                self._write_record(test_id)
+
+    def note_retry(self, test_id: str, request_id: str, destination: str, reason: str, countdown: int) -> None:
+        if self.uploads.state(test_id)["upload_request_id"] == request_id:
+            self.uploads.emit(test_id, PERMITTED, f"{destination}: {reason}; retrying in {countdown} s",
+                              destination=destination, retry_in=countdown)
+        log.info("publishing %s to %s will be retried in %s s: %s", test_id, destination, countdown, reason)
+
+    def fail_upload(self, test_id: str, request_id: str, destination: str, reason: str) -> None:
+        if self.uploads.move(test_id, UPLOAD_FAILED, allowed_from=[PERMITTED], request_id=request_id,
+                             upload_reason=reason).ok:
+            self.uploads.emit(test_id, UPLOAD_FAILED, reason, destination=destination)
+            self._write_record(test_id)
+        log.warning("upload of %s failed: %s", test_id, reason)
+
+    def _write_record(self, test_id: str) -> None:
+        """``{artifact_root}/{test_id}.upload.json``: the upload's outcome, outside the signed bundle."""
+        state = self.uploads.state(test_id)
+        target = Path(self.settings.artifact_root) / f"{test_id}.upload.json"
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps({"test_id": test_id, "updated_at": utcnow_iso(), **state}, indent=2,
+                                      sort_keys=True) + "\n")
+            os.replace(tmp, target)
+        except OSError as exc:  # the record in Redis stays the truth
+            log.warning("could not write %s: %s", target, exc)
