@@ -12,18 +12,19 @@ from celery import Celery
 from flask import Flask, Response, g, request
 from flask_sock import Sock
 
+from app import auth
 from app.errors import register_error_handlers
-from app.routes import health, scans, stream
+from app.limits import StreamSlots
+from app.routes import health, scans, stream, tokens
 from app.services.scans import ScanService
 from app.services.stats import Presence, Stats
 from tasks.celery_app import create_celery
 from tasks.events import EventLog
+from tasks.keys import KeyStore
 from tasks.logconfig import configure_logging, request_id_var
 from tasks.redis_client import connect
 from tasks.settings import Settings
 from tasks.store import ScanStore
-
-MAX_BODY_BYTES = 1024 * 1024
 
 
 @dataclass
@@ -34,6 +35,8 @@ class Certus:
     scans: ScanService
     stats: Stats
     presence: Presence
+    keys: KeyStore
+    stream_slots: StreamSlots
 
 
 def create_app(settings: Settings | None = None, *, celery: Celery | None = None) -> Flask:
@@ -47,13 +50,15 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
     celery = celery or create_celery(settings)
 
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
-    app.config["SOCK_SERVER_OPTIONS"] = {"ping_interval": 25}
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    # An idle client is pinged; one that stops answering is disconnected.
+    app.config["SOCK_SERVER_OPTIONS"] = {"ping_interval": settings.ws_ping_interval}
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["certus"] = Certus(
         settings=settings, redis=client, celery=celery,
         scans=ScanService(settings, store, events, celery),
-        stats=Stats(client, store, broker), presence=Presence(client))
+        stats=Stats(client, store, broker), presence=Presence(client),
+        keys=KeyStore(client), stream_slots=StreamSlots(client, settings.max_ws_per_key))
 
     @app.before_request
     def _request_id() -> None:
@@ -68,8 +73,10 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
         return response
 
     register_error_handlers(app)
+    auth.install(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(scans.bp)
+    app.register_blueprint(tokens.bp)
     sock = Sock(app)
     stream.register(sock)
     logging.getLogger(__name__).debug("app created")

@@ -8,6 +8,7 @@ from typing import Any
 
 from celery import Celery
 
+from app.auth import current_principal, may_see
 from app.errors import APIError, not_found
 from tasks import manifest as manifests
 from tasks import names
@@ -64,8 +65,22 @@ class ScanService:
             raise APIError(422, "path_not_allowed", f"{field} must lie inside a configured allowed root",
                            fields={field: ["outside the allowed roots"]})
 
+    def _check_workspace(self, workspace_id: str) -> None:
+        if not may_see(workspace_id):
+            # Not 403: a key must not learn which workspaces exist.
+            raise APIError(404, "workspace_not_found", "no such workspace")
+
+    def _check_queue(self, workspace_id: str) -> None:
+        queued = self.store.queued_in_workspace(workspace_id)
+        if queued >= self.settings.max_queued_per_workspace:
+            raise APIError(429, "queue_full",
+                           f"the workspace already has {queued} scans queued; retry when some have started",
+                           headers={"Retry-After": "30"})
+
     def submit(self, data: dict[str, Any]) -> dict[str, Any]:
+        self._check_workspace(data["workspace_id"])
         self._check_source(data)
+        self._check_queue(data["workspace_id"])
         test_id = new_test_id()
         manifest_digest = None
         if "manifest" in data:
@@ -105,13 +120,23 @@ class ScanService:
     # -- read --------------------------------------------------------------------------------
     def get(self, test_id: str) -> dict[str, Any]:
         record = self.store.get(test_id) if is_test_id(test_id) else None
-        if record is None:
+        # Every endpoint that names a scan comes through here: another workspace's scan is "not found".
+        if record is None or not may_see(record.get("workspace_id")):
             raise not_found()
         return record
 
     def list(self, query: dict[str, Any]) -> dict[str, Any]:
+        principal = current_principal()
+        workspaces = None
+        if principal is not None and not principal.all_workspaces:
+            if query.get("workspace_id"):
+                self._check_workspace(query["workspace_id"])
+            elif len(principal.workspaces) == 1:
+                query = {**query, "workspace_id": next(iter(principal.workspaces))}
+            else:
+                workspaces = principal.workspaces
         try:
-            items, cursor = self.store.list(**query)
+            items, cursor = self.store.list(**query, workspaces=workspaces)
         except InvalidCursor as exc:
             raise APIError(422, "invalid_cursor", str(exc), fields={"cursor": [str(exc)]}) from exc
         return {"items": [public_view(r) for r in items], "next_cursor": cursor}
