@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Any
 
 from celery import Celery
@@ -15,7 +16,7 @@ from tasks import names
 from tasks.clock import utcnow_iso
 from tasks.events import EventLog, encode_event, stream_key
 from tasks.ids import is_test_id, new_test_id
-from tasks.netpolicy import HostNotAllowed, check_url
+from tasks.netpolicy import HostNotAllowed, check_host, check_url
 from tasks.settings import Settings
 from tasks.store import (
     CANCELLED,
@@ -39,6 +40,8 @@ def public_view(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _confined(path: str, roots: tuple[str, ...]) -> bool:
+    if not path.startswith("/") or "\x00" in path:
+        return False
     resolved = Path(path).resolve()
     return any(resolved == Path(root) or Path(root) in resolved.parents for root in roots)
 
@@ -51,7 +54,22 @@ class ScanService:
         self.celery = celery
 
     # -- submit ------------------------------------------------------------------------------
+    def _check_manifest_uri(self, uri: str) -> None:
+        parts = urlsplit(uri)
+        try:
+            if parts.scheme == "https" and parts.hostname:
+                check_host(parts.hostname, parts.port, self.settings.git_allowed_hosts)
+            elif parts.scheme == "file" and not (self.settings.allow_local_sources
+                                                 and _confined(parts.path, self.settings.allowed_source_roots)):
+                raise HostNotAllowed("manifest_uri_not_allowed",
+                                     "file manifests must lie inside an allowed root with local sources enabled")
+        except HostNotAllowed as exc:
+            raise APIError(422, exc.code, str(exc), fields={"manifest_uri": [str(exc)]}) from exc
+
     def _check_source(self, data: dict[str, Any]) -> None:
+        for name in ("manifest_uri", "manifest_signature_uri"):
+            if data.get(name):
+                self._check_manifest_uri(data[name])
         source_type = data["source_type"]
         if source_type == "git":
             try:

@@ -32,7 +32,8 @@ def fetch(settings: Settings, url: str, dest: Path, *, branch: str | None, commi
         argv += ["--branch", branch]
     if commit:
         argv += ["--commit", commit]
-    extra = {"PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    extra = {"PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+             "CERTUS_GIT_ALLOWED_HOSTS": ",".join(settings.git_allowed_hosts)}
     if credentials:
         extra.update({"CERTUS_GIT_USERNAME": credentials[0], "CERTUS_GIT_PASSWORD": credentials[1]})
     result = toolrun.run(argv, cwd=str(dest.parent), timeout=settings.clone_timeout, capture_stdout=True,

@@ -21,6 +21,12 @@ from dulwich.errors import GitProtocolError, HangupException, NotGitRepository
 from dulwich.objectspec import parse_commit
 from dulwich.repo import Repo
 
+from tasks.netpolicy import guard_resolver, is_local_source
+
+
+def _list(raw: str) -> list[str]:
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
 
 class CloneError(Exception):
     def __init__(self, code: str, message: str) -> None:
@@ -138,6 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-files", type=int, default=200_000)
     parser.add_argument("--max-bytes", type=int, default=2 * 1024**3)
     args = parser.parse_args(argv)
+    refused: list[str] = []
+    if not is_local_source(args.url):
+        # Every connection the clone makes (redirects included) is checked when it is made.
+        refused = guard_resolver(_list(os.environ.get("CERTUS_GIT_ALLOWED_HOSTS", "")))
     try:
         out = clone(args.url, Path(args.dest), args.branch, args.commit, max_files=args.max_files,
                     max_bytes=args.max_bytes)
@@ -145,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
         out = {"error": exc.code, "message": str(exc)}
     except Exception as exc:  # noqa: BLE001 - report, never print a trace with a URL in it
         out = {"error": "clone_failed", "message": f"the clone failed ({exc.__class__.__name__})"}
+    if "error" in out and refused:
+        out = {"error": "git_host_not_allowed",
+               "message": f"the clone was sent to host {refused[0]!r}, which resolves to a non-public address"}
     sys.stdout.write(json.dumps(out) + "\n")
     return 0 if "error" not in out else 3
 
