@@ -21,6 +21,7 @@ from tasks.logconfig import configure_logging
 from tasks.redis_client import connect
 from tasks.settings import Settings
 from workers.engine import ScanEngine
+from workers.sweeper import Sweeper
 
 log = logging.getLogger(__name__)
 WORKERS_KEY = "ca:workers"
@@ -58,15 +59,25 @@ class _Presence:
 _presence = _Presence()
 
 
+_sweepers: list[Sweeper] = []
+
+
 @worker_ready.connect
 def _on_ready(sender: Any = None, **_: Any) -> None:
     engine = sender.app.certus_engine
     threading.Thread(target=_presence.run, args=(sender.hostname, engine.redis), daemon=True).start()
+    settings = engine.settings
+    broker = engine.redis if settings.broker == settings.redis_url else connect(settings.broker)
+    sweeper = Sweeper(settings, engine.redis, broker, sender.app)
+    sweeper.start()
+    _sweepers.append(sweeper)
 
 
 @worker_shutdown.connect
 def _on_shutdown(**_: Any) -> None:
     _presence.stop.set()
+    for sweeper in _sweepers:
+        sweeper.stop.set()
 
 
 celery_app = create_worker_app()
