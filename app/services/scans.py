@@ -32,7 +32,7 @@ from tasks.store import (
 log = logging.getLogger(__name__)
 
 SOURCE_FIELDS = ("source_type", "git_url", "branch", "commit", "directory_path", "archive_path")
-INTERNAL_FIELDS = frozenset({"attempt", "cancel_requested", "manifest"})
+INTERNAL_FIELDS = frozenset({"attempt", "cancel_requested", "manifest", "worker", "worker_pid"})
 
 
 def public_view(record: dict[str, Any]) -> dict[str, Any]:
