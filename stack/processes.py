@@ -15,7 +15,9 @@ BIN = Path(sys.executable).parent
 def api_argv(bind: str, *, workers: int = 1, worker_class: str = "gevent", connections: int = 2000,
              threads: int = 64) -> list[str]:
     argv = [str(BIN / "gunicorn"), "--bind", bind, "--workers", str(workers), "--worker-class", worker_class,
-            "--graceful-timeout", "20", "--timeout", "120", "--access-logfile", "-"]
+            "--graceful-timeout", "20", "--timeout", "120", "--access-logfile", "-",
+            # The path without its query string: a stream token in ?token= never reaches a log.
+            "--access-logformat", '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss']
     if worker_class == "gevent":
         argv += ["--worker-connections", str(connections)]
     elif worker_class == "gthread":
