@@ -53,6 +53,13 @@ def _check_netloc(parts: SplitResult, raw: str) -> None:
         raise ValidationError("not a valid port") from exc
 
 
+def _split(value: str) -> SplitResult:
+    try:
+        return urlsplit(value)
+    except ValueError as exc:  # e.g. an unbalanced '[' in the host
+        raise ValidationError("not a valid URL") from exc
+
+
 def check_git_url(value: str) -> None:
     if value.startswith("-"):
         raise ValidationError("must not begin with '-'")
@@ -60,7 +67,7 @@ def check_git_url(value: str) -> None:
         raise ValidationError("transport helpers (such as ext::) are not allowed")
     if any(ord(c) < 0x21 or ord(c) == 0x7F for c in value):
         raise ValidationError("must not contain spaces or control characters")
-    parts = urlsplit(value)
+    parts = _split(value)
     if not parts.scheme and value.startswith("/"):
         if any(part == ".." for part in value.split("/")):
             raise ValidationError("a local path must not contain '..'")
@@ -87,7 +94,7 @@ def check_git_url(value: str) -> None:
 def check_manifest_uri(value: str) -> None:
     if any(ord(c) < 0x21 or ord(c) == 0x7F for c in value) or value.startswith("-"):
         raise ValidationError("must not contain spaces or control characters, nor begin with '-'")
-    parts = urlsplit(value)
+    parts = _split(value)
     if parts.scheme not in MANIFEST_SCHEMES:
         raise ValidationError(f"scheme must be one of {', '.join(MANIFEST_SCHEMES)}")
     if parts.scheme != "file" and not parts.netloc:

@@ -45,6 +45,7 @@ ATTACKS: list[tuple[str, Any, int, str]] = [
     ("backslash host confusion", git("https://example.com\\@127.0.0.1/repo"), 422, "validation_error"),
     ("percent-encoded host", git("https://127.0.0.%31/repo"), 422, "validation_error"),
     ("non-ASCII host", git("https://ex\u0430mple.com/repo"), 422, "validation_error"),
+    ("unbalanced IPv6 bracket (crashed the URL parser)", git("https://[::1/repo"), 422, "validation_error"),
     ("port out of range", git("https://example.com:99999/repo"), 422, "validation_error"),
     ("query string carrying git options", git("https://example.com/repo?upload-pack=x"), 422, "validation_error"),
     ("newline in the URL", git("https://example.com/repo\nHost: x"), 422, "validation_error"),
