@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 PYTEST_ARGS ?=
 
-.PHONY: install tools run worker test test-unit test-integration lint fmt bench clean system-deps
+.PHONY: retention install tools run worker test test-unit test-integration lint fmt bench clean system-deps
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ tools:
 ## The service on 127.0.0.1:8000 with one worker (and an embedded Redis when none is configured).
 run: install
 	$(PY) -m stack run
+
+## Remove bundles and leftovers past RETENTION_SECONDS (see docs/security.md); run it from cron.
+retention: install
+	$(PY) -m workers.retention
 
 ## The whole test suite (installs what it needs first).
 test: install system-deps

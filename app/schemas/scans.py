@@ -65,8 +65,8 @@ def check_git_url(value: str) -> None:
         raise ValidationError("must not begin with '-'")
     if "::" in value.split("/", 1)[0] or value.lower().startswith("ext::"):
         raise ValidationError("transport helpers (such as ext::) are not allowed")
-    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in value):
-        raise ValidationError("must not contain spaces or control characters")
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in value) or "\\" in value:
+        raise ValidationError("must not contain spaces, backslashes or control characters")
     parts = _split(value)
     if not parts.scheme and value.startswith("/"):
         if any(part == ".." for part in value.split("/")):

@@ -121,6 +121,9 @@ def base_env(tmp: Path, redis_url: str, **extra: str) -> dict[str, str]:
         "CERTUS_ASSURANCE_WORK_ROOT": str(tmp / "work"),
         "CERTUS_ASSURANCE_GIT_ALLOWED_HOSTS": "127.0.0.1",
         "CERTUS_ASSURANCE_LEASE_SECONDS": "6",
+        # Tests poll hard; the limits have tests of their own that set them explicitly.
+        "CERTUS_ASSURANCE_RATE_LIMIT_PER_MINUTE": "60000",
+        "CERTUS_ASSURANCE_RATE_LIMIT_BURST": "5000",
     }
     env.update(extra)
     for key in list(os.environ):

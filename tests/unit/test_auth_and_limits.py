@@ -243,3 +243,23 @@ def test_keys_command(edge, redis_url):
     assert run("revoke", principal.key_id).returncode == 0
     assert keys.authenticate(plain) is None
     assert run("revoke", principal.key_id).returncode == 1
+
+
+def test_make_run_creates_one_admin_key_in_a_private_file(edge, tmp_path, capsys):
+    from stack.__main__ import ensure_admin_key
+
+    _, keys, client = edge
+    url = client.connection_pool.connection_kwargs
+    redis_url = f"redis://{url['host']}:{url['port']}/{url['db']}"
+    key_file = tmp_path / "var" / "admin-key"
+    ensure_admin_key(redis_url, key_file)
+    assert str(key_file) in capsys.readouterr().out
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    plain = key_file.read_text().strip()
+    principal = keys.authenticate(plain)
+    assert principal is not None and principal.role == "admin" and principal.all_workspaces
+    ensure_admin_key(redis_url, key_file)  # a second start reuses it
+    assert key_file.read_text().strip() == plain and len(keys.list()) == 1
+    keys.revoke(principal.key_id)
+    ensure_admin_key(redis_url, key_file)  # a revoked key is replaced
+    assert keys.authenticate(key_file.read_text().strip()) is not None
