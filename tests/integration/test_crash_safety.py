@@ -130,8 +130,10 @@ def test_sigkill_of_a_whole_worker_is_recovered_by_the_sweeper(crashy):
         os.kill(pid, signal.SIGKILL)
     proc.wait(30)  # type: ignore[attr-defined]
     gate.open()
-    record, events = assert_completed_once(svc, test_id)
-    restart(svc, name)
+    try:
+        record, events = assert_completed_once(svc, test_id)
+    finally:
+        restart(svc, name)
     assert record["status"] == "SUCCEEDED", record["errors"]
     assert any(e["type"] == "phase" and e["phase"] == "requeued" for e in events)
     assert any(e["type"] == "phase" and e["phase"] == "restarted" for e in events)
@@ -145,12 +147,15 @@ def test_warm_shutdown_lets_the_running_scan_finish(crashy):
     record = wait_running(svc, test_id)
     name, proc = worker_of(svc, record)
     proc.send_signal(signal.SIGTERM)  # type: ignore[attr-defined]
-    time.sleep(1)
-    gate.open()
-    record, events = assert_completed_once(svc, test_id)
-    assert record["status"] == "SUCCEEDED" and record["attempt"] == 1
-    assert proc.wait(120) == 0  # type: ignore[attr-defined]
-    restart(svc, name)
+    try:
+        time.sleep(1)
+        gate.open()
+        record, events = assert_completed_once(svc, test_id)
+        assert record["status"] == "SUCCEEDED", (record["errors"], [e for e in events if e["type"] != "log"])
+        assert record["attempt"] == 1
+        assert proc.wait(120) == 0  # type: ignore[attr-defined]
+    finally:
+        restart(svc, name)
     svc.wait_workers(2)
 
 
