@@ -49,6 +49,7 @@ class GateProxy:
         except OSError:
             client.close()
             return
+        upstream.settimeout(None)  # a slow, busy machine must not cut a clone short
         for a, b in ((client, upstream), (upstream, client)):
             threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
