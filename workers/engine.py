@@ -89,7 +89,6 @@ class ScanEngine:
         finally:
             test_id_var.reset(token)
 
-
     def _acquire(self, lease: Lease, test_id: str) -> bool:
         """Take the scan's lease. A redelivery after a killed worker finds the dead attempt's lease
         still set: wait until it lapses (at most one lease lifetime and a half) rather than drop
