@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 PYTEST_ARGS ?=
 
-PHONY_OPS := cluster flower compose-env
+PHONY_OPS := cluster flower compose-env retention
 .PHONY: $(PHONY_OPS) install tools run worker test test-unit test-integration lint fmt bench bench-quick clean system-deps cosign
 
 $(VENV)/.installed: pyproject.toml
@@ -37,6 +37,10 @@ flower: install
 ## Regenerate compose/.env.example from tasks/settings.py.
 compose-env: install
 	$(PY) -m stack.compose_env > compose/.env.example
+
+## Remove bundles and leftovers past RETENTION_SECONDS (see docs/security.md); run it from cron.
+retention: install
+	$(PY) -m workers.retention
 
 ## The whole test suite (installs what it needs first).
 test: install system-deps cosign

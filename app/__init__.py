@@ -12,21 +12,22 @@ from celery import Celery
 from flask import Flask, Response, g, request
 from flask_sock import Sock
 
+from app import auth
 from app.errors import register_error_handlers
-from app.routes import archives, artifacts, docs, health, ops, scans, stream, uploads, web
+from app.limits import StreamSlots
+from app.routes import archives, artifacts, docs, health, ops, scans, stream, tokens, uploads, web
 from app.services.scans import ScanService
 from app.services.stats import Presence, Stats
 from app.services.uploads import UploadService
 from tasks import names
 from tasks.celery_app import create_celery
 from tasks.events import EventLog
+from tasks.keys import KeyStore
 from tasks.logconfig import configure_logging, request_id_var
 from tasks.redis_client import connect
 from tasks.settings import Settings
 from tasks.store import ScanStore
 from tasks.uploads import UploadStore
-
-MAX_BODY_BYTES = 1024 * 1024
 
 
 @dataclass
@@ -38,6 +39,8 @@ class Certus:
     stats: Stats
     presence: Presence
     uploads: UploadService
+    keys: KeyStore
+    stream_slots: StreamSlots
 
 
 def create_app(settings: Settings | None = None, *, celery: Celery | None = None) -> Flask:
@@ -51,14 +54,16 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
     celery = celery or create_celery(settings)
 
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
-    app.config["SOCK_SERVER_OPTIONS"] = {"ping_interval": 25}
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    # An idle client is pinged; one that stops answering is disconnected.
+    app.config["SOCK_SERVER_OPTIONS"] = {"ping_interval": settings.ws_ping_interval}
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["certus"] = Certus(
         settings=settings, redis=client, celery=celery,
         scans=ScanService(settings, store, events, celery),
         stats=Stats(client, store, broker, names.all_queues(settings.scan_queue_per_profile)),
-        presence=Presence(client), uploads=UploadService(UploadStore(store, events), celery))
+        presence=Presence(client), uploads=UploadService(UploadStore(store, events), celery),
+        keys=KeyStore(client), stream_slots=StreamSlots(client, settings.max_ws_per_key))
 
     @app.before_request
     def _request_id() -> None:
@@ -73,6 +78,7 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
         return response
 
     register_error_handlers(app)
+    auth.install(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(scans.bp)
     app.register_blueprint(artifacts.bp)
@@ -81,6 +87,7 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
     app.register_blueprint(web.bp)
     app.register_blueprint(ops.bp)  # ops: /metrics, X-Certus-Replica, request log lines
     app.register_blueprint(uploads.bp)
+    app.register_blueprint(tokens.bp)
     sock = Sock(app)
     stream.register(sock)
     logging.getLogger(__name__).debug("app created")

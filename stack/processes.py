@@ -17,7 +17,9 @@ def api_argv(bind: str, *, workers: int = 1, worker_class: str = "gevent", conne
     argv = [str(BIN / "gunicorn"), "--config", "python:stack.gunicorn_conf", "--bind", bind,
             "--workers", str(workers), "--worker-class", worker_class, "--graceful-timeout", "20", "--timeout", "120",
             # one shared control socket in $HOME would make replicas on one machine clash
-            "--no-control-socket"]
+            "--no-control-socket",
+            # The path without its query string: a stream token in ?token= never reaches a log.
+            "--access-logformat", '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss']
     if worker_class == "gevent":
         argv += ["--worker-connections", str(connections)]
     elif worker_class == "gthread":

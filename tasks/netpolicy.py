@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 
@@ -57,3 +58,27 @@ def check_url(url: str, allowed_hosts: Iterable[str], allow_local: bool) -> None
     if not parts.hostname:
         raise HostNotAllowed("git_url_invalid", "the git URL names no host")
     check_host(parts.hostname, parts.port, allowed_hosts)
+
+
+def guard_resolver(allowed_hosts: Iterable[str]) -> list[str]:
+    """Make every later name lookup in this process refuse non-public addresses of hosts that
+    are not listed. Installed by the clone process, so redirects and a second DNS answer (DNS
+    rebinding) meet the same policy as the URL checked at submit: the check happens at the moment
+    of connecting, for every connection."""
+    allowed = {h.strip("[]").lower() for h in allowed_hosts}
+    refused: list[str] = []  # hosts refused so far, so the caller can name the reason
+    original = socket.getaddrinfo
+
+    def checked(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        infos = original(host, port, *args, **kwargs)
+        name = (host.decode() if isinstance(host, bytes) else str(host or "")).strip("[]").lower()
+        if name in allowed:
+            return infos
+        for info in infos:
+            if _is_internal(str(info[4][0])):
+                refused.append(name)
+                raise socket.gaierror(socket.EAI_NONAME, f"{name}: non-public address refused by policy")
+        return infos
+
+    socket.getaddrinfo = checked
+    return refused

@@ -244,6 +244,34 @@ class Settings:
     osv_ecosystems: tuple[str, ...] = field(default=("PyPI", "npm"), metadata={
         "doc": "Comma-separated OSV ecosystems that `refresh` downloads.", "parse": _list})
 
+    # -- security and reliability: authentication, limits, crash recovery, retention --
+    open_service_endpoints: bool = field(default=False, metadata={
+        "doc": "Serve `/stats` and `/metrics` without an API key (e.g. to a scraper on a private network).",
+        "parse": _bool})
+    stream_token_seconds: int = field(default=60, metadata={
+        "doc": "Lifetime of a single-use WebSocket token from `POST /v1/stream-tokens`."})
+    rate_limit_per_minute: int = field(default=600, metadata={
+        "doc": "Requests one API key may make per minute (token bucket held in Redis, shared by replicas)."})
+    rate_limit_burst: int = field(default=120, metadata={
+        "doc": "Requests one API key may make at once before the per-minute rate applies."})
+    max_queued_per_workspace: int = field(default=100, metadata={
+        "doc": "Most scans one workspace may have QUEUED; more are refused with 429 `queue_full`."})
+    max_body_bytes: int = field(default=1024 * 1024, metadata={
+        "doc": "Largest JSON request body accepted (413 `payload_too_large`)."})
+    max_json_depth: int = field(default=32, metadata={
+        "doc": "Deepest nesting of arrays and objects accepted in a JSON body (413 `json_too_deep`)."})
+    max_ws_per_key: int = field(default=50, metadata={
+        "doc": "Most WebSocket streams one API key may hold open at once (close code 4429 above it)."})
+    ws_ping_interval: int = field(default=25, metadata={
+        "doc": "Seconds between pings on an open stream; a client that does not answer is closed."})
+    max_attempts: int = field(default=3, metadata={
+        "doc": "Times a scan is started (first run plus restarts after a lost worker) before it fails "
+               "with `attempts_exhausted`."})
+    sweep_interval: int = field(default=30, metadata={
+        "doc": "Seconds between sweeps for scans whose worker vanished (each worker sweeps; one at a time)."})
+    admin_key_file: str = field(default="var/admin-key", metadata={
+        "doc": "Where `make run` writes the admin key it creates on first start (mode 0600).", "parse": _path})
+
     @property
     def broker(self) -> str:
         return self.broker_url or self.redis_url
@@ -280,7 +308,7 @@ class Settings:
     def __post_init__(self) -> None:
         # Paths given as defaults are relative to the working directory; resolve them once.
         for name in ("artifact_root", "work_root", "uploads_root", "signing_key_dir", "osv_db_path",
-                     "trust_key_dir", "datalake_root", "oci_layout_root"):
+                     "trust_key_dir", "datalake_root", "oci_layout_root", "admin_key_file"):
             object.__setattr__(self, name, _path(getattr(self, name)))
 
     def check(self) -> None:
@@ -307,6 +335,11 @@ class Settings:
         for url in (self.redis_url, self.broker):
             if url.startswith("sentinel://") and not self.redis_sentinel_master:
                 raise SettingsError("REDIS_SENTINEL_MASTER is required with a sentinel:// URL")
+        for name in ("rate_limit_per_minute", "rate_limit_burst", "max_queued_per_workspace", "max_body_bytes",
+                     "max_json_depth", "max_ws_per_key", "ws_ping_interval", "max_attempts", "sweep_interval",
+                     "stream_token_seconds"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name.upper()} must be at least 1")
 
 
 def markdown_table() -> str:

@@ -193,9 +193,10 @@ class ScanStore:
 
     def list(self, *, workspace_id: str | None = None, status: str | None = None,
              component_id: str | None = None, cursor: str | None = None,
-             limit: int = 50) -> tuple[list[dict[str, Any]], str | None]:
+             limit: int = 50, workspaces: Iterable[str] | None = None) -> tuple[list[dict[str, Any]], str | None]:
         """Newest first. Returns one page and the cursor of the next page (None at the end)."""
         index = f"ca:idx:ws:{workspace_id}" if workspace_id else "ca:idx:all"
+        only = frozenset(workspaces) if workspaces is not None else None
         max_score: str = "+inf"
         after_id: str | None = None
         if cursor:
@@ -223,6 +224,8 @@ class ScanStore:
                     continue
                 if component_id and record.get("component_id") != component_id:
                     continue
+                if only is not None and record.get("workspace_id") not in only:
+                    continue
                 page.append(record)
                 if len(page) == limit:
                     return page, encode_cursor(score, test_id)
@@ -233,6 +236,17 @@ class ScanStore:
         for status in STATUSES:
             pipe.scard(f"ca:status:{status}")
         return dict(zip(STATUSES, (int(n) for n in pipe.execute()), strict=True))
+
+    def queued_in_workspace(self, workspace_id: str) -> int:
+        """How many scans of one workspace are QUEUED (bounded by the per-workspace cap)."""
+        queued = list(self.ids_with_status(QUEUED))
+        if not queued:
+            return 0
+        pipe = self.redis.pipeline(transaction=False)
+        for test_id in queued:
+            pipe.hget(self.key(test_id), "workspace_id")
+        wanted = json.dumps(workspace_id)
+        return sum(1 for value in pipe.execute() if value == wanted)
 
     def ids_with_status(self, status: str) -> set[str]:
         members: Any = self.redis.smembers(f"ca:status:{status}")

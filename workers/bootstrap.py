@@ -10,7 +10,7 @@ import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_shutdown, worker_ready
+from celery.signals import worker_process_shutdown, worker_ready, worker_shutdown
 
 from tasks import metrics, scan_tasks, upload_tasks
 from tasks.celery_app import create_celery
@@ -19,6 +19,7 @@ from tasks.redis_client import connect
 from tasks.settings import Settings
 from workers import presence
 from workers.engine import ScanEngine
+from workers.sweeper import Sweeper
 from workers.uploads.engine import UploadEngine
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,8 @@ def create_worker_app(settings: Settings | None = None) -> Celery:
     app.certus_uploads = UploadEngine(settings, client)  # type: ignore[attr-defined,unused-ignore]
     presence.install()
     worker_ready.connect(_serve_metrics, weak=False)
+    worker_ready.connect(_start_sweeper, weak=False)
+    worker_shutdown.connect(_stop_sweepers, weak=False)
     return app
 
 
@@ -56,6 +59,24 @@ def _serve_metrics(sender: Any = None, **_: Any) -> None:
 @worker_process_shutdown.connect
 def _on_child_exit(**_: Any) -> None:
     metrics.mark_process_dead(os.getpid())
+
+
+_sweepers: list[Sweeper] = []
+
+
+def _start_sweeper(sender: Any = None, **_: Any) -> None:
+    """Each worker's main process sweeps for scans whose worker vanished (one sweep at a time)."""
+    engine = sender.app.certus_engine
+    settings = engine.settings
+    broker = engine.redis if settings.broker == settings.redis_url else connect(settings.broker, settings=settings)
+    sweeper = Sweeper(settings, engine.redis, broker, sender.app)
+    sweeper.start()
+    _sweepers.append(sweeper)
+
+
+def _stop_sweepers(**_: Any) -> None:
+    for sweeper in _sweepers:
+        sweeper.stop.set()
 
 
 celery_app = create_worker_app()

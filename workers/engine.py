@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import secrets
 import shutil
 import threading
@@ -94,12 +95,11 @@ class ScanEngine:
             if record["status"] in TERMINAL:
                 log.info("scan %s already %s; delivery ignored", test_id, record["status"])
                 return
-            job = ScanJob(self, record)
-            job.worker = (delivery or {}).get("hostname")
+            job = ScanJob(self, record, delivery or {})
             lease = Lease(self.redis, test_id, self.settings.lease_seconds, on_beat=job.on_heartbeat)
-            if not lease.acquire():
-                log.info("scan %s is held by another worker; delivery ignored", test_id)
+            if not self._acquire(lease, test_id):
                 return
+            job.record = self.store.get(test_id) or record
             job.lease = lease
             try:
                 job.run()
@@ -108,9 +108,28 @@ class ScanEngine:
         finally:
             test_id_var.reset(token)
 
+    def _acquire(self, lease: Lease, test_id: str) -> bool:
+        """Take the scan's lease. A redelivery after a killed worker finds the dead attempt's lease
+        still set: wait until it lapses (at most one lease lifetime and a half) rather than drop
+        the delivery; a lease that keeps being renewed belongs to a live worker."""
+        deadline = time.monotonic() + self.settings.lease_seconds * 1.5
+        while True:
+            if lease.acquire():
+                status = self.store.get_fields(test_id, "status")["status"]
+                if status in TERMINAL or status is None:
+                    lease.release()
+                    log.info("scan %s ended while this delivery waited; ignored", test_id)
+                    return False
+                return True
+            status = self.store.get_fields(test_id, "status")["status"]
+            if status in TERMINAL or status is None or time.monotonic() > deadline:
+                log.info("scan %s is %s and held by another worker; delivery ignored", test_id, status)
+                return False
+            time.sleep(0.5)
+
 
 class ScanJob:
-    def __init__(self, engine: ScanEngine, record: dict[str, Any]) -> None:
+    def __init__(self, engine: ScanEngine, record: dict[str, Any], delivery: dict[str, Any] | None = None) -> None:
         self.engine = engine
         self.settings = engine.settings
         self.store = engine.store
@@ -134,7 +153,7 @@ class ScanJob:
         self.tools: ToolRunReport | None = None
         self.started_at = utcnow_iso()
         self.started_mono = time.monotonic()
-        self.worker: str | None = None  # the Celery hostname that runs this attempt
+        self.delivery = delivery or {}
 
     # -- lifecycle ---------------------------------------------------------------------------
     def on_heartbeat(self) -> None:
@@ -175,7 +194,7 @@ class ScanJob:
         moved = self.store.transition(self.test_id, RUNNING, allowed_from=[QUEUED, RUNNING],
                                       started_at=self.started_at, attempt=attempt, phases=[],
                                       errors=[], warnings=[], heartbeat_at=utcnow_iso(),
-                                      worker=self.worker)
+                                      worker=self.delivery.get("hostname"), worker_pid=os.getpid())
         if not moved.ok:
             log.info("scan %s is %s; not starting", self.test_id, moved.previous)
             return
@@ -188,6 +207,9 @@ class ScanJob:
         self.bundle = Bundle(self.settings.artifact_root, self.test_id, self.token)
         status, code, message = SUCCEEDED, None, None
         try:
+            if attempt > self.settings.max_attempts:
+                raise Stop(FAILED, "attempts_exhausted",
+                           f"the scan was started {attempt - 1} times and never finished; giving up")
             self.workspace.mkdir(parents=True, exist_ok=True)
             self._run_phases()
             if self.tools is not None and self.tools.errors:
@@ -199,6 +221,13 @@ class ScanJob:
             status, code, message = FAILED, exc.code, exc.message
         except manifests.ManifestInvalid as exc:
             status, code, message = FAILED, "manifest_invalid", str(exc)
+        except redis.RedisError as exc:
+            # The state store is unreachable: nothing can be recorded now. Leave the scan RUNNING;
+            # once its lease lapses the sweeper hands it to a worker again.
+            log.warning("scan %s interrupted: Redis unavailable (%s)", self.test_id, exc.__class__.__name__)
+            shutil.rmtree(self.workspace, ignore_errors=True)
+            self.bundle.discard()
+            return
         except SoftTimeLimitExceeded:
             self.cancel.set()
             status, code, message = FAILED, "scan_timeout", "the scan exceeded its time limit"
@@ -306,6 +335,12 @@ class ScanJob:
 
     def _finish(self, status: str, code: str | None, message: str | None) -> None:
         assert self.bundle is not None
+        if code == "lease_lost" or (self.lease is not None and not self.lease.held()):
+            # Another attempt owns the scan now (or will, via the sweeper): finishing here would
+            # complete it twice.
+            log.warning("scan %s: lease lost; leaving the scan to the attempt that holds it", self.test_id)
+            self.bundle.discard()
+            return
         for phase in self.phases:
             if phase["status"] == "running":
                 self._phase_end(phase, "cancelled" if status == CANCELLED else "failed")

@@ -71,6 +71,16 @@ class Lease:
                     self.lost.set()
                     return
 
+    def held(self) -> bool:
+        """Whether this lease is still ours (a Redis error counts as yes: the caller's final
+        write fails on its own if Redis is really gone)."""
+        if self.lost.is_set():
+            return False
+        try:
+            return bool(self.redis.get(self.key) == self.token)
+        except redis.RedisError:
+            return True
+
     def release(self) -> None:
         self._stop.set()
         if self._thread is not None:

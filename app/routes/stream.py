@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
-from flask import current_app, request
+from flask import current_app, g, request
 from flask_sock import Sock
 
+from app.errors import APIError
 from tasks.events import InvalidEventId, check_event_id
-from tasks.ids import is_test_id
 
 log = logging.getLogger(__name__)
 
 CLOSE_NORMAL = 1000
 CLOSE_NOT_FOUND = 4404
 CLOSE_BAD_REQUEST = 4400
+CLOSE_TOO_MANY = 4429
 
 
 def register(sock: Sock) -> None:
@@ -24,7 +26,9 @@ def register(sock: Sock) -> None:
     def stream(ws: Any, test_id: str) -> None:
         certus = current_app.extensions["certus"]
         svc = certus.scans
-        if not is_test_id(test_id) or not svc.store.exists(test_id):
+        try:
+            svc.get(test_id)  # unknown, or another workspace's: the same answer
+        except APIError:
             ws.close(CLOSE_NOT_FOUND, "unknown scan")
             return
         try:
@@ -32,10 +36,28 @@ def register(sock: Sock) -> None:
         except InvalidEventId as exc:
             ws.close(CLOSE_BAD_REQUEST, str(exc)[:120])
             return
-        with certus.presence.watching():
-            for event in svc.events.follow(test_id, after, stop=lambda: not ws.connected,
-                                           is_finished=lambda: svc.is_finished(test_id),
-                                           upload_active=lambda: certus.uploads.uploads.in_flight(test_id)):
-                ws.send(json.dumps(event, separators=(",", ":")))
+        key_id = g.principal.key_id
+        slots = certus.stream_slots
+        conn = slots.take(key_id)
+        if conn is None:
+            ws.close(CLOSE_TOO_MANY, "too many open streams for this key")
+            return
+        refreshed = time.monotonic()
+
+        def stop() -> bool:
+            nonlocal refreshed
+            if time.monotonic() - refreshed > slots.LAPSE_S / 3:
+                slots.refresh(key_id, conn)
+                refreshed = time.monotonic()
+            return not ws.connected
+
+        try:
+            with certus.presence.watching():
+                for event in svc.events.follow(test_id, after, stop=stop,
+                                               is_finished=lambda: svc.is_finished(test_id),
+                                               upload_active=lambda: certus.uploads.uploads.in_flight(test_id)):
+                    ws.send(json.dumps(event, separators=(",", ":")))
+        finally:
+            slots.release(key_id, conn)
         if ws.connected:
             ws.close(CLOSE_NORMAL, "scan complete")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
@@ -27,39 +28,88 @@ def check_branch(value: str) -> None:
         raise ValidationError("not a valid branch name")
 
 
+# A DNS name or an IPv4 literal (IPv6 literals are checked with ipaddress); never a leading '-'.
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_-]{1,63})*\.?$")
+_SSH_USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+
+
+def _check_netloc(parts: SplitResult, raw: str) -> None:
+    netloc = parts.netloc
+    if not netloc.isascii() or "%" in netloc or "\\" in raw:
+        raise ValidationError("the host must be plain ASCII without escapes or backslashes")
+    host = parts.hostname or ""
+    if host.startswith("-"):
+        raise ValidationError("the host must not begin with '-'")
+    if netloc.rsplit("@", 1)[-1].startswith("["):
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError as exc:
+            raise ValidationError("not a valid IPv6 address") from exc
+    elif not _HOSTNAME.match(host):
+        raise ValidationError("not a valid host name")
+    try:
+        parts.port  # noqa: B018 - parsing raises on a port out of range
+    except ValueError as exc:
+        raise ValidationError("not a valid port") from exc
+
+
+def _split(value: str) -> SplitResult:
+    try:
+        return urlsplit(value)
+    except ValueError as exc:  # e.g. an unbalanced '[' in the host
+        raise ValidationError("not a valid URL") from exc
+
+
 def check_git_url(value: str) -> None:
     if value.startswith("-"):
         raise ValidationError("must not begin with '-'")
     if "::" in value.split("/", 1)[0] or value.lower().startswith("ext::"):
         raise ValidationError("transport helpers (such as ext::) are not allowed")
-    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in value):
-        raise ValidationError("must not contain spaces or control characters")
-    parts = urlsplit(value)
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in value) or "\\" in value:
+        raise ValidationError("must not contain spaces, backslashes or control characters")
+    parts = _split(value)
     if not parts.scheme and value.startswith("/"):
+        if any(part == ".." for part in value.split("/")):
+            raise ValidationError("a local path must not contain '..'")
         return  # a local path; the service decides whether local sources are allowed
     if parts.scheme not in GIT_SCHEMES:
         raise ValidationError(f"scheme must be one of {', '.join(GIT_SCHEMES)}")
-    if parts.scheme != "file" and not parts.hostname:
-        raise ValidationError("must name a host")
-    if parts.username or parts.password:
-        if parts.scheme in ("https", "http"):
-            raise ValidationError("credentials belong in the workspace's git secret, not in the URL")
-    if parts.query or parts.fragment:
+    if parts.query or parts.fragment or "?" in value or "#" in value:
         raise ValidationError("must not carry a query or fragment")
+    if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost") or any(p == ".." for p in parts.path.split("/")):
+            raise ValidationError("a file URL must name a local absolute path without '..'")
+        return
+    if not parts.hostname:
+        raise ValidationError("must name a host")
+    _check_netloc(parts, value)
+    if parts.password is not None:
+        raise ValidationError("credentials belong in the workspace's git secret, not in the URL")
+    if parts.username is not None:
+        # https://trusted.example@10.0.0.1/ smuggles a host; ssh needs a user name, nothing more.
+        if parts.scheme != "ssh" or not _SSH_USER.match(parts.username):
+            raise ValidationError("credentials belong in the workspace's git secret, not in the URL")
 
 
 def check_manifest_uri(value: str) -> None:
-    parts = urlsplit(value)
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in value) or value.startswith("-"):
+        raise ValidationError("must not contain spaces or control characters, nor begin with '-'")
+    parts = _split(value)
     if parts.scheme not in MANIFEST_SCHEMES:
         raise ValidationError(f"scheme must be one of {', '.join(MANIFEST_SCHEMES)}")
     if parts.scheme != "file" and not parts.netloc:
         raise ValidationError("must name a bucket, registry or host")
-    if parts.username or parts.password:
+    if "@" in parts.netloc:
         raise ValidationError("must not carry credentials")
+    if parts.scheme == "https":
+        _check_netloc(parts, value)
+    if parts.scheme == "file" and (parts.netloc not in ("", "localhost")
+                                   or any(p == ".." for p in parts.path.split("/"))):
+        raise ValidationError("a file URI must name a local absolute path without '..'")
 
 
 def check_relative_path(value: str) -> None:
-    if not value or value.startswith(("/", "\\")) or "\x00" in value:
+    if not value or value.startswith(("/", "\\", "-")) or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
         raise ValidationError("must be a relative path inside the source")
     if any(part == ".." for part in re.split(r"[\\/]", value)):
         raise ValidationError("must not leave the source tree")

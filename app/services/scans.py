@@ -5,16 +5,18 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from celery import Celery
 
+from app.auth import current_principal, may_see
 from app.errors import APIError, not_found
 from tasks import archives, metrics, names
 from tasks import manifest as manifests
 from tasks.clock import utcnow_iso
 from tasks.events import EventLog, encode_event, stream_key
 from tasks.ids import is_test_id, new_test_id
-from tasks.netpolicy import HostNotAllowed, check_url
+from tasks.netpolicy import HostNotAllowed, check_host, check_url
 from tasks.settings import Settings
 from tasks.store import (
     CANCELLED,
@@ -30,7 +32,7 @@ from tasks.store import (
 log = logging.getLogger(__name__)
 
 SOURCE_FIELDS = ("source_type", "git_url", "branch", "commit", "directory_path", "archive_path")
-INTERNAL_FIELDS = frozenset({"attempt", "cancel_requested", "manifest", "manifest_signature"})
+INTERNAL_FIELDS = frozenset({"attempt", "cancel_requested", "manifest", "manifest_signature", "worker", "worker_pid"})
 
 
 def public_view(record: dict[str, Any]) -> dict[str, Any]:
@@ -43,6 +45,8 @@ def public_view(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _confined(path: str, roots: tuple[str, ...]) -> bool:
+    if not path.startswith("/") or "\x00" in path:
+        return False
     resolved = Path(path).resolve()
     return any(resolved == Path(root) or Path(root) in resolved.parents for root in roots)
 
@@ -55,7 +59,22 @@ class ScanService:
         self.celery = celery
 
     # -- submit ------------------------------------------------------------------------------
+    def _check_manifest_uri(self, uri: str) -> None:
+        parts = urlsplit(uri)
+        try:
+            if parts.scheme == "https" and parts.hostname:
+                check_host(parts.hostname, parts.port, self.settings.git_allowed_hosts)
+            elif parts.scheme == "file" and not (self.settings.allow_local_sources
+                                                 and _confined(parts.path, self.settings.allowed_source_roots)):
+                raise HostNotAllowed("manifest_uri_not_allowed",
+                                     "file manifests must lie inside an allowed root with local sources enabled")
+        except HostNotAllowed as exc:
+            raise APIError(422, exc.code, str(exc), fields={"manifest_uri": [str(exc)]}) from exc
+
     def _check_source(self, data: dict[str, Any]) -> None:
+        for name in ("manifest_uri", "manifest_signature_uri"):
+            if data.get(name):
+                self._check_manifest_uri(data[name])
         source_type = data["source_type"]
         if source_type == "git":
             try:
@@ -74,8 +93,22 @@ class ScanService:
             raise APIError(422, "path_not_allowed", f"{field} must lie inside a configured allowed root",
                            fields={field: ["outside the allowed roots"]})
 
+    def _check_workspace(self, workspace_id: str) -> None:
+        if not may_see(workspace_id):
+            # Not 403: a key must not learn which workspaces exist.
+            raise APIError(404, "workspace_not_found", "no such workspace")
+
+    def _check_queue(self, workspace_id: str) -> None:
+        queued = self.store.queued_in_workspace(workspace_id)
+        if queued >= self.settings.max_queued_per_workspace:
+            raise APIError(429, "queue_full",
+                           f"the workspace already has {queued} scans queued; retry when some have started",
+                           headers={"Retry-After": "30"})
+
     def submit(self, data: dict[str, Any]) -> dict[str, Any]:
+        self._check_workspace(data["workspace_id"])
         self._check_source(data)
+        self._check_queue(data["workspace_id"])
         test_id = new_test_id()
         manifest_digest = None
         if "manifest" in data:
@@ -118,13 +151,23 @@ class ScanService:
     # -- read --------------------------------------------------------------------------------
     def get(self, test_id: str) -> dict[str, Any]:
         record = self.store.get(test_id) if is_test_id(test_id) else None
-        if record is None:
+        # Every endpoint that names a scan comes through here: another workspace's scan is "not found".
+        if record is None or not may_see(record.get("workspace_id")):
             raise not_found()
         return record
 
     def list(self, query: dict[str, Any]) -> dict[str, Any]:
+        principal = current_principal()
+        workspaces = None
+        if principal is not None and not principal.all_workspaces:
+            if query.get("workspace_id"):
+                self._check_workspace(query["workspace_id"])
+            elif len(principal.workspaces) == 1:
+                query = {**query, "workspace_id": next(iter(principal.workspaces))}
+            else:
+                workspaces = principal.workspaces
         try:
-            items, cursor = self.store.list(**query)
+            items, cursor = self.store.list(**query, workspaces=workspaces)
         except InvalidCursor as exc:
             raise APIError(422, "invalid_cursor", str(exc), fields={"cursor": [str(exc)]}) from exc
         return {"items": [public_view(r) for r in items], "next_cursor": cursor}

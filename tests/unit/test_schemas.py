@@ -88,3 +88,84 @@ def test_arbitrary_input_either_loads_or_raises_validation_error(body):
         assert isinstance(exc.messages, dict)
     else:
         assert data["workspace_id"] and data["assessment_id"]
+
+
+# -- hostile git URLs and refs: whatever is accepted is safe to hand to git -------------------------
+_URL_ALPHABET = st.sampled_from(list("abcxyz019-._~:/@?#[]%\\ \n\t+=!$&'()*,;") + ["ext::", "fd::", "--", "::"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(["", "https://", "http://", "ssh://", "git://", "file://", "ext::", "-", "ftp://", "/"]),
+       st.lists(_URL_ALPHABET, max_size=25).map("".join))
+def test_every_accepted_git_url_is_safe(prefix, rest):
+    from urllib.parse import urlsplit
+
+    url = prefix + rest
+    try:
+        data = load(git_url=url)
+    except ValidationError as exc:
+        assert "git_url" in exc.messages
+        return
+    accepted = data["git_url"]
+    assert not accepted.startswith("-") and "::" not in accepted.split("/", 1)[0]
+    assert not any(c.isspace() or ord(c) < 0x20 for c in accepted)
+    if accepted.startswith("/"):
+        assert ".." not in accepted.split("/")
+        return
+    parts = urlsplit(accepted)
+    assert parts.scheme in ("https", "http", "ssh", "git", "file")
+    assert parts.password is None and not parts.query and not parts.fragment
+    assert "\\" not in accepted and "%" not in parts.netloc
+    if parts.scheme != "file":
+        assert parts.hostname and not parts.hostname.startswith("-")
+        assert parts.username is None or (parts.scheme == "ssh" and not parts.username.startswith("-"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7e), min_size=1, max_size=40))
+def test_every_accepted_branch_is_a_safe_ref(branch):
+    try:
+        data = load(branch=branch)
+    except ValidationError as exc:
+        assert "branch" in exc.messages
+        return
+    ref = data["branch"]
+    assert not ref.startswith(("-", "/", ".")) and ".." not in ref and "@{" not in ref
+    assert not any(c in ref for c in " ~^:?*[\\")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=30))
+def test_every_accepted_manifest_path_stays_inside(path):
+    try:
+        data = load(manifest_path=path)
+    except ValidationError:
+        return
+    accepted = data["manifest_path"]
+    assert not accepted.startswith(("/", "\\", "-"))
+    assert ".." not in accepted.replace("\\", "/").split("/")
+    assert "\x00" not in accepted
+
+
+_json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(alphabet="[]{}\"\\ab", max_size=6),
+                            lambda children: st.lists(children, max_size=3)
+                            | st.dictionaries(st.text(alphabet="[]{}\"ab", max_size=4), children, max_size=3),
+                            max_leaves=30)
+
+
+def _depth(value) -> int:
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    return 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(_json_values)
+def test_json_depth_scan_matches_the_parsed_depth(value):
+    import json
+
+    from app.limits import json_depth
+
+    assert json_depth(json.dumps(value).encode()) == _depth(value)

@@ -38,7 +38,8 @@ def fetch(settings: Settings, url: str, dest: Path, *, branch: str | None, commi
         argv += ["--commit", commit]
     if full_history:
         argv.append("--full-history")
-    extra = {"PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    extra = {"PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+             "CERTUS_GIT_ALLOWED_HOSTS": ",".join(settings.git_allowed_hosts)}
     if credentials:
         extra.update({"CERTUS_GIT_USERNAME": credentials[0], "CERTUS_GIT_PASSWORD": credentials[1]})
     watch = _SizeWatch(dest, settings.max_repo_bytes)

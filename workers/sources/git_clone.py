@@ -23,7 +23,11 @@ from dulwich.errors import GitProtocolError, HangupException, NotGitRepository
 from dulwich.objectspec import parse_commit
 from dulwich.repo import Repo
 
-from tasks.netpolicy import HostNotAllowed, check_url
+from tasks.netpolicy import HostNotAllowed, check_url, guard_resolver, is_local_source
+
+
+def _list(raw: str) -> list[str]:
+    return [item.strip() for item in raw.split(",") if item.strip()]
 
 
 class CloneError(Exception):
@@ -191,6 +195,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--allowed-host", action="append", default=[])
     parser.add_argument("--full-history", action="store_true")
     args = parser.parse_args(argv)
+    refused: list[str] = []
+    if not is_local_source(args.url):
+        # Every connection the clone makes (redirects included) is checked when it is made.
+        refused = guard_resolver(_list(os.environ.get("CERTUS_GIT_ALLOWED_HOSTS", "")))
     try:
         out = clone(args.url, Path(args.dest), args.branch, args.commit, max_files=args.max_files,
                     max_bytes=args.max_bytes, allowed_hosts=args.allowed_host, full_history=args.full_history)
@@ -198,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
         out = {"error": exc.code, "message": str(exc)}
     except Exception as exc:  # noqa: BLE001 - report, never print a trace with a URL in it
         out = {"error": "clone_failed", "message": f"the clone failed ({exc.__class__.__name__})"}
+    if "error" in out and refused:
+        out = {"error": "git_host_not_allowed",
+               "message": f"the clone was sent to host {refused[0]!r}, which resolves to a non-public address"}
     sys.stdout.write(json.dumps(out) + "\n")
     return 0 if "error" not in out else 3
 

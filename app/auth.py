@@ -1,0 +1,114 @@
+"""Authentication, roles and per-key limits for every ``/v1`` endpoint, in one before-request hook.
+
+Endpoints need no decorator: the hook decides the permission from the method and path, so a new
+endpoint is covered the moment it is registered. The tenant check lives in the service layer
+(``ScanService.get``): a scan of a workspace the key does not hold is reported as not found.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, current_app, g, has_request_context, request
+
+from app.errors import APIError
+from app.limits import RateLimiter, json_depth, retry_after
+from tasks.keys import KeyStore, Principal
+
+OPEN_PATHS = frozenset({"/health", "/ready", "/openapi.json"})
+SERVICE_PATHS = frozenset({"/stats", "/metrics"})
+
+
+def required_permission(method: str, path: str) -> str:
+    """read for GET (and WebSocket upgrades), publish for upload requests, submit for other writes."""
+    if path == "/v1/stream-tokens" or method in ("GET", "HEAD", "OPTIONS"):
+        return "read"
+    if path.rstrip("/").endswith("/upload-request"):
+        return "publish"
+    return "submit"
+
+
+def current_principal() -> Principal | None:
+    return g.get("principal") if has_request_context() else None
+
+
+def may_see(workspace_id: str | None) -> bool:
+    """Whether the caller may see a workspace; outside a request (internal use) everything is visible."""
+    if not has_request_context():
+        return True
+    principal = g.get("principal")
+    return principal is not None and principal.sees(workspace_id)
+
+
+def _unauthorized(message: str) -> APIError:
+    return APIError(401, "unauthorized", message, headers={"WWW-Authenticate": 'Bearer realm="certus"'})
+
+
+def _bearer() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def _is_stream(path: str) -> bool:
+    return request.method == "GET" and path.startswith("/v1/") and path.endswith("/stream")
+
+
+def authenticate(keys: KeyStore) -> Principal:
+    plain = _bearer()
+    if plain is not None:
+        principal = keys.authenticate(plain)
+        if principal is None:
+            raise _unauthorized("the API key is not valid")
+        return principal
+    token = request.args.get("token")
+    if token is not None and _is_stream(request.path):
+        principal = keys.redeem_stream_token(token)
+        if principal is None:
+            raise _unauthorized("the stream token is not valid, already used or expired")
+        return principal
+    raise _unauthorized("send an API key as 'Authorization: Bearer <key>'")
+
+
+def install(app: Flask) -> None:
+    certus = app.extensions["certus"]
+    settings = certus.settings
+    keys: KeyStore = certus.keys
+    limiter = RateLimiter(certus.redis, settings.rate_limit_per_minute, settings.rate_limit_burst)
+
+    @app.before_request
+    def _guard() -> None:
+        path = request.path
+        if path in OPEN_PATHS:
+            return
+        if path in SERVICE_PATHS:
+            if settings.open_service_endpoints:
+                return
+            principal = authenticate(keys)
+            if not principal.can("admin"):
+                raise APIError(403, "forbidden", "this endpoint needs an admin key")
+            g.principal = principal
+            return
+        if not path.startswith("/v1/") and path != "/v1":
+            return  # unknown paths answer 404 on their own
+        principal = authenticate(keys)
+        g.principal = principal
+        wait = limiter.hit(principal.key_id)
+        if wait:
+            raise APIError(429, "rate_limited", f"too many requests for this key; retry in {wait} s",
+                           headers=retry_after(wait))
+        permission = required_permission(request.method, path)
+        if not principal.can(permission):
+            raise APIError(403, "forbidden", f"the key's role ({principal.role}) may not {permission}")
+        _check_json_body()
+
+
+def _check_json_body() -> None:
+    if not request.is_json:
+        return
+    data: Any = request.get_data(cache=True)  # over MAX_CONTENT_LENGTH this raises 413
+    limit = current_app.extensions["certus"].settings.max_json_depth
+    if json_depth(data) > limit:
+        raise APIError(413, "json_too_deep", f"the JSON body nests deeper than {limit} levels")

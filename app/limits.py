@@ -1,0 +1,108 @@
+"""Limits held in Redis so they hold across API replicas: a token bucket per key, open WebSockets
+per key, and the nesting depth of JSON bodies (checked before parsing)."""
+
+from __future__ import annotations
+
+import math
+import re
+import secrets
+import time
+from typing import Any
+
+import redis
+
+# One hash per key: tokens left and when they were counted. Returns {allowed, ms to wait}.
+_BUCKET_LUA = """
+local rate = tonumber(ARGV[1])      -- tokens per ms
+local burst = tonumber(ARGV[2])
+local now = tonumber(ARGV[3])
+local state = redis.call('HMGET', KEYS[1], 't', 'ts')
+local tokens = tonumber(state[1]) or burst
+local ts = tonumber(state[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+local allowed = 0
+local wait = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  allowed = 1
+else
+  wait = math.ceil((1 - tokens) / rate)
+end
+redis.call('HSET', KEYS[1], 't', tostring(tokens), 'ts', tostring(now))
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate) + 1000)
+return {allowed, wait}
+"""
+
+
+class RateLimiter:
+    def __init__(self, client: redis.Redis, per_minute: int, burst: int) -> None:
+        self.redis = client
+        self.rate = per_minute / 60000.0
+        self.burst = burst
+        self._script = client.register_script(_BUCKET_LUA)
+
+    def hit(self, key_id: str) -> int:
+        """Take one token; returns 0 when allowed, else whole seconds to wait."""
+        allowed, wait_ms = self._script(keys=[f"ca:rl:{key_id}"],
+                                        args=[repr(self.rate), self.burst, int(time.time() * 1000)])
+        return 0 if int(allowed) else max(1, math.ceil(int(wait_ms) / 1000))
+
+
+class StreamSlots:
+    """Open WebSockets per key: a sorted set of connection ids scored by when they lapse, so a
+    replica that dies without cleaning up frees its slots once they lapse."""
+
+    LAPSE_S = 120
+
+    def __init__(self, client: redis.Redis, cap: int) -> None:
+        self.redis = client
+        self.cap = cap
+
+    def take(self, key_id: str) -> str | None:
+        key = f"ca:wsconn:{key_id}"
+        now = time.time()
+        conn = secrets.token_hex(6)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.zremrangebyscore(key, "-inf", now)
+        pipe.zadd(key, {conn: now + self.LAPSE_S})
+        pipe.zcard(key)
+        pipe.expire(key, self.LAPSE_S * 2)
+        count = pipe.execute()[2]
+        if int(count) > self.cap:
+            self.redis.zrem(key, conn)
+            return None
+        return conn
+
+    def refresh(self, key_id: str, conn: str) -> None:
+        key = f"ca:wsconn:{key_id}"
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zadd(key, {conn: time.time() + self.LAPSE_S}, xx=True)
+        pipe.expire(key, self.LAPSE_S * 2)
+        pipe.execute()
+
+    def release(self, key_id: str, conn: str) -> None:
+        try:
+            self.redis.zrem(f"ca:wsconn:{key_id}", conn)
+        except redis.RedisError:
+            pass  # it lapses on its own
+
+
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKETS = re.compile(rb"[\[\]{}]")
+
+
+def json_depth(data: bytes) -> int:
+    """The deepest nesting of arrays/objects in ``data``, without parsing it (so a hostile body
+    cannot exhaust the parser's recursion)."""
+    depth = deepest = 0
+    for match in _BRACKETS.finditer(_STRINGS.sub(b"", data)):
+        if match.group() in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+def retry_after(seconds: Any) -> dict[str, str]:
+    return {"Retry-After": str(int(seconds))}

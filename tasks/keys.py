@@ -1,0 +1,134 @@
+"""API keys and short-lived stream tokens, stored hashed in Redis.
+
+A key looks like ``ca_<key id>_<secret>``. Only the SHA-256 of the whole key is stored
+(``ca:key:{sha256}``), so a copy of Redis does not hand out working keys; the key id is not
+secret and names the key in listings and for revocation. Each key has one role and one or more
+workspaces (``*`` for every workspace).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+ROLES = ("reader", "submitter", "publisher", "admin")
+# What each role may do; every role includes the ones before it.
+PERMISSIONS: dict[str, frozenset[str]] = {
+    "reader": frozenset({"read"}),
+    "submitter": frozenset({"read", "submit"}),
+    "publisher": frozenset({"read", "submit", "publish"}),
+    "admin": frozenset({"read", "submit", "publish", "admin"}),
+}
+ALL_WORKSPACES = "*"
+WORKSPACE_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+KEY_RE = re.compile(r"^ca_([0-9a-f]{12})_([A-Za-z0-9_-]{32,64})$")
+TOKEN_RE = re.compile(r"^cst_[A-Za-z0-9_-]{32,64}$")
+KEYS_INDEX = "ca:keys"
+
+
+class KeyError_(ValueError):
+    """A key cannot be created as asked (bad role or workspace)."""
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the key's id, role and workspaces."""
+
+    key_id: str
+    role: str
+    workspaces: frozenset[str]
+    name: str = ""
+    key_hash: str = field(default="", repr=False)
+
+    def can(self, permission: str) -> bool:
+        return permission in PERMISSIONS.get(self.role, frozenset())
+
+    def sees(self, workspace_id: str | None) -> bool:
+        return bool(workspace_id) and (ALL_WORKSPACES in self.workspaces or workspace_id in self.workspaces)
+
+    @property
+    def all_workspaces(self) -> bool:
+        return ALL_WORKSPACES in self.workspaces
+
+
+class KeyStore:
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+
+    # -- keys --------------------------------------------------------------------------------
+    def create(self, role: str, workspaces: list[str], name: str = "") -> tuple[str, Principal]:
+        """Mint a key; returns the plain key (shown once) and its principal."""
+        if role not in ROLES:
+            raise KeyError_(f"role must be one of {', '.join(ROLES)}")
+        wanted = sorted(set(workspaces))
+        if not wanted:
+            raise KeyError_("name at least one workspace (or * for all)")
+        for ws in wanted:
+            if ws != ALL_WORKSPACES and not WORKSPACE_RE.match(ws):
+                raise KeyError_(f"not a workspace id: {ws!r}")
+        key_id = secrets.token_hex(6)
+        plain = f"ca_{key_id}_{secrets.token_urlsafe(32)}"
+        digest = _sha256(plain)
+        meta = {"key_id": key_id, "role": role, "workspaces": wanted, "name": name[:200],
+                "created_at": time.time()}
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.set(f"ca:key:{digest}", json.dumps(meta))
+        pipe.hset(KEYS_INDEX, key_id, json.dumps({**meta, "hash": digest}))
+        pipe.execute()
+        return plain, Principal(key_id, role, frozenset(wanted), name, digest)
+
+    def _principal(self, digest: str) -> Principal | None:
+        raw: Any = self.redis.get(f"ca:key:{digest}")
+        if not raw:
+            return None
+        meta = json.loads(raw)
+        return Principal(meta["key_id"], meta["role"], frozenset(meta["workspaces"]), meta.get("name", ""), digest)
+
+    def authenticate(self, plain: str) -> Principal | None:
+        if not KEY_RE.match(plain):
+            return None
+        return self._principal(_sha256(plain))
+
+    def list(self) -> list[dict[str, Any]]:
+        raw: Any = self.redis.hgetall(KEYS_INDEX)
+        items = [json.loads(v) for v in raw.values()]
+        for item in items:
+            item.pop("hash", None)
+        return sorted(items, key=lambda m: m["created_at"])
+
+    def revoke(self, key_id: str) -> bool:
+        raw: Any = self.redis.hget(KEYS_INDEX, key_id)
+        if not raw:
+            return False
+        digest = json.loads(raw)["hash"]
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(f"ca:key:{digest}")
+        pipe.hdel(KEYS_INDEX, key_id)
+        pipe.delete(f"ca:wsconn:{key_id}", f"ca:rl:{key_id}")
+        pipe.execute()
+        return True
+
+    # -- stream tokens -----------------------------------------------------------------------
+    def issue_stream_token(self, principal: Principal, ttl_seconds: int) -> str:
+        """A single-use token for one WebSocket connection, bound to the key that asked for it."""
+        token = "cst_" + secrets.token_urlsafe(32)
+        self.redis.set(f"ca:wstoken:{_sha256(token)}", principal.key_hash, ex=ttl_seconds)
+        return token
+
+    def redeem_stream_token(self, token: str) -> Principal | None:
+        if not TOKEN_RE.match(token):
+            return None
+        digest: Any = self.redis.getdel(f"ca:wstoken:{_sha256(token)}")
+        # The key is looked up again: a token of a key revoked since is worthless.
+        return self._principal(digest) if digest else None
