@@ -58,11 +58,11 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
     # An idle client is pinged; one that stops answering is disconnected.
     app.config["SOCK_SERVER_OPTIONS"] = {"ping_interval": settings.ws_ping_interval}
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    scan_service = ScanService(settings, store, events, celery)
     app.extensions["certus"] = Certus(
-        settings=settings, redis=client, celery=celery,
-        scans=ScanService(settings, store, events, celery),
+        settings=settings, redis=client, celery=celery, scans=scan_service,
         stats=Stats(client, store, broker, names.all_queues(settings.scan_queue_per_profile)),
-        presence=Presence(client), uploads=UploadService(UploadStore(store, events), celery),
+        presence=Presence(client), uploads=UploadService(UploadStore(store, events), celery, scan_service),
         keys=KeyStore(client), stream_slots=StreamSlots(client, settings.max_ws_per_key))
 
     @app.before_request

@@ -52,8 +52,8 @@ ERROR_RESPONSES: dict[str, tuple[int, str, str, str]] = {
     "BadRequest": (400, "The body is not a JSON object.", "invalid_json", "the body must be a JSON object"),
     "Unauthorized": (401, "A missing or invalid API key.", "unauthorized", "an API key is required"),
     "NotFound": (404, "No such scan (or one the caller may not see).", "scan_not_found", "no such scan"),
-    "Forbidden": (403, "The path runs through a symbolic link.", "artifact_path_symlink",
-                  "the path runs through a symbolic link"),
+    "Forbidden": (403, "The key's role may not do this (or an artifact path runs through a symbolic link).",
+                  "forbidden", "this key's role may not do that"),
     "Conflict": (409, "The scan is in the wrong state for this.", "scan_finished",
                  "the scan already ended SUCCEEDED"),
     "PayloadTooLarge": (413, "The body is over the size limit.", "payload_too_large", "body over 1 MiB"),
@@ -78,6 +78,7 @@ SCHEMAS = {  # nested schemas first: apispec registers a nested schema on first 
     "Ready": out.ReadySchema, "Stats": out.StatsSchema, "ArtifactFile": out.ArtifactFileSchema,
     "ArtifactList": out.ArtifactListSchema, "ArchiveUpload": out.ArchiveUploadSchema,
     "UploadRequest": up.UploadRequestSchema, "UploadAccepted": out.UploadAcceptedSchema,
+    "StreamToken": out.StreamTokenSchema,
 }
 
 DESCRIPTION = """\
@@ -111,10 +112,13 @@ def _error_response(name: str) -> dict[str, Any]:
     return response
 
 
-def _complete(operation: dict[str, Any], path_params: list[str]) -> dict[str, Any]:
+def _complete(operation: dict[str, Any], path_params: list[str], *, keyed: bool = False) -> dict[str, Any]:
     op = copy.deepcopy(operation)
     responses: dict[Any, Any] = {str(k): v for k, v in (op.get("responses") or {}).items()}
     implied = [500, 503]
+    if keyed:  # every /v1 endpoint needs an API key, is limited per key and checks the key's role
+        op.setdefault("security", [{"bearerAuth": []}])
+        implied += [401, 403, 429]
     if path_params:
         implied.append(404)
     if "requestBody" in op:
@@ -145,6 +149,10 @@ def build_spec(app: Flask, server_url: str | None = None) -> dict[str, Any]:
         spec.components.schema(name, schema=schema)
     for name in ERROR_RESPONSES:
         spec.components.response(name, _error_response(name))
+    spec.components.security_scheme("bearerAuth", {
+        "type": "http", "scheme": "bearer",
+        "description": "An API key (`python -m app.keys create`). WebSocket clients that cannot send "
+                       "headers use `?token=` from `POST /v1/stream-tokens`."})
     by_path: dict[str, dict[str, Any]] = {}
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
         view = app.view_functions.get(rule.endpoint)
@@ -157,7 +165,8 @@ def build_spec(app: Flask, server_url: str | None = None) -> dict[str, Any]:
         ops = by_path.setdefault(path, {})
         for method, operation in doc.items():
             if method in methods:
-                ops[method] = _complete(operation, path_params)
+                keyed = path.startswith("/v1/") or path in ("/stats", "/metrics")
+                ops[method] = _complete(operation, path_params, keyed=keyed)
     for path, ops in by_path.items():
         spec.path(path=path, operations=ops)
     return spec.to_dict()

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stack import processes
+from stack.adminkey import ensure_admin_key
 from stack.ports import free_port, wait_port
 from stack.redis_server import RedisServer
 
@@ -90,6 +91,7 @@ class Cluster:
     scan_concurrency: int = 2
     env: dict[str, str] = field(default_factory=dict)
     redis_url: str | None = None
+    admin_key_file: Path | None = None
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     api_ports: dict[str, int] = field(default_factory=dict)
     metrics_ports: dict[str, int] = field(default_factory=dict)
@@ -115,6 +117,8 @@ class Cluster:
             self.redis = RedisServer(self.folder / "redis", new_session=True).start()
             self.redis_url = self.redis.url
         self.env["CERTUS_ASSURANCE_REDIS_URL"] = self.redis_url
+        self.admin_key_file = Path(self.env.get("CERTUS_ASSURANCE_ADMIN_KEY_FILE") or self.folder / "admin-key")
+        ensure_admin_key(self.redis_url, self.admin_key_file)
         for i in range(1, self.api_replicas + 1):
             name, port = f"api{i}", free_port()
             self.api_ports[name] = port
@@ -149,6 +153,7 @@ class Cluster:
     def write_state(self) -> None:
         """``cluster.json``: where everything listens and which processes run, for tools and tests."""
         state = {"url": self.url, "redis_url": self.redis_url, "api": self.api_ports,
+                 "admin_key_file": str(self.admin_key_file),
                  "worker_metrics": self.metrics_ports,
                  "pids": {name: proc.pid for name, proc in self.procs.items()},
                  "redis_pid": self.redis.proc.pid if self.redis and self.redis.proc else None}

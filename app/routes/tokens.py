@@ -13,6 +13,20 @@ bp = Blueprint("tokens", __name__, url_prefix="/v1")
 
 @bp.post("/stream-tokens")
 def issue() -> tuple[Response, int]:
+    """Issue a stream token.
+    ---
+    post:
+      summary: A short-lived, single-use token for opening a scan stream from a browser
+      description: Use it as `?token=` on `WS /v1/security-scans/{test_id}/stream`; it is bound to the
+        key's workspaces and opens nothing else.
+      tags: [auth]
+      responses:
+        201:
+          description: The token.
+          content:
+            application/json:
+              schema: StreamTokenSchema
+    """
     certus = current_app.extensions["certus"]
     principal = current_principal()
     if principal is None:  # the guard has already refused; never issue without a key

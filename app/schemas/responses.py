@@ -161,3 +161,9 @@ class UploadAcceptedSchema(_Open):
         "enum": ["pending", "permitted", "uploaded", "denied", "upload_failed"]})
     upload_request_id = fields.String(metadata={"description": "this upload's own id, known at once"})
     existing = fields.Boolean(metadata={"description": "true when an upload in flight was returned"})
+
+
+class StreamTokenSchema(_Open):
+    token = fields.String(required=True)
+    expires_in = fields.Integer(required=True, metadata={"description": "seconds"})
+    query_parameter = fields.String(required=True, metadata={"example": "token"})

@@ -8,6 +8,7 @@ from typing import Any
 from celery import Celery
 
 from app.errors import APIError, not_found
+from app.services.scans import ScanService
 from tasks import names
 from tasks.ids import is_test_id
 from tasks.uploads import DENIED, IN_FLIGHT, PENDING, UploadStore
@@ -16,13 +17,15 @@ log = logging.getLogger(__name__)
 
 
 class UploadService:
-    def __init__(self, uploads: UploadStore, celery: Celery) -> None:
+    def __init__(self, uploads: UploadStore, celery: Celery, scans: ScanService) -> None:
         self.uploads = uploads
         self.celery = celery
+        self.scans = scans
 
     def request(self, test_id: str, tier: str, signer: str | None) -> dict[str, Any]:
         if not is_test_id(test_id):
             raise not_found()
+        self.scans.get(test_id)  # a scan of another workspace is not found, like a missing one
         created, move, request_id = self.uploads.open_request(test_id, tier, signer)
         if not created:
             if move.previous == "missing":

@@ -145,11 +145,19 @@ class ScanView {
     catch (err) { $("#scan-error").textContent = describe(err); $("#scan-error").hidden = false; }
   }
 
-  connect() {
+  async connect() {
     if (this.closed || this.complete) return;
     if (this.wsFailures >= 3 || !("WebSocket" in window)) { this.poll(); return; }
+    // Browsers cannot set headers on a WebSocket: trade the key for a short-lived, single-use token.
+    let token = "";
+    if (apiKey()) {
+      try { token = (await api("POST", "/v1/stream-tokens")).token; }
+      catch (_) { this.wsFailures += 1; this.timer = setTimeout(() => this.connect(), 1000); return; }
+    }
+    if (this.closed || this.complete) return;
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
-    const ws = new WebSocket(`${proto}//${location.host}${scanPath(this.id, "/stream")}?after=${encodeURIComponent(this.lastId)}`);
+    const query = `after=${encodeURIComponent(this.lastId)}` + (token ? `&token=${encodeURIComponent(token)}` : "");
+    const ws = new WebSocket(`${proto}//${location.host}${scanPath(this.id, "/stream")}?${query}`);
     this.ws = ws;
     let got = false;
     ws.onopen = () => { $("#log-state").textContent = "live"; };

@@ -277,7 +277,7 @@ def test_hostile_uploaded_archives_fail_with_stable_codes(svc):
 
 def _raw_get(svc: Service, raw_path: str) -> requests.Response:
     """GET a path exactly as written (no client-side normalisation of `..` or `%2e`)."""
-    req = requests.Request("GET", svc.url("/")).prepare()
+    req = svc.http.prepare_request(requests.Request("GET", svc.url("/")))  # with the session's key
     req.url = svc.base_url + raw_path
     return svc.http.send(req, timeout=10)
 

@@ -42,11 +42,20 @@ def _wait(driver, condition, timeout=180):
     return WebDriverWait(driver, timeout, poll_frequency=0.2).until(condition)
 
 
+def _open(driver, url: str, api_key: str) -> None:
+    """Open a page of the service as a signed-in user: the page keeps the key in sessionStorage
+    (per origin), as a person pasting it into the key field does."""
+    origin = "/".join(url.split("/")[:3])
+    driver.get(origin + "/health")  # a page of the same origin that opens no stream
+    driver.execute_script("sessionStorage.setItem('certus-api-key', arguments[0]);", api_key)
+    driver.get(url)
+
+
 def test_submit_watch_and_read_findings(browser, service, vulnerable_repo):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
-    browser.get(service.base_url + "/#/new")
+    _open(browser, service.base_url + "/#/new", service.api_key)
     form = _wait(browser, lambda d: d.find_element(By.ID, "submit-form"))
     for name, value in {"workspace_id": "ws-web", "component_id": "billing", "assessment_id": "web-1",
                         "git_url": vulnerable_repo["url"], "branch": "main"}.items():
@@ -137,7 +146,7 @@ def test_live_log_resumes_after_a_dropped_connection(browser, service, vulnerabl
     test_id = service.submit(git_url=vulnerable_repo["url"], profile="smoke", assessment_id="web-2").json()["test_id"]
     proxy = CuttingProxy(service.api_ports[0], cut_after=1200)
     try:
-        browser.get(f"{proxy.url}/#/scans/{test_id}")
+        _open(browser, f"{proxy.url}/#/scans/{test_id}", service.api_key)
         _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#log [data-type='scan_complete']"))
         assert proxy.cuts == 1 and proxy.stream_connections >= 2
     finally:

@@ -9,12 +9,13 @@ from pathlib import Path
 from subprocess import Popen
 from typing import Any
 
-import redis
 import requests
 
 from stack import processes
 from stack.ports import free_port, wait_port
 from tasks.keys import KeyStore
+from tasks.redis_client import connect
+from tasks.settings import Settings
 
 
 @dataclass
@@ -38,7 +39,9 @@ class Service:
 
     def create_key(self, role: str, workspaces: list[str], name: str = "test") -> str:
         """A new API key in this service's Redis (plain text, as a client would hold it)."""
-        client = redis.Redis.from_url(self.env["CERTUS_ASSURANCE_REDIS_URL"], decode_responses=True)
+        # The service's own settings: TLS and Sentinel URLs need them to connect.
+        settings = Settings.from_env(self.env)
+        client = connect(settings.redis_url, settings=settings)
         try:
             plain, _ = KeyStore(client).create(role, workspaces, name=name)
         finally:

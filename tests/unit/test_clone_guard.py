@@ -52,7 +52,8 @@ def test_redirect_to_an_internal_host_is_refused(tmp_path):
                               f"http://localhost:{front.server_port}/repo.git", "--dest", str(tmp_path / "d")],
                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
         result = json.loads(out.stdout.strip().splitlines()[-1])
-        assert result["error"] == "git_host_not_allowed", result
+        # refused as a redirect (the transport checks each hop) before any connection to the target
+        assert result["error"] == "git_redirect_not_allowed", result
         assert hits == []
     finally:
         front.shutdown()

@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import redis
 
 from app import create_app
 from tasks import names
 from tasks.ids import new_test_id
+from tasks.keys import KeyStore
 from tasks.settings import Settings
 from tasks.store import ScanStore, new_record
 
@@ -25,7 +27,10 @@ class FakeCelery:
 
 
 def _app(redis_url: str, celery: FakeCelery):
-    return create_app(Settings(redis_url=redis_url), celery=celery).test_client()  # type: ignore[arg-type]
+    client = create_app(Settings(redis_url=redis_url), celery=celery).test_client()  # type: ignore[arg-type]
+    key, _ = KeyStore(redis.Redis.from_url(redis_url, decode_responses=True)).create("publisher", ["ws"])
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {key}"
+    return client
 
 
 def _scan(redis_client, status: str = "SUCCEEDED") -> str:

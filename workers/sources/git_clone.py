@@ -195,18 +195,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--allowed-host", action="append", default=[])
     parser.add_argument("--full-history", action="store_true")
     args = parser.parse_args(argv)
+    allowed = [*args.allowed_host, *_list(os.environ.get("CERTUS_GIT_ALLOWED_HOSTS", ""))]
     refused: list[str] = []
     if not is_local_source(args.url):
         # Every connection the clone makes (redirects included) is checked when it is made.
-        refused = guard_resolver(_list(os.environ.get("CERTUS_GIT_ALLOWED_HOSTS", "")))
+        refused = guard_resolver(allowed)
     try:
         out = clone(args.url, Path(args.dest), args.branch, args.commit, max_files=args.max_files,
-                    max_bytes=args.max_bytes, allowed_hosts=args.allowed_host, full_history=args.full_history)
+                    max_bytes=args.max_bytes, allowed_hosts=allowed, full_history=args.full_history)
     except CloneError as exc:
         out = {"error": exc.code, "message": str(exc)}
     except Exception as exc:  # noqa: BLE001 - report, never print a trace with a URL in it
         out = {"error": "clone_failed", "message": f"the clone failed ({exc.__class__.__name__})"}
-    if "error" in out and refused:
+    if "error" in out and refused and out["error"] != "git_redirect_not_allowed":
         out = {"error": "git_host_not_allowed",
                "message": f"the clone was sent to host {refused[0]!r}, which resolves to a non-public address"}
     sys.stdout.write(json.dumps(out) + "\n")
