@@ -48,7 +48,8 @@ def _complete(store: ScanStore, events: EventLog, test_id: str) -> None:
 
 def live_latency(stack: Stack, base: str, count: int, rate: float) -> dict[str, float]:
     test_id, store, events = _new_scan(stack)
-    ws = websocket.create_connection(f"ws://{base}/v1/security-scans/{test_id}/stream", timeout=60)
+    ws = websocket.create_connection(f"ws://{base}/v1/security-scans/{test_id}/stream",
+                                     timeout=60, header=stack.ws_header)
     lat: list[float] = []
     done = threading.Event()
 
@@ -107,7 +108,8 @@ def bare_latency(stack: Stack, count: int, rate: float) -> dict[str, float]:
 def max_rate(stack: Stack, base: str, count: int) -> dict[str, float]:
     """Sustained throughput: append as fast as possible, time until the client has everything."""
     test_id, store, events = _new_scan(stack)
-    ws = websocket.create_connection(f"ws://{base}/v1/security-scans/{test_id}/stream", timeout=60)
+    ws = websocket.create_connection(f"ws://{base}/v1/security-scans/{test_id}/stream",
+                                     timeout=60, header=stack.ws_header)
     got = 0
     t0 = time.perf_counter()
     batch = [("log", {"tool": "bench", "stream": "stdout", "line": f"l{i}"}) for i in range(count)]
@@ -156,7 +158,8 @@ def replay(stack: Stack, base: str, count: int) -> dict[str, float]:
                                      for j in range(i, min(i + 500, count))])
     _complete(store, events, test_id)
     t0 = time.perf_counter()
-    ws = websocket.create_connection(f"ws://{base}/v1/security-scans/{test_id}/stream", timeout=60)
+    ws = websocket.create_connection(f"ws://{base}/v1/security-scans/{test_id}/stream",
+                                     timeout=60, header=stack.ws_header)
     frames = 0
     while True:
         frame = ws.recv()

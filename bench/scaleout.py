@@ -6,13 +6,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import requests
-
 from bench.harness import GitDaemon, Stack, git_repo, submit
 
 
 def _throughput(stack: Stack, base: str, url: str, scans: int) -> float:
-    session = requests.Session()
+    session = stack.session()
     client = stack.client
     t0 = time.perf_counter()
     ids = [submit(base, session, git_url=url, profile="smoke")["test_id"] for _ in range(scans)]

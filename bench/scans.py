@@ -16,7 +16,6 @@ from typing import Any
 
 import flask
 import psutil
-import requests
 import websocket
 import werkzeug
 
@@ -95,7 +94,7 @@ def run(quick: bool) -> dict[str, Any]:
             base = stack.api()
             worker = stack.worker("bench", concurrency=1, queues="scans")
             stack.wait_workers(1)
-            session = requests.Session()
+            session = stack.session()
             submit(base, session, git_url=daemon.url("repo"), profile="smoke")  # warm-up
             time.sleep(3)
             for _ in range(reps):
@@ -105,7 +104,8 @@ def run(quick: bool) -> dict[str, Any]:
                 sampler.start()
                 t0 = time.perf_counter()
                 created = submit(base, session, git_url=daemon.url("repo"), profile=profile)
-                ws = websocket.create_connection(f"ws://{base}{created['stream_url']}", timeout=600)
+                ws = websocket.create_connection(f"ws://{base}{created['stream_url']}",
+                                                timeout=600, header=stack.ws_header)
                 while ws.recv():
                     pass
                 service_s.append(time.perf_counter() - t0)

@@ -8,8 +8,6 @@ import threading
 import time
 from typing import Any
 
-import requests
-
 from bench.harness import Stack
 from bench.stats import percentile
 from tasks import names
@@ -65,7 +63,7 @@ def run(quick: bool) -> dict[str, Any]:
             celery.send_task(names.SCAN_RUN, args=[tid], task_id=tid, queue=names.SCANS_QUEUE)
 
         def make_api_call() -> Any:
-            session = requests.Session()
+            session = stack.session()
             url = f"http://{base}/v1/security-scans"
 
             def call() -> None:

@@ -17,8 +17,9 @@ from bench.stats import percentile
 
 
 async def _watch(url: str, ready: asyncio.Event, counter: list[int], n: int, lat: list[float],
-                 marks: int) -> None:
-    async with websockets.connect(url, max_size=None, open_timeout=120, ping_interval=None) as ws:
+                 marks: int, headers: dict[str, str]) -> None:
+    async with websockets.connect(url, max_size=None, open_timeout=120, ping_interval=None,
+                                  additional_headers=headers) as ws:
         counter[0] += 1
         if counter[0] == n:
             ready.set()
@@ -41,7 +42,7 @@ async def _round(stack: Stack, base: str, n: int, marks: int) -> dict[str, Any]:
     rss_before = psutil.Process(stack.api_pid()).memory_info().rss
     tasks = []
     for _ in range(n):
-        tasks.append(asyncio.create_task(_watch(url, ready, counter, n, lat, marks)))
+        tasks.append(asyncio.create_task(_watch(url, ready, counter, n, lat, marks, stack.headers)))
         await asyncio.sleep(0.002)  # connect at a steady pace, not all in one burst
     await asyncio.wait_for(ready.wait(), timeout=300)
     await asyncio.sleep(2)  # every handler is now blocked in its stream read

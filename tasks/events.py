@@ -18,6 +18,9 @@ from tasks import metrics
 
 EVENT_TYPES = frozenset({"phase", "tool_start", "log", "tool_complete", "error", "scan_complete", "upload"})
 FINAL_UPLOAD_STATUSES = frozenset({"uploaded", "denied", "upload_failed"})
+# encode_event writes the type first, so a stored event's kind shows in its first bytes.
+_SCAN_COMPLETE_PREFIX = '{"type":"scan_complete"'
+_UPLOAD_PREFIX = '{"type":"upload"'
 STREAM_ID_RE = re.compile(r"^\d{1,20}-\d{1,20}$")
 
 
@@ -124,7 +127,21 @@ class EventLog:
                stop: Callable[[], bool] | None = None,
                is_finished: Callable[[], bool] | None = None,
                upload_active: Callable[[], bool] | None = None) -> Iterator[dict[str, Any]]:
-        """Yield every event after ``after``, then new ones as they come, until ``scan_complete``.
+        """Every event after ``after``, decoded; see ``follow_frames`` for when it ends."""
+        for batch in self.follow_frames(test_id, after, stop=stop, is_finished=is_finished,
+                                        upload_active=upload_active):
+            for frame in batch:
+                yield json.loads(frame)
+
+    def follow_frames(self, test_id: str, after: str = "0-0", *,
+                      stop: Callable[[], bool] | None = None,
+                      is_finished: Callable[[], bool] | None = None,
+                      upload_active: Callable[[], bool] | None = None) -> Iterator[list[str]]:
+        """Yield every event after ``after`` as ready-to-send JSON text frames, in batches of what
+        one read returned, then new ones as they come, until ``scan_complete``.
+
+        Frames are built from the stored text without decoding it (the stored event starts with
+        its ``type``), so replaying a long history costs little more than reading it.
 
         ``stop`` is polled between blocking reads (a client that went away). ``is_finished`` is
         asked when the stream is quiet: a finished scan whose stream expired yields nothing more
@@ -152,13 +169,20 @@ class EventLog:
                     if not saw_complete and upload_active is not None and upload_active():
                         continue
                     return
+            batch: list[str] = []
+            end = False
             for entry_id, data in reply[0][1]:
                 last = entry_id
-                event = decode_entry(entry_id, data)
-                yield event
-                if event["type"] == "scan_complete":
-                    saw_complete = True
-                    return
-                if (event["type"] == "upload" and event.get("upload_status") in FINAL_UPLOAD_STATUSES
-                        and upload_active is not None and not upload_active()):
-                    return
+                stored = data["e"]
+                batch.append(f'{{"id":"{entry_id}",{stored[1:]}')
+                if stored.startswith(_SCAN_COMPLETE_PREFIX):
+                    saw_complete = end = True
+                    break
+                if (stored.startswith(_UPLOAD_PREFIX) and upload_active is not None
+                        and json.loads(stored).get("upload_status") in FINAL_UPLOAD_STATUSES
+                        and not upload_active()):
+                    end = True
+                    break
+            yield batch
+            if end:
+                return
