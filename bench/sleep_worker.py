@@ -4,7 +4,6 @@ without the two cores being the limit. Start with ``celery -A bench.sleep_worker
 from __future__ import annotations
 
 import os
-import sys
 
 from tasks import scan_tasks
 from tasks.celery_app import create_celery
@@ -30,7 +29,7 @@ class SleepScanner:
         return "bench"
 
     def command(self, ctx: ToolContext) -> list[str]:
-        return [sys.executable, "-c", f"import time; time.sleep({SLEEP_SECONDS})"]
+        return ["sleep", str(SLEEP_SECONDS)]
 
     def parse(self, ctx: ToolContext, result: ProcessResult) -> ToolOutput:
         return ToolOutput(findings=[])

@@ -40,9 +40,11 @@ def create_celery(settings: Settings) -> Celery:
             "scans.*": {"queue": names.SCANS_QUEUE},
             "uploads.*": {"queue": names.UPLOADS_QUEUE},
         },
-        # Task events, so Flower shows tasks by name as they run.
+        # Task events, so Flower shows tasks by name as they run. Workers send them; a `task-sent`
+        # event from the sender would double the broker writes of every submit for a state
+        # ("sent") that the scan record already shows as QUEUED.
         worker_send_task_events=True,
-        task_send_sent_event=True,
+        task_send_sent_event=False,
         worker_hijack_root_logger=False,
         worker_cancel_long_running_tasks_on_connection_loss=False,
     )

@@ -64,6 +64,11 @@ end
 redis.call('HSET', KEYS[1], 'status', cjson.encode(new))
 if cur ~= new then redis.call('SREM', KEYS[2] .. cur, KEYS[3]) end
 redis.call('SADD', KEYS[2] .. new, KEYS[3])
+if cur == 'QUEUED' and new ~= 'QUEUED' then
+  -- the per-workspace queued set keeps the queue cap an O(1) check
+  local ws = redis.call('HGET', KEYS[1], 'workspace_id')
+  if ws then redis.call('SREM', 'ca:queued:ws:' .. cjson.decode(ws), KEYS[3]) end
+end
 return {1, cur}
 """
 
@@ -133,6 +138,8 @@ class ScanStore:
         pipe.zadd("ca:idx:all", {test_id: score})
         pipe.zadd(f"ca:idx:ws:{record['workspace_id']}", {test_id: score})
         pipe.sadd(f"ca:status:{record['status']}", test_id)
+        if record["status"] == QUEUED:
+            pipe.sadd(queued_key(record["workspace_id"]), test_id)
         pipe.execute()
 
     def delete(self, test_id: str, workspace_id: str) -> None:
@@ -143,6 +150,7 @@ class ScanStore:
         pipe.zrem(f"ca:idx:ws:{workspace_id}", test_id)
         for status in STATUSES:
             pipe.srem(f"ca:status:{status}", test_id)
+        pipe.srem(queued_key(workspace_id), test_id)
         pipe.execute()
 
     def update(self, test_id: str, **fields: Any) -> None:
@@ -238,19 +246,17 @@ class ScanStore:
         return dict(zip(STATUSES, (int(n) for n in pipe.execute()), strict=True))
 
     def queued_in_workspace(self, workspace_id: str) -> int:
-        """How many scans of one workspace are QUEUED (bounded by the per-workspace cap)."""
-        queued = list(self.ids_with_status(QUEUED))
-        if not queued:
-            return 0
-        pipe = self.redis.pipeline(transaction=False)
-        for test_id in queued:
-            pipe.hget(self.key(test_id), "workspace_id")
-        wanted = json.dumps(workspace_id)
-        return sum(1 for value in pipe.execute() if value == wanted)
+        """How many scans of one workspace are QUEUED (one set per workspace, kept by create and
+        transition, so the per-workspace cap costs one command however long the queue is)."""
+        return int(self.redis.scard(queued_key(workspace_id)))
 
     def ids_with_status(self, status: str) -> set[str]:
         members: Any = self.redis.smembers(f"ca:status:{status}")
         return set(members)
+
+
+def queued_key(workspace_id: str) -> str:
+    return f"ca:queued:ws:{workspace_id}"
 
 
 def new_record(**fields: Any) -> dict[str, Any]:

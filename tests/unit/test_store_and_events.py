@@ -116,3 +116,19 @@ def test_list_is_newest_first_with_cursor(store):
     assert seen == list(reversed(ids))
     filtered, _ = store.list(workspace_id="ws-page", component_id="c0", limit=10)
     assert [r["test_id"] for r in filtered] == [ids[6], ids[4], ids[2], ids[0]]
+
+
+def test_queued_count_per_workspace_follows_the_lifecycle(store):
+    ws = "ws-queued-" + new_test_id()[5:]
+    first, second = make(store, workspace_id=ws), make(store, workspace_id=ws)
+    make(store, workspace_id=ws + "-other")
+    assert store.queued_in_workspace(ws) == 2
+    assert store.transition(first, "RUNNING").ok
+    assert store.queued_in_workspace(ws) == 1
+    assert store.transition(second, "CANCELLED").ok
+    assert store.queued_in_workspace(ws) == 0
+    assert not store.transition(second, "RUNNING").ok  # a refused move changes nothing
+    assert store.queued_in_workspace(ws) == 0
+    third = make(store, workspace_id=ws)
+    store.delete(third, ws)
+    assert store.queued_in_workspace(ws) == 0
