@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from importlib import metadata
 
-from workers.scanners.base import Finding, ToolContext, ToolFailed, ToolOutput, find_executable
+from workers.scanners.base import Finding, ToolContext, ToolOutput, find_executable, read_json_report
 from workers.scanners.toolenv import mask_literals
 from workers.toolrun import ProcessResult
 
@@ -34,13 +33,7 @@ class Bandit:
 
     def parse(self, ctx: ToolContext, result: ProcessResult) -> ToolOutput:
         # bandit exits 1 when it finds issues; anything else non-zero is a crash.
-        report = ctx.out_dir / "bandit.json"
-        if result.exit_code not in (0, 1) or not report.exists():
-            raise ToolFailed(f"bandit exited {result.exit_code} without a report")
-        try:
-            data = json.loads(report.read_text())
-        except json.JSONDecodeError as exc:
-            raise ToolFailed("bandit wrote an unreadable report") from exc
+        data = read_json_report("bandit", ctx.out_dir / "bandit.json", result, ok_exit=(0, 1))
         findings = []
         for item in data.get("results", []):
             path = str(item.get("filename", "")).removeprefix("./")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -50,6 +51,22 @@ class ToolOutput:
 
 class ToolFailed(RuntimeError):
     """The tool ran but its result cannot be trusted (crash, unreadable report)."""
+
+
+def read_json_report(tool: str, path: Path, result: ProcessResult, *, ok_exit: tuple[int, ...] = (0,),
+                     empty: Any = None) -> Any:
+    """The JSON report a tool wrote. An exit code outside ``ok_exit``, a missing report or one that
+    does not parse is a ``ToolFailed`` -- never read as "no findings". ``empty``: what an empty
+    report file means, for tools that write nothing when they find nothing."""
+    if result.exit_code not in ok_exit or not path.exists():
+        raise ToolFailed(f"{tool} exited {result.exit_code} without a report: {result.stderr_tail[-300:]}")
+    text = path.read_text()
+    if empty is not None and not text.strip():
+        return empty
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise ToolFailed(f"{tool} wrote an unreadable report") from exc
 
 
 class Scanner(Protocol):

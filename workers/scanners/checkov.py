@@ -4,10 +4,9 @@ image scans (those need the vendor's platform) and no secrets scan (detect-secre
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from workers.scanners.base import Finding, ToolContext, ToolFailed, ToolOutput
+from workers.scanners.base import Finding, ToolContext, ToolOutput, read_json_report
 from workers.scanners.cli_version import pinned_executable, version_of
 from workers.scanners.sourcefiles import relative
 from workers.toolrun import ProcessResult
@@ -39,13 +38,7 @@ class Checkov:
                 "--skip-framework", *SKIPPED_FRAMEWORKS]
 
     def parse(self, ctx: ToolContext, result: ProcessResult) -> ToolOutput:
-        report = ctx.out_dir / "results_json.json"
-        if result.exit_code != 0 or not report.exists():
-            raise ToolFailed(f"checkov exited {result.exit_code} without a report: {result.stderr_tail[-300:]}")
-        try:
-            data = json.loads(report.read_text())
-        except ValueError as exc:
-            raise ToolFailed("checkov wrote an unreadable report") from exc
+        data = read_json_report("checkov", ctx.out_dir / "results_json.json", result)
         runs = data if isinstance(data, list) else [data]
         findings = []
         frameworks: dict[str, dict[str, Any]] = {}

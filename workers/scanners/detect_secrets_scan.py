@@ -9,11 +9,10 @@ and the source line with the value masked. The history scan needs the whole hist
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
-from workers.scanners.base import Finding, ToolContext, ToolFailed, ToolOutput
+from workers.scanners.base import Finding, ToolContext, ToolOutput, read_json_report
 from workers.scanners.toolenv import dist_version, executable, interpreter_of
 from workers.toolrun import ProcessResult
 
@@ -91,13 +90,7 @@ class _DetectSecretsBase:
         return argv
 
     def parse(self, ctx: ToolContext, result: ProcessResult) -> ToolOutput:
-        report = ctx.out_dir / "secrets.json"
-        if result.exit_code != 0 or not report.exists():
-            raise ToolFailed(f"detect-secrets exited {result.exit_code} without a report")
-        try:
-            data = json.loads(report.read_text())
-        except json.JSONDecodeError as exc:
-            raise ToolFailed("detect-secrets wrote an unreadable report") from exc
+        data = read_json_report("detect-secrets", ctx.out_dir / "secrets.json", result)
         findings = []
         for item in data.get("results", []):
             kind = str(item.get("type", "secret"))

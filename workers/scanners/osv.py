@@ -11,7 +11,7 @@ from typing import Any
 
 from workers import sarif
 from workers.osv.database import dumps
-from workers.scanners.base import Finding, ToolContext, ToolFailed, ToolOutput
+from workers.scanners.base import Finding, ToolContext, ToolOutput, read_json_report
 from workers.toolrun import ProcessResult
 
 VERSION = "1.0"
@@ -40,13 +40,7 @@ class Osv:
                 "--out", str(ctx.out_dir / "osv.json")]
 
     def parse(self, ctx: ToolContext, result: ProcessResult) -> ToolOutput:
-        report_file = ctx.out_dir / "osv.json"
-        if result.exit_code != 0 or not report_file.exists():
-            raise ToolFailed(f"osv exited {result.exit_code}: {result.stderr_tail[-300:]}")
-        try:
-            report = json.loads(report_file.read_text())
-        except ValueError as exc:
-            raise ToolFailed("osv wrote an unreadable report") from exc
+        report = read_json_report("osv", ctx.out_dir / "osv.json", result)
         findings = [_finding(v) for v in report.get("vulnerabilities", [])]
         database = report.get("database", {})
         doc = sarif.build(self.id, VERSION, findings, information_uri="https://osv.dev")

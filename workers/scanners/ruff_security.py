@@ -7,9 +7,7 @@ attacker do; see docs/scanners-sast.md.
 
 from __future__ import annotations
 
-import json
-
-from workers.scanners.base import Finding, ToolContext, ToolFailed, ToolOutput
+from workers.scanners.base import Finding, ToolContext, ToolFailed, ToolOutput, read_json_report
 from workers.scanners.toolenv import cli_version, executable, mask_literals, relative_path, source_line
 from workers.toolrun import ProcessResult
 
@@ -55,14 +53,8 @@ class RuffSecurity:
         return [*argv, "."]
 
     def parse(self, ctx: ToolContext, result: ProcessResult) -> ToolOutput:
-        report = ctx.out_dir / "ruff.json"
         # With --exit-zero any non-zero exit is a crash or a usage error.
-        if result.exit_code != 0 or not report.exists():
-            raise ToolFailed(f"ruff exited {result.exit_code} without a report")
-        try:
-            items = json.loads(report.read_text() or "[]")
-        except json.JSONDecodeError as exc:
-            raise ToolFailed("ruff wrote an unreadable report") from exc
+        items = read_json_report("ruff", ctx.out_dir / "ruff.json", result, empty=[])
         if not isinstance(items, list):
             raise ToolFailed("ruff wrote an unexpected report")
         findings = []

@@ -6,10 +6,9 @@ licence forbids use in a service), never ``--config auto``, metrics off, no vers
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from workers.scanners.base import Finding, ToolContext, ToolFailed, ToolOutput
+from workers.scanners.base import Finding, ToolContext, ToolOutput, read_json_report
 from workers.scanners.toolenv import dist_version, executable, mask_literals, relative_path, source_line
 from workers.toolrun import ProcessResult
 
@@ -49,14 +48,8 @@ class Semgrep:
         return [*argv, "."]
 
     def parse(self, ctx: ToolContext, result: ProcessResult) -> ToolOutput:
-        report = ctx.out_dir / "semgrep.json"
         # 0: no findings, 1: findings (with --error only); 2+ are semgrep's own failures.
-        if result.exit_code not in (0, 1) or not report.exists():
-            raise ToolFailed(f"semgrep exited {result.exit_code} without a report")
-        try:
-            data = json.loads(report.read_text())
-        except json.JSONDecodeError as exc:
-            raise ToolFailed("semgrep wrote an unreadable report") from exc
+        data = read_json_report("semgrep", ctx.out_dir / "semgrep.json", result, ok_exit=(0, 1))
         findings = []
         for item in data.get("results", []):
             extra = item.get("extra") or {}
