@@ -12,7 +12,7 @@ from typing import Any
 from flask import Flask, current_app, g, has_request_context, request
 
 from app.errors import APIError
-from app.limits import RateLimiter, json_depth, retry_after
+from app.limits import RateLimiter, retry_after, too_deep
 from tasks.keys import KeyStore, Principal
 
 OPEN_PATHS = frozenset({"/health", "/ready", "/openapi.json"})
@@ -56,20 +56,26 @@ def _is_stream(path: str) -> bool:
     return request.method == "GET" and path.startswith("/v1/") and path.endswith("/stream")
 
 
-def authenticate(keys: KeyStore) -> Principal:
+def authenticate(keys: KeyStore, limiter: RateLimiter) -> Principal:
+    """The caller's principal, with one token of its key's rate limit taken (429 when none is left)."""
     plain = _bearer()
     if plain is not None:
-        principal = keys.authenticate(plain)
+        principal, wait = limiter.authenticate(plain)
         if principal is None:
             raise _unauthorized("the API key is not valid")
-        return principal
-    token = request.args.get("token")
-    if token is not None and _is_stream(request.path):
+    else:
+        token = request.args.get("token")
+        if token is None or not _is_stream(request.path):
+            raise _unauthorized("send an API key as 'Authorization: Bearer <key>'")
         principal = keys.redeem_stream_token(token)
         if principal is None:
             raise _unauthorized("the stream token is not valid, already used or expired")
-        return principal
-    raise _unauthorized("send an API key as 'Authorization: Bearer <key>'")
+        wait = limiter.hit(principal)
+    g.principal = principal
+    if wait:
+        raise APIError(429, "rate_limited", f"too many requests for this key; retry in {wait} s",
+                       headers=retry_after(wait))
+    return principal
 
 
 def install(app: Flask) -> None:
@@ -86,19 +92,12 @@ def install(app: Flask) -> None:
         if path in SERVICE_PATHS:
             if settings.open_service_endpoints:
                 return
-            principal = authenticate(keys)
-            if not principal.can("admin"):
+            if not authenticate(keys, limiter).can("admin"):
                 raise APIError(403, "forbidden", "this endpoint needs an admin key")
-            g.principal = principal
             return
         if not path.startswith("/v1/") and path != "/v1":
             return  # unknown paths answer 404 on their own
-        principal = authenticate(keys)
-        g.principal = principal
-        wait = limiter.hit(principal.key_id)
-        if wait:
-            raise APIError(429, "rate_limited", f"too many requests for this key; retry in {wait} s",
-                           headers=retry_after(wait))
+        principal = authenticate(keys, limiter)
         permission = required_permission(request.method, path)
         if not principal.can(permission):
             raise APIError(403, "forbidden", f"the key's role ({principal.role}) may not {permission}")
@@ -110,5 +109,5 @@ def _check_json_body() -> None:
         return
     data: Any = request.get_data(cache=True)  # over MAX_CONTENT_LENGTH this raises 413
     limit = current_app.extensions["certus"].settings.max_json_depth
-    if json_depth(data) > limit:
+    if too_deep(data, limit):
         raise APIError(413, "json_too_deep", f"the JSON body nests deeper than {limit} levels")

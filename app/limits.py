@@ -11,41 +11,78 @@ from typing import Any
 
 import redis
 
-# One hash per key: tokens left and when they were counted. Returns {allowed, ms to wait}.
+from tasks.keys import Principal, bucket_key, key_digest, key_record, principal_from
+
+# One hash per key: tokens left and when they were counted. `take` returns allowed (0/1) and the
+# milliseconds to wait.
 _BUCKET_LUA = """
+local function take(bucket, rate, burst, now)
+  local state = redis.call('HMGET', bucket, 't', 'ts')
+  local tokens = tonumber(state[1]) or burst
+  local ts = tonumber(state[2]) or now
+  tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+  local allowed = 0
+  local wait = 0
+  if tokens >= 1 then
+    tokens = tokens - 1
+    allowed = 1
+  else
+    wait = math.ceil((1 - tokens) / rate)
+  end
+  redis.call('HSET', bucket, 't', tostring(tokens), 'ts', tostring(now))
+  redis.call('PEXPIRE', bucket, math.ceil(burst / rate) + 1000)
+  return allowed, wait
+end
 local rate = tonumber(ARGV[1])      -- tokens per ms
 local burst = tonumber(ARGV[2])
 local now = tonumber(ARGV[3])
-local state = redis.call('HMGET', KEYS[1], 't', 'ts')
-local tokens = tonumber(state[1]) or burst
-local ts = tonumber(state[2]) or now
-tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
-local allowed = 0
-local wait = 0
-if tokens >= 1 then
-  tokens = tokens - 1
-  allowed = 1
-else
-  wait = math.ceil((1 - tokens) / rate)
-end
-redis.call('HSET', KEYS[1], 't', tostring(tokens), 'ts', tostring(now))
-redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate) + 1000)
+"""
+
+_HIT_LUA = _BUCKET_LUA + """
+local allowed, wait = take(KEYS[1], rate, burst, now)
 return {allowed, wait}
 """
 
+# The key's record and its bucket in one round trip: a request that names no stored key takes no
+# token; one that does gets its record back with the bucket's answer.
+_AUTH_HIT_LUA = _BUCKET_LUA + """
+local record = redis.call('GET', KEYS[1])
+if not record then return {'', 0, 0} end
+local allowed, wait = take(KEYS[2], rate, burst, now)
+return {record, allowed, wait}
+"""
+
+
+def _wait_seconds(allowed: Any, wait_ms: Any) -> int:
+    return 0 if int(allowed) else max(1, math.ceil(int(wait_ms) / 1000))
+
 
 class RateLimiter:
+    """A token bucket per API key, held in Redis so it holds across API replicas."""
+
     def __init__(self, client: redis.Redis, per_minute: int, burst: int) -> None:
         self.redis = client
         self.rate = per_minute / 60000.0
         self.burst = burst
-        self._script = client.register_script(_BUCKET_LUA)
+        self._hit = client.register_script(_HIT_LUA)
+        self._auth_hit = client.register_script(_AUTH_HIT_LUA)
 
-    def hit(self, key_id: str) -> int:
+    def _args(self) -> list[Any]:
+        return [repr(self.rate), self.burst, int(time.time() * 1000)]
+
+    def hit(self, principal: Principal) -> int:
         """Take one token; returns 0 when allowed, else whole seconds to wait."""
-        allowed, wait_ms = self._script(keys=[f"ca:rl:{key_id}"],
-                                        args=[repr(self.rate), self.burst, int(time.time() * 1000)])
-        return 0 if int(allowed) else max(1, math.ceil(int(wait_ms) / 1000))
+        allowed, wait_ms = self._hit(keys=[bucket_key(principal.key_hash)], args=self._args())
+        return _wait_seconds(allowed, wait_ms)
+
+    def authenticate(self, plain: str) -> tuple[Principal | None, int]:
+        """Look up an API key and take one of its tokens in one step: (principal or None, wait)."""
+        digest = key_digest(plain)
+        if digest is None:
+            return None, 0
+        record, allowed, wait_ms = self._auth_hit(keys=[key_record(digest), bucket_key(digest)], args=self._args())
+        principal = principal_from(record, digest)
+        return principal, (_wait_seconds(allowed, wait_ms) if principal else 0)
 
 
 class StreamSlots:
@@ -102,6 +139,12 @@ def json_depth(data: bytes) -> int:
         else:
             depth -= 1
     return deepest
+
+
+def too_deep(data: bytes, limit: int) -> bool:
+    """Whether ``data`` nests deeper than ``limit``. A body with no more opening brackets than the
+    limit cannot, which spares walking the usual small body."""
+    return data.count(b"[") + data.count(b"{") > limit and json_depth(data) > limit
 
 
 def retry_after(seconds: Any) -> dict[str, str]:

@@ -110,20 +110,22 @@ def bare_latency(stack: Stack, count: int, rate: float) -> dict[str, float]:
 def max_rate(stack: Stack, base: str, count: int) -> dict[str, float]:
     """Sustained throughput: append as fast as possible, time until the client has everything."""
     test_id, store, events = _new_scan(stack)
-    ws = websocket.create_connection(f"ws://{base}/v1/security-scans/{test_id}/stream",
-                                     timeout=60, header=stack.ws_header)
     got = 0
-    t0 = time.perf_counter()
     batch = [("log", {"tool": "bench", "stream": "stdout", "line": f"l{i}"}) for i in range(count)]
-    writer = threading.Thread(target=lambda: [events.append_many(test_id, batch[i:i + 100])
-                                              for i in range(0, count, 100)])
-    writer.start()
-    while got < count:
-        if ws.recv():
-            got += 1
-    ws_rate = count / (time.perf_counter() - t0)
-    writer.join()
-    ws.close()
+    events.append(test_id, "phase", phase="bench", message="start")
+    # Both sides parse every event; the WebSocket side reads with the `websockets` client (see replay).
+    with ws_connect(f"ws://{base}/v1/security-scans/{test_id}/stream", additional_headers=stack.headers,
+                    max_size=None) as conn:
+        json.loads(conn.recv())  # the stream is open and tailing before the clock starts
+        t0 = time.perf_counter()
+        writer = threading.Thread(target=lambda: [events.append_many(test_id, batch[i:i + 100])
+                                                  for i in range(0, count, 100)])
+        writer.start()
+        while got < count:
+            if json.loads(conn.recv())["type"] == "log":
+                got += 1
+        ws_rate = count / (time.perf_counter() - t0)
+        writer.join()
     _complete(store, events, test_id)
     key = f"bench:bare:{new_test_id()}"
     client = stack.client

@@ -62,6 +62,28 @@ class Principal:
         return ALL_WORKSPACES in self.workspaces
 
 
+def key_digest(plain: str) -> str | None:
+    """The stored name of a key, or None when ``plain`` is not shaped like one of ours."""
+    return _sha256(plain) if KEY_RE.match(plain) else None
+
+
+def bucket_key(digest: str) -> str:
+    """The rate-limit bucket of a key (see ``app.limits``)."""
+    return f"ca:rl:{digest}"
+
+
+def key_record(digest: str) -> str:
+    return f"ca:key:{digest}"
+
+
+def principal_from(raw: Any, digest: str) -> Principal | None:
+    """The principal of a stored key record (None when there is none)."""
+    if not raw:
+        return None
+    meta = json.loads(raw)
+    return Principal(meta["key_id"], meta["role"], frozenset(meta["workspaces"]), meta.get("name", ""), digest)
+
+
 class KeyStore:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
@@ -83,22 +105,17 @@ class KeyStore:
         meta = {"key_id": key_id, "role": role, "workspaces": wanted, "name": name[:200],
                 "created_at": time.time()}
         pipe = self.redis.pipeline(transaction=True)
-        pipe.set(f"ca:key:{digest}", json.dumps(meta))
+        pipe.set(key_record(digest), json.dumps(meta))
         pipe.hset(KEYS_INDEX, key_id, json.dumps({**meta, "hash": digest}))
         pipe.execute()
         return plain, Principal(key_id, role, frozenset(wanted), name, digest)
 
     def _principal(self, digest: str) -> Principal | None:
-        raw: Any = self.redis.get(f"ca:key:{digest}")
-        if not raw:
-            return None
-        meta = json.loads(raw)
-        return Principal(meta["key_id"], meta["role"], frozenset(meta["workspaces"]), meta.get("name", ""), digest)
+        return principal_from(self.redis.get(key_record(digest)), digest)
 
     def authenticate(self, plain: str) -> Principal | None:
-        if not KEY_RE.match(plain):
-            return None
-        return self._principal(_sha256(plain))
+        digest = key_digest(plain)
+        return self._principal(digest) if digest else None
 
     def list(self) -> list[dict[str, Any]]:
         raw: Any = self.redis.hgetall(KEYS_INDEX)
@@ -113,9 +130,9 @@ class KeyStore:
             return False
         digest = json.loads(raw)["hash"]
         pipe = self.redis.pipeline(transaction=True)
-        pipe.delete(f"ca:key:{digest}")
+        pipe.delete(key_record(digest))
         pipe.hdel(KEYS_INDEX, key_id)
-        pipe.delete(f"ca:wsconn:{key_id}", f"ca:rl:{key_id}")
+        pipe.delete(f"ca:wsconn:{key_id}", bucket_key(digest))
         pipe.execute()
         return True
 

@@ -28,16 +28,29 @@ def is_local_source(url: str) -> bool:
     return url.startswith("/") or urlsplit(url).scheme == "file"
 
 
+def _literal(host: str) -> list[str]:
+    """An IP address written as the host is its own answer: no lookup (which, under gevent, is a
+    hop through a thread pool)."""
+    try:
+        return [str(ipaddress.ip_address(host.split("%", 1)[0]))]
+    except ValueError:
+        return []
+
+
+def _resolve(host: str, port: int | None) -> list[str]:
+    try:
+        infos = socket.getaddrinfo(host, port or 0, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise HostNotAllowed("git_host_unresolvable", f"cannot resolve host {host!r}") from exc
+    return sorted({str(info[4][0]) for info in infos})
+
+
 def check_host(host: str, port: int | None, allowed_hosts: Iterable[str]) -> list[str]:
     """Resolve ``host`` and refuse it if any address is loopback, private, link-local or otherwise
     not public, unless the host is listed in ``allowed_hosts``. Returns the resolved addresses."""
     host = host.strip("[]").lower()
     allowed = {h.lower() for h in allowed_hosts}
-    try:
-        infos = socket.getaddrinfo(host, port or 0, proto=socket.IPPROTO_TCP)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise HostNotAllowed("git_host_unresolvable", f"cannot resolve host {host!r}") from exc
-    addresses = sorted({str(info[4][0]) for info in infos})
+    addresses = _literal(host) or _resolve(host, port)
     if host in allowed:
         return addresses
     for address in addresses:

@@ -18,6 +18,7 @@ import redis
 
 from tasks import metrics
 from tasks.clock import utcnow_iso
+from tasks.enqueue import QueuedTask
 
 QUEUED = "QUEUED"
 RUNNING = "RUNNING"
@@ -73,8 +74,34 @@ return {1, cur}
 """
 
 
+_CREATE_LUA = """
+if ARGV[1] ~= '' and ARGV[4] == 'QUEUED' then
+  local queued = redis.call('SCARD', KEYS[5])
+  if queued >= tonumber(ARGV[1]) then return {0, queued} end
+end
+if ARGV[5] ~= '' then
+  redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[7], ARGV[5], 'e', ARGV[6])
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 9))
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])
+redis.call('SADD', KEYS[4], ARGV[3])
+if ARGV[4] == 'QUEUED' then redis.call('SADD', KEYS[5], ARGV[3]) end
+if ARGV[8] ~= '' then redis.call('LPUSH', KEYS[7], ARGV[8]) end
+return {1, 0}
+"""
+
+
 class StoreError(RuntimeError):
     pass
+
+
+class QueueFull(StoreError):
+    """The workspace already has as many scans queued as its cap allows."""
+
+    def __init__(self, queued: int) -> None:
+        super().__init__(f"{queued} scans already queued")
+        self.queued = queued
 
 
 class InvalidCursor(ValueError):
@@ -97,8 +124,8 @@ class TransitionResult:
     previous: str | None
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+# One encoder for every field: json.dumps with options builds a new one per call.
+_dumps = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
 
 
 def encode_cursor(score: float, test_id: str) -> str:
@@ -121,26 +148,34 @@ class ScanStore:
         self.redis = client
         self.retention_seconds = retention_seconds
         self._transition = client.register_script(_TRANSITION_LUA)
+        self._create = client.register_script(_CREATE_LUA)
 
     @staticmethod
     def key(test_id: str) -> str:
         return f"ca:scan:{test_id}"
 
     # -- writing -----------------------------------------------------------------------------
-    def create(self, record: Mapping[str, Any], *, event: StreamAppend | None = None) -> None:
-        """Write a new record, its indexes and (optionally) its first event in one transaction."""
+    def create(self, record: Mapping[str, Any], *, event: StreamAppend | None = None,
+               queue_cap: int | None = None, task: QueuedTask | None = None) -> None:
+        """Write a new record, its indexes, and optionally its first event and its task message, in
+        one atomic step.
+
+        With ``queue_cap``, a QUEUED record is written only while its workspace has fewer scans
+        queued than that; otherwise nothing is written and ``QueueFull`` is raised. The check and
+        the write are one step, so concurrent submitters cannot overshoot the cap.
+        """
         test_id = record["test_id"]
-        score = time.time()
-        pipe = self.redis.pipeline(transaction=True)
-        if event is not None:
-            pipe.xadd(event.key, {"e": event.payload}, id=event.event_id, maxlen=event.maxlen, approximate=True)
-        pipe.hset(self.key(test_id), mapping={k: _dumps(v) for k, v in record.items()})
-        pipe.zadd("ca:idx:all", {test_id: score})
-        pipe.zadd(f"ca:idx:ws:{record['workspace_id']}", {test_id: score})
-        pipe.sadd(f"ca:status:{record['status']}", test_id)
-        if record["status"] == QUEUED:
-            pipe.sadd(queued_key(record["workspace_id"]), test_id)
-        pipe.execute()
+        args: list[Any] = ["" if queue_cap is None else queue_cap, repr(time.time()), test_id, record["status"],
+                           *((event.event_id, event.payload, event.maxlen) if event is not None else ("", "", 0)),
+                           task.payload if task is not None else ""]
+        for name, value in record.items():
+            args += [name, _dumps(value)]
+        keys = [self.key(test_id), "ca:idx:all", f"ca:idx:ws:{record['workspace_id']}",
+                f"ca:status:{record['status']}", queued_key(record["workspace_id"]),
+                event.key if event is not None else "ca:none", task.queue if task is not None else "ca:none"]
+        written, queued = self._create(keys=keys, args=args)
+        if not int(written):
+            raise QueueFull(int(queued))
 
     def delete(self, test_id: str, workspace_id: str) -> None:
         """Remove every trace of a scan (used when a submission could not be enqueued)."""

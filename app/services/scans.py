@@ -11,7 +11,7 @@ from celery import Celery
 
 from app.auth import current_principal, may_see
 from app.errors import APIError, not_found
-from tasks import archives, metrics, names
+from tasks import archives, enqueue, metrics, names
 from tasks import manifest as manifests
 from tasks.clock import utcnow_iso
 from tasks.events import EventLog, encode_event, stream_key
@@ -24,6 +24,7 @@ from tasks.store import (
     RUNNING,
     TERMINAL,
     InvalidCursor,
+    QueueFull,
     ScanStore,
     StreamAppend,
     new_record,
@@ -57,6 +58,7 @@ class ScanService:
         self.store = store
         self.events = events
         self.celery = celery
+        self.inline_enqueue = enqueue.usable(celery, settings)
 
     # -- submit ------------------------------------------------------------------------------
     def _check_manifest_uri(self, uri: str) -> None:
@@ -98,17 +100,9 @@ class ScanService:
             # Not 403: a key must not learn which workspaces exist.
             raise APIError(404, "workspace_not_found", "no such workspace")
 
-    def _check_queue(self, workspace_id: str) -> None:
-        queued = self.store.queued_in_workspace(workspace_id)
-        if queued >= self.settings.max_queued_per_workspace:
-            raise APIError(429, "queue_full",
-                           f"the workspace already has {queued} scans queued; retry when some have started",
-                           headers={"Retry-After": "30"})
-
     def submit(self, data: dict[str, Any]) -> dict[str, Any]:
         self._check_workspace(data["workspace_id"])
         self._check_source(data)
-        self._check_queue(data["workspace_id"])
         test_id = new_test_id()
         manifest_digest = None
         if "manifest" in data:
@@ -131,22 +125,34 @@ class ScanService:
             status_url=base,
             **{f: data.get(f) for f in SOURCE_FIELDS},
         )
-        # The record and its first event exist before the task is sent: a worker never sees an
-        # id the store does not know, and a watcher can connect the moment we answer.
+        # The record, its first event and (on the store's Redis) its task are written in one step:
+        # a worker never sees an id the store does not know, and a watcher can connect the moment
+        # we answer. On another broker the task is sent once the record exists.
         first = encode_event("phase", {"phase": "queued", "message": "scan accepted and queued"})
-        self.store.create(record, event=StreamAppend(stream_key(test_id), "*", first, self.settings.stream_maxlen))
+        queue = names.scan_queue(record["profile"], self.settings.scan_queue_per_profile)
+        task = enqueue.build(self.celery, names.SCAN_RUN, test_id, [test_id], queue) if self.inline_enqueue else None
         try:
-            self.celery.send_task(names.SCAN_RUN, args=[test_id], task_id=test_id,
-                                  queue=names.scan_queue(record["profile"], self.settings.scan_queue_per_profile))
-        except Exception as exc:
-            log.error("enqueue failed for %s: %s", test_id, exc.__class__.__name__)
-            self.store.delete(test_id, record["workspace_id"])
-            self.events.redis.delete(stream_key(test_id))
-            raise APIError(503, "queue_unavailable", "the scan could not be queued; nothing was kept",
-                           headers={"Retry-After": "5"}) from exc
+            self.store.create(record, event=StreamAppend(stream_key(test_id), "*", first, self.settings.stream_maxlen),
+                              queue_cap=self.settings.max_queued_per_workspace, task=task)
+        except QueueFull as exc:
+            raise APIError(429, "queue_full",
+                           f"the workspace already has {exc.queued} scans queued; retry when some have started",
+                           headers={"Retry-After": "30"}) from exc
+        if task is None:
+            self._send(test_id, record["workspace_id"], queue)
         metrics.SCANS_SUBMITTED.labels(profile=metrics.profile_label(record["profile"])).inc()  # ops: metrics hook
         return {k: record[k] for k in ("test_id", "workspace_id", "component_id", "assessment_id", "status",
                                        "profile", "manifest_digest", "stream_url", "status_url")}
+
+    def _send(self, test_id: str, workspace_id: str, queue: str) -> None:
+        try:
+            self.celery.send_task(names.SCAN_RUN, args=[test_id], task_id=test_id, queue=queue)
+        except Exception as exc:
+            log.error("enqueue failed for %s: %s", test_id, exc.__class__.__name__)
+            self.store.delete(test_id, workspace_id)
+            self.events.redis.delete(stream_key(test_id))
+            raise APIError(503, "queue_unavailable", "the scan could not be queued; nothing was kept",
+                           headers={"Retry-After": "5"}) from exc
 
     # -- read --------------------------------------------------------------------------------
     def get(self, test_id: str) -> dict[str, Any]:

@@ -190,6 +190,20 @@ def test_rate_limit_per_key_with_retry_after(edge):
     assert replica.get("/v1/security-scans", headers=auth(key)).status_code == 429
 
 
+def test_keys_that_fail_take_no_token_and_revoking_clears_the_bucket(edge):
+    build, keys, client = edge
+    c = make_app(build, rate_limit_per_minute=6, rate_limit_burst=2).test_client()
+    plain, principal = keys.create("reader", ["ws-a"])
+    forged = plain[:-4] + ("AAAA" if not plain.endswith("AAAA") else "BBBB")
+    assert [c.get("/v1/security-scans", headers=auth(forged)).status_code for _ in range(5)] == [401] * 5
+    assert client.keys("ca:rl:*") == []  # unknown keys leave nothing behind
+    assert [c.get("/v1/security-scans", headers=auth(plain)).status_code for _ in range(3)] == [200, 200, 429]
+    assert client.exists(f"ca:rl:{principal.key_hash}")
+    assert keys.revoke(principal.key_id)
+    assert not client.exists(f"ca:rl:{principal.key_hash}")
+    assert c.get("/v1/security-scans", headers=auth(plain)).status_code == 401
+
+
 def test_queue_cap_per_workspace(edge):
     build, keys, _ = edge
     app = make_app(build, max_queued_per_workspace=2)

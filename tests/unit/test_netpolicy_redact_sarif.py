@@ -15,6 +15,21 @@ def test_internal_addresses_are_refused_without_connecting(host):
     assert exc.value.code == "git_host_not_allowed"
 
 
+def test_address_literals_are_checked_without_a_lookup(monkeypatch):
+    import socket
+
+    def no_lookup(*args, **kwargs):
+        raise AssertionError("an address literal was sent to the resolver")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_lookup)
+    assert check_host("[::1]", 9418, ["::1"]) == ["::1"]
+    assert check_host("8.8.8.8", 443, []) == ["8.8.8.8"]
+    with pytest.raises(HostNotAllowed):
+        check_host("10.0.0.1", 443, [])
+    with pytest.raises(AssertionError):  # a name still goes through the resolver (and its policy)
+        check_host("git.example.com", 443, [])
+
+
 def test_listed_hosts_and_local_sources():
     assert check_host("127.0.0.1", 9418, ["127.0.0.1"]) == ["127.0.0.1"]
     with pytest.raises(HostNotAllowed) as exc:

@@ -169,3 +169,14 @@ def test_json_depth_scan_matches_the_parsed_depth(value):
     from app.limits import json_depth
 
     assert json_depth(json.dumps(value).encode()) == _depth(value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_json_values, st.integers(min_value=0, max_value=6))
+def test_too_deep_agrees_with_the_depth_scan(value, limit):
+    import json
+
+    from app.limits import json_depth, too_deep
+
+    data = json.dumps(value).encode()
+    assert too_deep(data, limit) == (json_depth(data) > limit)

@@ -5,7 +5,7 @@ import pytest
 
 from tasks.events import EventLog, InvalidEventId, check_event_id, decode_entry, encode_event, stream_key
 from tasks.ids import new_test_id
-from tasks.store import ScanStore, StreamAppend, new_record
+from tasks.store import QueueFull, ScanStore, StreamAppend, new_record
 
 
 @pytest.fixture()
@@ -132,3 +132,37 @@ def test_queued_count_per_workspace_follows_the_lifecycle(store):
     third = make(store, workspace_id=ws)
     store.delete(third, ws)
     assert store.queued_in_workspace(ws) == 0
+
+
+def test_queue_cap_is_checked_and_written_in_one_step(store, events):
+    ws = "ws-cap-" + new_test_id()[5:]
+    written, refused = [], []
+
+    def submit() -> None:
+        test_id = new_test_id()
+        record = new_record(test_id=test_id, workspace_id=ws, component_id="c", assessment_id="a",
+                            source_type="git", profile="light")
+        event = StreamAppend(stream_key(test_id), "*", encode_event("phase", {"phase": "queued"}), 100)
+        try:
+            store.create(record, event=event, queue_cap=3)
+            written.append(test_id)
+        except QueueFull as exc:
+            refused.append((test_id, exc.queued))
+
+    threads = [threading.Thread(target=submit) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # twelve racing submitters, a cap of three: exactly three get in
+    assert len(written) == 3 and store.queued_in_workspace(ws) == 3
+    assert all(queued == 3 for _, queued in refused) and len(refused) == 9
+    for test_id, _ in refused:  # a refused submission leaves no record, index entry or stream
+        assert store.get(test_id) is None and not events.exists(test_id)
+        assert store.redis.zscore(f"ca:idx:ws:{ws}", test_id) is None
+    assert store.get(written[0])["status"] == "QUEUED" and len(events.all(written[0])) == 1
+    # a started scan frees its place
+    assert store.transition(written[0], "RUNNING").ok
+    store.create(new_record(test_id=new_test_id(), workspace_id=ws, component_id="c", assessment_id="a",
+                            source_type="git", profile="light"), queue_cap=3)
+    assert store.queued_in_workspace(ws) == 3
