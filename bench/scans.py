@@ -5,8 +5,10 @@ memory a retained scan takes."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -21,6 +23,7 @@ import werkzeug
 
 from bench.harness import GitDaemon, Stack, git_repo, submit
 from tasks.profiles import DEFAULT_PROFILE, builtin
+from tasks.settings import Settings
 from workers.scanners.base import ToolContext
 from workers.scanners.registry import all_scanners
 from workers.toolrun import scrubbed_env
@@ -30,15 +33,25 @@ def _real_repository(base: Path) -> Path:
     """Flask's and Werkzeug's own sources at the versions this project pins: real code, fixed."""
     files: dict[str, str] = {}
     for package in (flask, werkzeug):
-        root = Path(package.__file__).parent
+        root = Path(str(package.__file__)).parent
         for path in root.rglob("*.py"):
             files[f"{package.__name__}/{path.relative_to(root)}"] = path.read_text()
     files["requirements.txt"] = "flask==2.0.0\nwerkzeug==2.0.0\njinja2==2.10\n"
     return git_repo(base, files)
 
 
-def _direct(checkout: Path, tools: list[str], parallel: bool) -> float:
-    scanners = all_scanners()
+FIXTURE_OSV = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "osv" / "PyPI-all.zip"
+
+
+def _osv_database(folder: Path) -> Path:
+    """The fixed OSV snapshot the tests use, so the default profile runs every one of its tools."""
+    subprocess.run([sys.executable, "-m", "workers.osv", "--db", str(folder), "import", "PyPI", str(FIXTURE_OSV)],
+                   check=True, stdout=subprocess.DEVNULL)
+    return folder
+
+
+def _direct(checkout: Path, tools: list[str], parallel: bool, osv_db: Path) -> float:
+    scanners = all_scanners(Settings(osv_db_path=str(osv_db)))
     runnable = [scanners[t] for t in tools if t in scanners and scanners[t].unavailable_reason() is None]
     scratch = Path(tempfile.mkdtemp(prefix="certus-direct-"))
     home = scratch / "home"
@@ -63,6 +76,18 @@ def _direct(checkout: Path, tools: list[str], parallel: bool) -> float:
     return elapsed
 
 
+def _watch(base: str, stream_url: str, stack: Stack) -> str:
+    """Follow a scan's stream to its end; returns the final status."""
+    ws = websocket.create_connection(f"ws://{base}{stream_url}", timeout=600, header=stack.ws_header)
+    status = "unknown"
+    while frame := ws.recv():
+        event = json.loads(frame)
+        if event["type"] == "scan_complete":
+            status = event["status"]
+    ws.close()
+    return status
+
+
 def _peak_rss(pid: int, stop: threading.Event, out: list[int]) -> None:
     peak = 0
     root = psutil.Process(pid)
@@ -77,7 +102,7 @@ def _peak_rss(pid: int, stop: threading.Event, out: list[int]) -> None:
 
 
 def run(quick: bool) -> dict[str, Any]:
-    reps = 1 if quick else 3
+    reps = 1 if quick else 5  # tool times drift by ±15 % here: the median of five
     profile = "smoke" if quick else DEFAULT_PROFILE
     base_profile = builtin(profile)
     assert base_profile is not None
@@ -87,7 +112,10 @@ def run(quick: bool) -> dict[str, Any]:
     par_s: list[float] = []
     peaks: list[int] = []
     redis_bytes: list[int] = []
-    with Stack(CERTUS_ASSURANCE_TOOL_PARALLELISM=str(max(len(tools), 1))) as stack:
+    stack = Stack(CERTUS_ASSURANCE_TOOL_PARALLELISM=str(max(len(tools), 1)))
+    osv_db = _osv_database(stack.tmp / "osv")
+    stack.extra_env["CERTUS_ASSURANCE_OSV_DB_PATH"] = str(osv_db)
+    with stack:
         repo = _real_repository(stack.tmp / "git")
         daemon = GitDaemon(stack.tmp / "git")
         try:
@@ -95,8 +123,8 @@ def run(quick: bool) -> dict[str, Any]:
             worker = stack.worker("bench", concurrency=1, queues="scans")
             stack.wait_workers(1)
             session = stack.session()
-            submit(base, session, git_url=daemon.url("repo"), profile="smoke")  # warm-up
-            time.sleep(3)
+            warm = submit(base, session, git_url=daemon.url("repo"), profile="smoke")  # warm-up, to its end
+            _watch(base, warm["stream_url"], stack)
             for _ in range(reps):
                 stop = threading.Event()
                 peak: list[int] = []
@@ -104,11 +132,10 @@ def run(quick: bool) -> dict[str, Any]:
                 sampler.start()
                 t0 = time.perf_counter()
                 created = submit(base, session, git_url=daemon.url("repo"), profile=profile)
-                ws = websocket.create_connection(f"ws://{base}{created['stream_url']}",
-                                                timeout=600, header=stack.ws_header)
-                while ws.recv():
-                    pass
+                status = _watch(base, created["stream_url"], stack)
                 service_s.append(time.perf_counter() - t0)
+                if status != "SUCCEEDED":
+                    raise RuntimeError(f"the benchmark scan ended {status}")
                 stop.set()
                 sampler.join()
                 peaks.append(peak[0])
@@ -116,8 +143,8 @@ def run(quick: bool) -> dict[str, Any]:
                 test_id = created["test_id"]
                 redis_bytes.append(int(client.memory_usage(f"ca:scan:{test_id}") or 0)
                                    + int(client.memory_usage(f"ca:events:{test_id}") or 0))
-                seq_s.append(_direct(repo, tools, parallel=False))
-                par_s.append(_direct(repo, tools, parallel=True))
+                seq_s.append(_direct(repo, tools, parallel=False, osv_db=osv_db))
+                par_s.append(_direct(repo, tools, parallel=True, osv_db=osv_db))
         finally:
             daemon.stop()
     med = sorted(service_s)[len(service_s) // 2]

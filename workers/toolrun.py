@@ -43,18 +43,34 @@ class ProcessResult:
     stderr_tail: str = ""
 
 
+def start(argv: list[str], *, cwd: str, env: Mapping[str, str] | None = None,
+          stdin: bool = False) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in its own session (so a kill takes everything it starts), output piped.
+    With ``stdin`` it reads its input from a pipe (see ``run``'s ``stdin_data``)."""
+    return subprocess.Popen(argv, cwd=cwd, env=dict(env) if env is not None else scrubbed_env(),
+                            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)
+
+
 def run(argv: list[str], *, cwd: str, timeout: float, on_line: LineSink | None = None,
         max_lines: int = 5000, env: Mapping[str, str] | None = None,
-        should_stop: Callable[[], bool] | None = None, capture_stdout: bool = False) -> ProcessResult:
+        should_stop: Callable[[], bool] | None = None, capture_stdout: bool = False,
+        stdin_data: bytes | None = None, process: subprocess.Popen[bytes] | None = None) -> ProcessResult:
     """Run ``argv``; call ``on_line`` for each output line up to ``max_lines``.
 
     With ``capture_stdout`` the whole stdout is kept (in ``stdout_tail``) instead of streamed, for
-    tools that print their report there.
+    tools that print their report there. ``stdin_data`` is written to the process's input, which
+    is then closed. ``process`` is one already started by ``start(..., stdin=True)`` and waiting
+    for that input: the deadline counts from now, not from its start.
     """
     started = time.monotonic()
-    proc = subprocess.Popen(argv, cwd=cwd, env=dict(env) if env is not None else scrubbed_env(),
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    proc = process or start(argv, cwd=cwd, env=env, stdin=stdin_data is not None)
+    if stdin_data is not None and proc.stdin is not None:
+        try:
+            proc.stdin.write(stdin_data)
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass  # it is gone already: its exit code says how
     result = ProcessResult(argv=argv, exit_code=None, duration_s=0.0)
     lock = threading.Lock()
     captured: list[bytes] = []

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
+import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,27 +31,19 @@ def fetch(settings: Settings, url: str, dest: Path, *, branch: str | None, commi
         check_url(url, settings.git_allowed_hosts, settings.allow_local_sources)
     except HostNotAllowed as exc:
         raise SourceError(exc.code, str(exc)) from exc
-    argv = [sys.executable, "-m", "workers.sources.git_clone", "--url", url, "--dest", str(dest),
-            "--max-files", str(settings.max_repo_files), "--max-bytes", str(settings.max_repo_bytes)]
-    for host in settings.git_allowed_hosts:
-        argv += ["--allowed-host", host]
-    if branch:
-        argv += ["--branch", branch]
-    if commit:
-        argv += ["--commit", commit]
-    if full_history:
-        argv.append("--full-history")
-    extra = {"PYTHONPATH": str(Path(__file__).resolve().parents[2]),
-             "CERTUS_GIT_ALLOWED_HOSTS": ",".join(settings.git_allowed_hosts)}
-    if credentials:
-        extra.update({"CERTUS_GIT_USERNAME": credentials[0], "CERTUS_GIT_PASSWORD": credentials[1]})
+    job = {"url": url, "dest": str(dest.resolve()), "branch": branch, "commit": commit,
+           "max_files": settings.max_repo_files, "max_bytes": settings.max_repo_bytes,
+           "allowed_hosts": list(settings.git_allowed_hosts), "full_history": full_history,
+           "username": credentials[0] if credentials else None,
+           "password": credentials[1] if credentials else None}
     watch = _SizeWatch(dest, settings.max_repo_bytes)
 
     def stop() -> bool:
         return watch.exceeded() or (should_stop is not None and should_stop())
 
-    result = toolrun.run(argv, cwd=str(dest.parent), timeout=settings.clone_timeout, capture_stdout=True,
-                         env=toolrun.scrubbed_env(extra), should_stop=stop)
+    process = spares.take()
+    result = toolrun.run(CLONE_ARGV, cwd=str(dest.parent), timeout=settings.clone_timeout, capture_stdout=True,
+                         should_stop=stop, stdin_data=(json.dumps(job) + "\n").encode(), process=process)
     if result.timed_out:
         raise SourceError("clone_timeout", f"the clone took longer than {settings.clone_timeout} s")
     if watch.over:
@@ -62,6 +57,44 @@ def fetch(settings: Settings, url: str, dest: Path, *, branch: str | None, commi
     if "error" in out:
         raise SourceError(out["error"], out["message"])
     return GitCheckout(commit=out["commit"], branch=out.get("branch"))
+
+
+CLONE_ARGV = [sys.executable, "-m", "workers.sources.git_clone", "--job-on-stdin"]
+
+
+class SpareClone:
+    """One clone process started ahead of need: by the time a scan needs a clone, Python and
+    dulwich are loaded (a third of a small clone's time) and the process only waits for its job.
+    A clone uses up the spare; the worker prepares the next one when its scan has finished, so the
+    loading does not compete with the scanners for CPU. A spare whose worker goes away reads
+    end-of-input and exits."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._spare: subprocess.Popen[bytes] | None = None
+        self._owner = 0  # the pid that started the spare: a forked worker child must not share it
+
+    def _usable(self) -> bool:
+        return self._spare is not None and self._owner == os.getpid() and self._spare.poll() is None
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        env = toolrun.scrubbed_env({"PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+        return toolrun.start(CLONE_ARGV, cwd=tempfile.gettempdir(), env=env, stdin=True)
+
+    def prepare(self) -> None:
+        """Have a spare ready (at worker start, so the first scan does not wait either)."""
+        with self._lock:
+            if not self._usable():
+                self._spare, self._owner = self._start(), os.getpid()
+
+    def take(self) -> subprocess.Popen[bytes]:
+        with self._lock:
+            proc = self._spare if self._usable() else None
+            self._spare = None
+        return proc if proc is not None else self._start()
+
+
+spares = SpareClone()
 
 
 class _SizeWatch:

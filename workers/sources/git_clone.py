@@ -2,7 +2,12 @@
 
 Run as its own process (``python -m workers.sources.git_clone``) so a clone that hangs can be
 killed at its deadline. Prints one JSON object: ``{"commit": sha, "branch": name}`` or
-``{"error": code, "message": text}``. Credentials arrive in the environment, never in argv.
+``{"error": code, "message": text}``.
+
+The worker starts it ahead of need with ``--job-on-stdin``: the imports are done by the time a
+scan needs a clone, and the job (credentials included) arrives as one JSON line on standard input,
+never in argv or the environment. Run by hand, it takes the job from its arguments, and
+credentials from ``CERTUS_GIT_USERNAME`` / ``CERTUS_GIT_PASSWORD``.
 """
 
 from __future__ import annotations
@@ -56,15 +61,15 @@ def _checked_pool_manager(allowed_hosts: list[str]) -> Any:
     return CheckedPoolManager(headers={"User-Agent": "certus-assurance (dulwich)"})
 
 
-def _transport_kwargs(url: str, allowed_hosts: list[str]) -> dict[str, Any]:
+def _transport_kwargs(url: str, allowed_hosts: list[str], username: str | None,
+                      password: str | None) -> dict[str, Any]:
     if urlsplit(url).scheme not in ("http", "https"):
         return {}
     kwargs: dict[str, Any] = {"pool_manager": _checked_pool_manager(allowed_hosts)}
-    token = os.environ.get("CERTUS_GIT_PASSWORD")
-    if token:
+    if password:
         # Sent as basic auth to the URL's own origin only (dulwich drops it on a cross-origin redirect).
-        kwargs["username"] = os.environ.get("CERTUS_GIT_USERNAME") or "x-access-token"
-        kwargs["password"] = token
+        kwargs["username"] = username or "x-access-token"
+        kwargs["password"] = password
     return kwargs
 
 
@@ -123,9 +128,10 @@ def _size(path: Path) -> int:
 
 
 def clone(url: str, dest: Path, branch: str | None, commit: str | None, *, max_files: int,
-          max_bytes: int, allowed_hosts: list[str] | None = None, full_history: bool = False) -> dict[str, Any]:
+          max_bytes: int, allowed_hosts: list[str] | None = None, full_history: bool = False,
+          username: str | None = None, password: str | None = None) -> dict[str, Any]:
     source = url if url.startswith("/") or urlsplit(url).scheme != "file" else urlsplit(url).path
-    kwargs = _transport_kwargs(source, allowed_hosts or [])
+    kwargs = _transport_kwargs(source, allowed_hosts or [], username, password)
     # Only the branch tip is needed when no commit is pinned and no scanner reads the history: ask
     # for it shallowly, and fall back to a full clone where the server cannot serve a shallow one.
     depth = None if commit or full_history else 1
@@ -184,25 +190,19 @@ def _reachable(repo: Repo, tip: bytes, sha: bytes) -> bool:
     return any(entry.commit.id == sha for entry in walker)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--url", required=True)
-    parser.add_argument("--dest", required=True)
-    parser.add_argument("--branch")
-    parser.add_argument("--commit")
-    parser.add_argument("--max-files", type=int, default=200_000)
-    parser.add_argument("--max-bytes", type=int, default=2 * 1024**3)
-    parser.add_argument("--allowed-host", action="append", default=[])
-    parser.add_argument("--full-history", action="store_true")
-    args = parser.parse_args(argv)
-    allowed = [*args.allowed_host, *_list(os.environ.get("CERTUS_GIT_ALLOWED_HOSTS", ""))]
+def run_job(job: dict[str, Any]) -> dict[str, Any]:
+    """One clone as a JSON-ready result. ``job``: url, dest, branch, commit, max_files, max_bytes,
+    allowed_hosts, full_history, username, password."""
+    allowed = list(job.get("allowed_hosts") or [])
     refused: list[str] = []
-    if not is_local_source(args.url):
+    if not is_local_source(job["url"]):
         # Every connection the clone makes (redirects included) is checked when it is made.
         refused = guard_resolver(allowed)
     try:
-        out = clone(args.url, Path(args.dest), args.branch, args.commit, max_files=args.max_files,
-                    max_bytes=args.max_bytes, allowed_hosts=allowed, full_history=args.full_history)
+        out = clone(job["url"], Path(job["dest"]), job.get("branch"), job.get("commit"),
+                    max_files=int(job["max_files"]), max_bytes=int(job["max_bytes"]), allowed_hosts=allowed,
+                    full_history=bool(job.get("full_history")), username=job.get("username"),
+                    password=job.get("password"))
     except CloneError as exc:
         out = {"error": exc.code, "message": str(exc)}
     except Exception as exc:  # noqa: BLE001 - report, never print a trace with a URL in it
@@ -210,6 +210,41 @@ def main(argv: list[str] | None = None) -> int:
     if "error" in out and refused and out["error"] != "git_redirect_not_allowed":
         out = {"error": "git_host_not_allowed",
                "message": f"the clone was sent to host {refused[0]!r}, which resolves to a non-public address"}
+    return out
+
+
+def _job_from_stdin() -> dict[str, Any] | None:
+    import urllib3  # noqa: F401 - loaded while waiting, like dulwich, for an https clone
+
+    line = sys.stdin.readline()
+    return json.loads(line) if line.strip() else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--job-on-stdin", action="store_true",
+                        help="wait for the job as one JSON line on standard input")
+    parser.add_argument("--url")
+    parser.add_argument("--dest")
+    parser.add_argument("--branch")
+    parser.add_argument("--commit")
+    parser.add_argument("--max-files", type=int, default=200_000)
+    parser.add_argument("--max-bytes", type=int, default=2 * 1024**3)
+    parser.add_argument("--allowed-host", action="append", default=[])
+    parser.add_argument("--full-history", action="store_true")
+    args = parser.parse_args(argv)
+    if args.job_on_stdin:
+        job = _job_from_stdin()
+        if job is None:
+            return 0  # the worker went away before it had a clone for us
+    else:
+        if not args.url or not args.dest:
+            parser.error("--url and --dest are required (or --job-on-stdin)")
+        job = {"url": args.url, "dest": args.dest, "branch": args.branch, "commit": args.commit,
+               "max_files": args.max_files, "max_bytes": args.max_bytes, "full_history": args.full_history,
+               "allowed_hosts": [*args.allowed_host, *_list(os.environ.get("CERTUS_GIT_ALLOWED_HOSTS", ""))],
+               "username": os.environ.get("CERTUS_GIT_USERNAME"), "password": os.environ.get("CERTUS_GIT_PASSWORD")}
+    out = run_job(job)
     sys.stdout.write(json.dumps(out) + "\n")
     return 0 if "error" not in out else 3
 

@@ -1,0 +1,55 @@
+"""The clone process started ahead of need: it waits for its job on stdin, runs it, and is never
+shared across a fork."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+from workers import toolrun
+from workers.sources.git import CLONE_ARGV, SpareClone
+
+
+def _repo(path):
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+    subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True, env=env)
+    (path / "app.py").write_text("print('hi')\n")
+    subprocess.run(["git", "add", "-A"], cwd=path, check=True, env=env)
+    subprocess.run(["git", "commit", "-qm", "one"], cwd=path, check=True, env=env)
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def test_a_prepared_spare_waits_then_runs_the_job_it_is_given(tmp_path):
+    head = _repo(tmp_path / "origin")
+    spares = SpareClone()
+    spares.prepare()
+    spare = spares._spare
+    assert spare is not None and spare.poll() is None  # loaded, waiting for its job
+    taken = spares.take()
+    assert taken is spare and spares._spare is None  # used up; the next one comes after the scan
+    job = {"url": str(tmp_path / "origin"), "dest": str(tmp_path / "checkout"), "branch": None, "commit": None,
+           "max_files": 100, "max_bytes": 10**7, "allowed_hosts": [], "full_history": False}
+    result = toolrun.run(CLONE_ARGV, cwd=str(tmp_path), timeout=60, capture_stdout=True,
+                         stdin_data=(json.dumps(job) + "\n").encode(), process=taken)
+    assert result.exit_code == 0, result.stderr_tail
+    assert json.loads(result.stdout_tail)["commit"] == head
+    assert (tmp_path / "checkout" / "app.py").read_text() == "print('hi')\n"
+
+
+def test_a_spare_inherited_over_fork_is_not_used_and_a_lone_spare_exits_at_end_of_input():
+    spares = SpareClone()
+    spares.prepare()
+    inherited = spares._spare
+    assert inherited is not None
+    spares._owner = os.getpid() + 1  # as a forked pool process sees its parent's spare
+    fresh = spares.take()
+    try:
+        assert fresh is not inherited and fresh.poll() is None
+    finally:
+        for proc in (fresh, inherited):
+            assert proc.stdin is not None
+            proc.stdin.close()  # no job: the process ends on its own
+            assert proc.wait(timeout=30) == 0
