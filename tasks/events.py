@@ -157,14 +157,14 @@ class EventLog:
         while True:
             if stop is not None and stop():
                 return
-            reply: Any = self.redis.xread({key: last}, count=500, block=self.block_ms)
+            reply: Any = self.redis.xread({key: last}, count=2000, block=self.block_ms)
             if not reply:
                 if is_finished is None or not is_finished():
                     continue
                 # The final event is appended atomically with the terminal status, so once the
                 # scan is finished one more read finds it, unless the reader is already past it
                 # or the stream has expired: then there is nothing left to wait for.
-                reply = self.redis.xread({key: last}, count=500)
+                reply = self.redis.xread({key: last}, count=2000)
                 if not reply:
                     if not saw_complete and upload_active is not None and upload_active():
                         continue

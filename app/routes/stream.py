@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
+import struct
 import time
 from typing import Any
 
 from flask import current_app, g, request
 from flask_sock import Sock
 from simple_websocket import ConnectionClosed
-from wsproto.events import TextMessage
 
 from app.errors import APIError
 from tasks.events import InvalidEventId, check_event_id
@@ -22,16 +22,28 @@ CLOSE_BAD_REQUEST = 4400
 CLOSE_TOO_MANY = 4429
 
 
+def text_frame(text: str) -> bytes:
+    """One complete, unmasked text frame as a server sends it (RFC 6455 section 5.2). Uncompressed
+    frames stay valid when a compression extension was negotiated (RFC 7692 section 6)."""
+    data = text.encode()
+    size = len(data)
+    if size < 126:
+        return bytes((0x81, size)) + data
+    if size < 65536:
+        return struct.pack("!BBH", 0x81, 126, size) + data
+    return struct.pack("!BBQ", 0x81, 127, size) + data
+
+
 def send_frames(ws: Any, frames: list[str]) -> None:
     """Send text frames; a batch goes out in one socket write (a replay of thousands of events
-    would otherwise cost a system call per event)."""
+    would otherwise cost a system call per event), framed here rather than message by message."""
     if len(frames) == 1 or not (hasattr(ws, "ws") and hasattr(ws, "sock")):
         for frame in frames:
             ws.send(frame)
         return
     if not ws.connected:
         raise ConnectionClosed(ws.close_reason, ws.close_message)
-    ws.sock.sendall(b"".join(ws.ws.send(TextMessage(data=frame)) for frame in frames))
+    ws.sock.sendall(b"".join(map(text_frame, frames)))
 
 
 def register(sock: Sock) -> None:

@@ -180,3 +180,4 @@ def test_too_deep_agrees_with_the_depth_scan(value, limit):
 
     data = json.dumps(value).encode()
     assert too_deep(data, limit) == (json_depth(data) > limit)
+
