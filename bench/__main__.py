@@ -31,8 +31,8 @@ def _machine() -> dict[str, Any]:
     except (OSError, StopIteration):
         pass
     redis_v = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout.strip()
-    versions = {}
-    for dist in ("celery", "redis", "flask", "flask-sock", "gunicorn", "gevent", "dulwich"):
+    versions: dict[str, str | None] = {}
+    for dist in ("celery", "redis", "hiredis", "flask", "flask-sock", "gunicorn", "gevent", "dulwich"):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

@@ -39,6 +39,6 @@ settings = Settings.from_env()
 configure_logging(settings)
 app = create_celery(settings)
 scan_tasks.register(app)
-app.certus_engine = ScanEngine(  # type: ignore[attr-defined]
+app.certus_engine = ScanEngine(  # type: ignore[attr-defined,unused-ignore]
     settings, connect(settings.redis_url), scanners={"bandit": SleepScanner()})
 presence.install()

@@ -108,6 +108,9 @@ class Settings:
     uploads_root: str = field(default="var/uploads", metadata={
         "doc": "Folder where `POST /v1/security-scans/upload-archive` stores archives; API replicas and "
                "workers must share it.", "parse": _path})
+    upload_retention_seconds: int = field(default=7 * 24 * 3600, metadata={
+        "doc": "Uploaded archives older than this are removed by `python -m workers.retention`, unless a "
+               "queued or running scan names them."})
     upload_max_bytes: int = field(default=256 * 1024**2, metadata={
         "doc": "Largest archive `upload-archive` accepts (`payload_too_large`)."})
     archive_max_bytes: int = field(default=1024**3, metadata={

@@ -6,7 +6,9 @@ the scan ends). This command prunes the rest:
 
 - bundles whose scan record has expired, or which finished more than RETENTION_SECONDS ago;
 - staging folders and work folders left by attempts that died (older than the longest scan);
-- index entries (listing and per-status sets) of records that have expired.
+- index entries (listing and per-status sets) of records that have expired;
+- uploaded archives older than UPLOAD_RETENTION_SECONDS that no queued or running scan names,
+  and partial uploads that never finished.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ from typing import Any
 
 import redis
 
+from tasks import archives
 from tasks.clock import parse_iso
 from tasks.ids import is_test_id
 from tasks.settings import Settings
-from tasks.store import STATUSES, TERMINAL, ScanStore
+from tasks.store import QUEUED, RUNNING, STATUSES, TERMINAL, ScanStore
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +75,43 @@ class Retention:
                     self._remove(entry, removed)
         return removed
 
+    def prune_uploads(self) -> list[str]:
+        removed: list[str] = []
+        folder = Path(self.settings.uploads_root)
+        if not folder.is_dir():
+            return removed
+        now = time.time()
+        in_use = self._uploads_in_use()
+        for meta_file in sorted(folder.glob("upload_*.json")):
+            upload_id = meta_file.name.removesuffix(".json")
+            if not archives.is_upload_id(upload_id) or upload_id in in_use:
+                continue
+            if now - meta_file.stat().st_mtime <= self.settings.upload_retention_seconds:
+                continue
+            found = archives.load(folder, upload_id)
+            for path in ([found[0]] if found else []) + [meta_file]:
+                removed.append(str(path))
+                if not self.dry_run:
+                    path.unlink(missing_ok=True)
+        # An upload that died mid-write leaves its partial file (no metadata was ever written).
+        cutoff = now - 3600
+        for partial in sorted([*folder.glob("upload_*.part"), *folder.glob("upload_*.json.tmp")]):
+            if partial.stat().st_mtime < cutoff:
+                removed.append(str(partial))
+                if not self.dry_run:
+                    partial.unlink(missing_ok=True)
+        return removed
+
+    def _uploads_in_use(self) -> set[str]:
+        """Upload ids named by scans that have not started or not finished."""
+        names: set[str] = set()
+        for status in (QUEUED, RUNNING):
+            for test_id in self.store.ids_with_status(status):
+                path = self.store.get_fields(test_id, "archive_path")["archive_path"]
+                if isinstance(path, str) and archives.is_upload_id(path):
+                    names.add(path)
+        return names
+
     def prune_indexes(self) -> int:
         gone = 0
         indexes: list[str] = ["ca:idx:all", *(str(k) for k in self.redis.scan_iter("ca:idx:ws:*"))]
@@ -87,7 +127,7 @@ class Retention:
 
     def run(self) -> dict[str, Any]:
         return {"bundles": self.prune_bundles(), "leftovers": self.prune_leftovers(),
-                "index_entries": self.prune_indexes(), "dry_run": self.dry_run}
+                "uploads": self.prune_uploads(), "index_entries": self.prune_indexes(), "dry_run": self.dry_run}
 
 
 def main(argv: list[str] | None = None) -> int:

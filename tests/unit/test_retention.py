@@ -94,3 +94,40 @@ def test_retention_command_prunes_bundles_leftovers_and_indexes(env):
                                                                              "test_000000000004"]
     assert fresh.exists() and not stale.exists()
     assert "test_000000000005" not in client.smembers(f"ca:status:{QUEUED}")
+
+
+def test_retention_removes_old_uploads_unless_a_live_scan_names_them(env, tmp_path):
+    settings, client = env
+    store = ScanStore(client, retention_seconds=settings.retention_seconds)
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    old = time.time() - 8 * 24 * 3600
+
+    def upload(upload_id: str, age: float) -> Path:
+        archive = uploads / f"{upload_id}.tar.gz"
+        archive.write_bytes(b"archive")
+        meta = uploads / f"{upload_id}.json"
+        meta.write_text(json.dumps({"stored": archive.name, "filename": "src.tar.gz"}))
+        for path in (archive, meta):
+            os.utime(path, (age, age))
+        return archive
+
+    stale = upload("upload_" + "a" * 32, old)  # old, unused: removed
+    queued = upload("upload_" + "b" * 32, old)  # old, but a queued scan will extract it: kept
+    recent = upload("upload_" + "c" * 32, time.time())  # new: kept
+    store.create(new_record(test_id="test_000000000021", workspace_id="ws", component_id="c", assessment_id="a",
+                            profile="smoke", source_type="archive", archive_path="upload_" + "b" * 32))
+    partial = uploads / ("upload_" + "d" * 32 + ".part")  # an upload that died mid-write
+    partial.write_bytes(b"half")
+    os.utime(partial, (old, old))
+    run_env = {"PATH": "/usr/bin:/bin", "CERTUS_ASSURANCE_REDIS_URL": settings.redis_url,
+               "CERTUS_ASSURANCE_ARTIFACT_ROOT": settings.artifact_root, "CERTUS_ASSURANCE_WORK_ROOT": settings.work_root,
+               "CERTUS_ASSURANCE_UPLOADS_ROOT": str(uploads)}
+    out = subprocess.run([sys.executable, "-m", "workers.retention"], cwd=ROOT, env=run_env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    removed = sorted(Path(p).name for p in json.loads(out.stdout)["uploads"])
+    assert removed == sorted([stale.name, stale.with_suffix("").with_suffix(".json").name, partial.name])
+    assert not stale.exists() and not partial.exists()
+    assert queued.exists() and recent.exists()
+    assert (uploads / ("upload_" + "b" * 32 + ".json")).exists()
