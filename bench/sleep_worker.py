@@ -13,6 +13,7 @@ from tasks.settings import Settings
 from workers import presence
 from workers.engine import ScanEngine
 from workers.scanners.base import ToolContext, ToolOutput
+from workers.sources.git import install_spares
 from workers.toolrun import ProcessResult
 
 SLEEP_SECONDS = float(os.environ.get("BENCH_SLEEP_SECONDS", "2"))
@@ -42,3 +43,4 @@ scan_tasks.register(app)
 app.certus_engine = ScanEngine(  # type: ignore[attr-defined,unused-ignore]
     settings, connect(settings.redis_url), scanners={"bandit": SleepScanner()})
 presence.install()
+install_spares(app)  # as the real worker does

@@ -10,22 +10,16 @@ import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import (
-    task_postrun,
-    worker_process_init,
-    worker_process_shutdown,
-    worker_ready,
-    worker_shutdown,
-)
+from celery.signals import worker_process_shutdown, worker_ready, worker_shutdown
 
-from tasks import metrics, names, scan_tasks, upload_tasks
+from tasks import metrics, scan_tasks, upload_tasks
 from tasks.celery_app import create_celery
 from tasks.logconfig import bind_celery_task_context, configure_logging
 from tasks.redis_client import connect
 from tasks.settings import Settings
 from workers import presence
 from workers.engine import ScanEngine
-from workers.sources.git import spares
+from workers.sources.git import install_spares
 from workers.sweeper import Sweeper
 from workers.uploads.engine import UploadEngine
 
@@ -44,8 +38,7 @@ def create_worker_app(settings: Settings | None = None) -> Celery:
     app.certus_uploads = UploadEngine(settings, client)  # type: ignore[attr-defined,unused-ignore]
     presence.install()
     worker_ready.connect(_serve_metrics, weak=False)
-    worker_process_init.connect(lambda **_: _prepare_clone(app), weak=False)
-    task_postrun.connect(lambda **_: _prepare_clone(app), weak=False)
+    install_spares(app)
     worker_ready.connect(_start_sweeper, weak=False)
     worker_shutdown.connect(_stop_sweepers, weak=False)
     return app
@@ -63,13 +56,6 @@ def _serve_metrics(sender: Any = None, **_: Any) -> None:
 
     start_http_server(settings.worker_metrics_port, settings.worker_metrics_bind, registry=metrics.registry())
     log.info("worker metrics on http://%s:%d/metrics", settings.worker_metrics_bind, settings.worker_metrics_port)
-
-
-def _prepare_clone(app: Celery) -> None:
-    """A pool process that runs scans has its next clone process loaded before its next scan:
-    at start, and after each task (see ``SpareClone``)."""
-    if any(name.startswith(names.SCANS_QUEUE) for name in app.amqp.queues.consume_from):
-        spares.prepare()
 
 
 @worker_process_shutdown.connect

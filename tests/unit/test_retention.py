@@ -121,8 +121,8 @@ def test_retention_removes_old_uploads_unless_a_live_scan_names_them(env, tmp_pa
     partial.write_bytes(b"half")
     os.utime(partial, (old, old))
     run_env = {"PATH": "/usr/bin:/bin", "CERTUS_ASSURANCE_REDIS_URL": settings.redis_url,
-               "CERTUS_ASSURANCE_ARTIFACT_ROOT": settings.artifact_root, "CERTUS_ASSURANCE_WORK_ROOT": settings.work_root,
-               "CERTUS_ASSURANCE_UPLOADS_ROOT": str(uploads)}
+               "CERTUS_ASSURANCE_ARTIFACT_ROOT": settings.artifact_root,
+               "CERTUS_ASSURANCE_WORK_ROOT": settings.work_root, "CERTUS_ASSURANCE_UPLOADS_ROOT": str(uploads)}
     out = subprocess.run([sys.executable, "-m", "workers.retention"], cwd=ROOT, env=run_env, capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr

@@ -29,7 +29,8 @@ def test_a_prepared_spare_waits_then_runs_the_job_it_is_given(tmp_path):
     spare = spares._spare
     assert spare is not None and spare.poll() is None  # loaded, waiting for its job
     taken = spares.take()
-    assert taken is spare and spares._spare is None  # used up; the next one comes after the scan
+    following = spares._spare
+    assert taken is spare and following is not None and following is not spare  # the next one loads
     job = {"url": str(tmp_path / "origin"), "dest": str(tmp_path / "checkout"), "branch": None, "commit": None,
            "max_files": 100, "max_bytes": 10**7, "allowed_hosts": [], "full_history": False}
     result = toolrun.run(CLONE_ARGV, cwd=str(tmp_path), timeout=60, capture_stdout=True,
@@ -37,6 +38,9 @@ def test_a_prepared_spare_waits_then_runs_the_job_it_is_given(tmp_path):
     assert result.exit_code == 0, result.stderr_tail
     assert json.loads(result.stdout_tail)["commit"] == head
     assert (tmp_path / "checkout" / "app.py").read_text() == "print('hi')\n"
+    assert following.stdin is not None
+    following.stdin.close()
+    assert following.wait(timeout=30) == 0
 
 
 def test_a_spare_inherited_over_fork_is_not_used_and_a_lone_spare_exits_at_end_of_input():
@@ -46,10 +50,11 @@ def test_a_spare_inherited_over_fork_is_not_used_and_a_lone_spare_exits_at_end_o
     assert inherited is not None
     spares._owner = os.getpid() + 1  # as a forked pool process sees its parent's spare
     fresh = spares.take()
+    following = spares._spare
     try:
-        assert fresh is not inherited and fresh.poll() is None
+        assert fresh is not inherited and fresh.poll() is None and following not in (None, inherited, fresh)
     finally:
-        for proc in (fresh, inherited):
+        for proc in (fresh, inherited, following):
             assert proc.stdin is not None
             proc.stdin.close()  # no job: the process ends on its own
             assert proc.wait(timeout=30) == 0

@@ -11,7 +11,12 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from celery import Celery
+from celery.signals import worker_process_init
+
+from tasks import names
 from tasks.netpolicy import HostNotAllowed, check_url
 from tasks.settings import Settings
 from workers import toolrun
@@ -65,9 +70,9 @@ CLONE_ARGV = [sys.executable, "-m", "workers.sources.git_clone", "--job-on-stdin
 class SpareClone:
     """One clone process started ahead of need: by the time a scan needs a clone, Python and
     dulwich are loaded (a third of a small clone's time) and the process only waits for its job.
-    A clone uses up the spare; the worker prepares the next one when its scan has finished, so the
-    loading does not compete with the scanners for CPU. A spare whose worker goes away reads
-    end-of-input and exits."""
+    A clone uses up the spare and starts the next one, which loads while this scan runs, so
+    back-to-back scans find one ready too. A spare whose worker goes away reads end-of-input and
+    exits."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -90,11 +95,22 @@ class SpareClone:
     def take(self) -> subprocess.Popen[bytes]:
         with self._lock:
             proc = self._spare if self._usable() else None
-            self._spare = None
+            self._spare, self._owner = self._start(), os.getpid()
         return proc if proc is not None else self._start()
 
 
 spares = SpareClone()
+
+
+def install_spares(app: Celery) -> None:
+    """Have a spare ready in every pool process of ``app`` that consumes a scan queue before its
+    first scan (each clone then starts the next one)."""
+
+    def prepare(**_: Any) -> None:
+        if any(name.startswith(names.SCANS_QUEUE) for name in app.amqp.queues.consume_from):
+            spares.prepare()
+
+    worker_process_init.connect(prepare, weak=False)
 
 
 class _SizeWatch:

@@ -214,8 +214,6 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _job_from_stdin() -> dict[str, Any] | None:
-    import urllib3  # noqa: F401 - loaded while waiting, like dulwich, for an https clone
-
     line = sys.stdin.readline()
     return json.loads(line) if line.strip() else None
 
