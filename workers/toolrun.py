@@ -102,6 +102,11 @@ def run(argv: list[str], *, cwd: str, timeout: float, on_line: LineSink | None =
         t.start()
     deadline = started + timeout
     while True:
+        # Asked first: a stop requested before the process got going wins over a quick finish.
+        if should_stop is not None and should_stop():
+            result.cancelled = True
+            _kill(proc)
+            break
         try:
             proc.wait(timeout=0.2)
             break
@@ -109,10 +114,6 @@ def run(argv: list[str], *, cwd: str, timeout: float, on_line: LineSink | None =
             pass
         if time.monotonic() > deadline:
             result.timed_out = True
-            _kill(proc)
-            break
-        if should_stop is not None and should_stop():
-            result.cancelled = True
             _kill(proc)
             break
     for t in pumps:
