@@ -47,7 +47,7 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
     settings = settings or Settings.from_env()
     configure_logging(settings)
     client = connect(settings.redis_url, settings=settings)
-    broker = client if settings.broker == settings.redis_url else connect(settings.broker, settings=settings)
+    broker = client if settings.broker_is_store else connect(settings.broker, settings=settings)
     store = ScanStore(client, retention_seconds=settings.retention_seconds)
     events = EventLog(client, maxlen=settings.stream_maxlen, block_ms=settings.ws_block_ms,
                       retention_seconds=settings.retention_seconds)

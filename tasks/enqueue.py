@@ -39,7 +39,7 @@ class QueuedTask:
 
 
 def usable(celery: Any, settings: Settings) -> bool:
-    return isinstance(celery, Celery) and settings.broker == settings.redis_url
+    return isinstance(celery, Celery) and settings.broker_is_store
 
 
 def build(celery: Celery, name: str, task_id: str, args: list[Any], queue: str) -> QueuedTask:

@@ -280,6 +280,11 @@ class Settings:
         return self.broker_url or self.redis_url
 
     @property
+    def broker_is_store(self) -> bool:
+        """Whether Celery's broker is the Redis that holds the scans (the usual set-up)."""
+        return self.broker == self.redis_url
+
+    @property
     def visibility_timeout(self) -> int:
         # A late-acked task must not be redelivered while it legitimately runs: keep the
         # broker's visibility timeout above the longest hard limit of any task.

@@ -70,7 +70,7 @@ def _start_sweeper(sender: Any = None, **_: Any) -> None:
     """Each worker's main process sweeps for scans whose worker vanished (one sweep at a time)."""
     engine = sender.app.certus_engine
     settings = engine.settings
-    broker = engine.redis if settings.broker == settings.redis_url else connect(settings.broker, settings=settings)
+    broker = engine.redis if settings.broker_is_store else connect(settings.broker, settings=settings)
     sweeper = Sweeper(settings, engine.redis, broker, sender.app)
     sweeper.start()
     _sweepers.append(sweeper)

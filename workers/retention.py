@@ -42,8 +42,12 @@ class Retention:
 
     def _remove(self, path: Path, removed: list[str]) -> None:
         removed.append(str(path))
-        if not self.dry_run:
+        if self.dry_run:
+            return
+        if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
     def prune_bundles(self) -> list[str]:
         removed: list[str] = []
@@ -90,16 +94,12 @@ class Retention:
                 continue
             found = archives.load(folder, upload_id)
             for path in ([found[0]] if found else []) + [meta_file]:
-                removed.append(str(path))
-                if not self.dry_run:
-                    path.unlink(missing_ok=True)
+                self._remove(path, removed)
         # An upload that died mid-write leaves its partial file (no metadata was ever written).
         cutoff = now - 3600
         for partial in sorted([*folder.glob("upload_*.part"), *folder.glob("upload_*.json.tmp")]):
             if partial.stat().st_mtime < cutoff:
-                removed.append(str(partial))
-                if not self.dry_run:
-                    partial.unlink(missing_ok=True)
+                self._remove(partial, removed)
         return removed
 
     def _uploads_in_use(self) -> set[str]:

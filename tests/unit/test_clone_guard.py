@@ -47,9 +47,10 @@ def test_redirect_to_an_internal_host_is_refused(tmp_path):
 
     front = _server(Redirect)
     try:
-        env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT), "CERTUS_GIT_ALLOWED_HOSTS": "localhost"}
-        out = subprocess.run([sys.executable, "-m", "workers.sources.git_clone", "--url",
-                              f"http://localhost:{front.server_port}/repo.git", "--dest", str(tmp_path / "d")],
+        env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT)}
+        job = {"url": f"http://localhost:{front.server_port}/repo.git", "dest": str(tmp_path / "d"),
+               "max_files": 1000, "max_bytes": 10**8, "allowed_hosts": ["localhost"]}
+        out = subprocess.run([sys.executable, "-m", "workers.sources.git_clone"], input=json.dumps(job) + "\n",
                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
         result = json.loads(out.stdout.strip().splitlines()[-1])
         # refused as a redirect (the transport checks each hop) before any connection to the target

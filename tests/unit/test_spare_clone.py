@@ -58,3 +58,25 @@ def test_a_spare_inherited_over_fork_is_not_used_and_a_lone_spare_exits_at_end_o
             assert proc.stdin is not None
             proc.stdin.close()  # no job: the process ends on its own
             assert proc.wait(timeout=30) == 0
+
+
+def test_a_dead_spare_is_replaced_and_a_job_for_a_gone_process_is_no_error(tmp_path):
+    spares = SpareClone()
+    spares.prepare()
+    dead = spares._spare
+    assert dead is not None and dead.stdin is not None
+    dead.kill()
+    dead.wait(timeout=30)
+    fresh = spares.take()
+    following = spares._spare
+    assert fresh is not dead and fresh.poll() is None
+    # A process that has already exited: writing its job meets a closed pipe, and the result
+    # reports the exit instead of raising.
+    gone = toolrun.start(["true"], cwd=str(tmp_path), stdin=True)
+    gone.wait(timeout=30)
+    result = toolrun.run(["true"], cwd=str(tmp_path), timeout=30, stdin_data=b"x" * 1_000_000, process=gone)
+    assert result.exit_code == 0 and not result.cancelled and not result.timed_out
+    for proc in (fresh, following):
+        assert proc is not None and proc.stdin is not None
+        proc.stdin.close()
+        assert proc.wait(timeout=30) == 0

@@ -64,7 +64,7 @@ def fetch(settings: Settings, url: str, dest: Path, *, branch: str | None, commi
     return GitCheckout(commit=out["commit"], branch=out.get("branch"))
 
 
-CLONE_ARGV = [sys.executable, "-m", "workers.sources.git_clone", "--job-on-stdin"]
+CLONE_ARGV = [sys.executable, "-m", "workers.sources.git_clone"]
 
 
 class SpareClone:

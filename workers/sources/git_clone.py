@@ -4,15 +4,14 @@ Run as its own process (``python -m workers.sources.git_clone``) so a clone that
 killed at its deadline. Prints one JSON object: ``{"commit": sha, "branch": name}`` or
 ``{"error": code, "message": text}``.
 
-The worker starts it ahead of need with ``--job-on-stdin``: the imports are done by the time a
-scan needs a clone, and the job (credentials included) arrives as one JSON line on standard input,
-never in argv or the environment. Run by hand, it takes the job from its arguments, and
-credentials from ``CERTUS_GIT_USERNAME`` / ``CERTUS_GIT_PASSWORD``.
+The job (see ``run_job``; credentials included) arrives as one JSON line on standard input, never
+in argv or the environment, so the worker can start the process ahead of need: the imports are
+done by the time a scan needs a clone. By hand:
+``echo '{"url": ..., "dest": ..., "max_files": 1000, "max_bytes": 100000000}' | python -m workers.sources.git_clone``.
 """
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
@@ -29,10 +28,6 @@ from dulwich.objectspec import parse_commit
 from dulwich.repo import Repo
 
 from tasks.netpolicy import HostNotAllowed, check_url, guard_resolver, is_local_source
-
-
-def _list(raw: str) -> list[str]:
-    return [item.strip() for item in raw.split(",") if item.strip()]
 
 
 class CloneError(Exception):
@@ -213,36 +208,11 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _job_from_stdin() -> dict[str, Any] | None:
+def main() -> int:
     line = sys.stdin.readline()
-    return json.loads(line) if line.strip() else None
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--job-on-stdin", action="store_true",
-                        help="wait for the job as one JSON line on standard input")
-    parser.add_argument("--url")
-    parser.add_argument("--dest")
-    parser.add_argument("--branch")
-    parser.add_argument("--commit")
-    parser.add_argument("--max-files", type=int, default=200_000)
-    parser.add_argument("--max-bytes", type=int, default=2 * 1024**3)
-    parser.add_argument("--allowed-host", action="append", default=[])
-    parser.add_argument("--full-history", action="store_true")
-    args = parser.parse_args(argv)
-    if args.job_on_stdin:
-        job = _job_from_stdin()
-        if job is None:
-            return 0  # the worker went away before it had a clone for us
-    else:
-        if not args.url or not args.dest:
-            parser.error("--url and --dest are required (or --job-on-stdin)")
-        job = {"url": args.url, "dest": args.dest, "branch": args.branch, "commit": args.commit,
-               "max_files": args.max_files, "max_bytes": args.max_bytes, "full_history": args.full_history,
-               "allowed_hosts": [*args.allowed_host, *_list(os.environ.get("CERTUS_GIT_ALLOWED_HOSTS", ""))],
-               "username": os.environ.get("CERTUS_GIT_USERNAME"), "password": os.environ.get("CERTUS_GIT_PASSWORD")}
-    out = run_job(job)
+    if not line.strip():
+        return 0  # the worker went away before it had a clone for us
+    out = run_job(json.loads(line))
     sys.stdout.write(json.dumps(out) + "\n")
     return 0 if "error" not in out else 3
 
