@@ -89,24 +89,32 @@ def test_tls_redis_with_a_password(tmp_path, tls_redis, vulnerable_repo):
     _scan_end_to_end(tmp_path / "svc", env, vulnerable_repo["url"])
 
 
-@pytest.fixture()
-def sentinel(tmp_path):
-    _system_redis()
-    master = RedisServer(tmp_path / "master", extra_args=["--requirepass", PASSWORD, "--masterauth", PASSWORD]).start()
+def _start_sentinel(folder, master_port: int, *extra: str) -> tuple[int, subprocess.Popen]:
+    """One Sentinel on loopback watching master ``certus``; ``extra`` lines go into its config."""
     port = free_port()
-    folder = tmp_path / "sentinel"
     folder.mkdir()
     conf = folder / "sentinel.conf"
     conf.write_text("\n".join([
         f"port {port}", "bind 127.0.0.1", f"dir {folder}",
-        f"sentinel monitor certus 127.0.0.1 {master.port} 1",
-        f"sentinel auth-pass certus {PASSWORD}",
-        "sentinel down-after-milliseconds certus 5000",
-        f"requirepass {SENTINEL_PASSWORD}", ""]))
+        f"sentinel monitor certus 127.0.0.1 {master_port} 1",
+        f"sentinel auth-pass certus {PASSWORD}", *extra, ""]))
     proc = subprocess.Popen([_system_redis(), str(conf), "--sentinel"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
         wait_port("127.0.0.1", port, 20)
+    except BaseException:
+        proc.terminate()
+        raise
+    return port, proc
+
+
+@pytest.fixture()
+def sentinel(tmp_path):
+    _system_redis()
+    master = RedisServer(tmp_path / "master", extra_args=["--requirepass", PASSWORD, "--masterauth", PASSWORD]).start()
+    port, proc = _start_sentinel(tmp_path / "sentinel", master.port, "sentinel down-after-milliseconds certus 5000",
+                                 f"requirepass {SENTINEL_PASSWORD}")
+    try:
         yield port
     finally:
         proc.terminate()
@@ -135,24 +143,13 @@ def test_sentinel_with_passwords(tmp_path, sentinel, vulnerable_repo):
 
 
 def test_clients_follow_a_sentinel_failover(tmp_path):
-    redis_server = _system_redis()
+    _system_redis()
     auth = ["--requirepass", PASSWORD, "--masterauth", PASSWORD]
     master = RedisServer(tmp_path / "m", extra_args=auth).start()
     replica = RedisServer(tmp_path / "r", extra_args=[*auth, "--replicaof", "127.0.0.1", str(master.port)]).start()
-    port = free_port()
-    folder = tmp_path / "s"
-    folder.mkdir()
-    conf = folder / "sentinel.conf"
-    conf.write_text("\n".join([
-        f"port {port}", "bind 127.0.0.1", f"dir {folder}",
-        f"sentinel monitor certus 127.0.0.1 {master.port} 1",
-        f"sentinel auth-pass certus {PASSWORD}",
-        "sentinel down-after-milliseconds certus 1000",
-        "sentinel failover-timeout certus 10000", ""]))
-    proc = subprocess.Popen([redis_server, str(conf), "--sentinel"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    port, proc = _start_sentinel(tmp_path / "s", master.port, "sentinel down-after-milliseconds certus 1000",
+                                 "sentinel failover-timeout certus 10000")
     try:
-        wait_port("127.0.0.1", port, 20)
         url = f"sentinel://:{PASSWORD}@127.0.0.1:{port}/0"
         client = connect(url, settings=Settings(redis_url=url, redis_sentinel_master="certus"))
         sentinel_client = redis.Redis(port=port, decode_responses=True)
