@@ -6,18 +6,14 @@ from __future__ import annotations
 import socket
 import threading
 
-from stack.ports import free_port
+from tests.support.loopback_proxy import LoopbackProxy
 
 
-class GateProxy:
+class GateProxy(LoopbackProxy):
     def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.port = free_port()
         self.opened = threading.Event()
         self.connections = 0
-        self._server = socket.create_server(("127.0.0.1", self.port))
-        self._stop = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(target_port)
 
     def url(self, name: str) -> str:
         return f"git://127.0.0.1:{self.port}/{name}"
@@ -29,20 +25,11 @@ class GateProxy:
         self.opened.clear()
 
     def shutdown(self) -> None:
-        self._stop.set()
+        self.stop()
         self.opened.set()
-        self._server.close()
 
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                client, _ = self._server.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
-
-    def _serve(self, client: socket.socket) -> None:
+    def _handle(self, client: socket.socket) -> None:
+        self.connections += 1
         self.opened.wait()
         try:
             upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=30)
@@ -50,19 +37,4 @@ class GateProxy:
             client.close()
             return
         upstream.settimeout(None)  # a slow, busy machine must not cut a clone short
-        for a, b in ((client, upstream), (upstream, client)):
-            threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+        self.splice(client, upstream)
