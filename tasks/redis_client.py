@@ -77,15 +77,9 @@ def tls_options(settings: Settings | None) -> dict[str, Any]:
 
 
 def celery_ssl_options(settings: Settings) -> dict[str, Any]:
-    """The same TLS options in the form Celery's ``broker_use_ssl`` takes."""
-    options: dict[str, Any] = {"ssl_cert_reqs": ssl.CERT_REQUIRED,
-                               "ssl_check_hostname": settings.redis_tls_check_hostname}
-    if settings.redis_tls_ca_file:
-        options["ssl_ca_certs"] = settings.redis_tls_ca_file
-    if settings.redis_tls_cert_file:
-        options["ssl_certfile"] = settings.redis_tls_cert_file
-        options["ssl_keyfile"] = settings.redis_tls_key_file or None
-    return options
+    """The same TLS options in the form Celery's ``broker_use_ssl`` takes (an ``ssl`` constant
+    where redis-py takes a name)."""
+    return {**tls_options(settings), "ssl_cert_reqs": ssl.CERT_REQUIRED}
 
 
 def connect(url: str, *, settings: Settings | None = None, max_connections: int = 2000) -> redis.Redis:
