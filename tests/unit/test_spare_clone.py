@@ -29,8 +29,7 @@ def test_a_prepared_spare_waits_then_runs_the_job_it_is_given(tmp_path):
     spare = spares._spare
     assert spare is not None and spare.poll() is None  # loaded, waiting for its job
     taken = spares.take()
-    following = spares._spare
-    assert taken is spare and following is not None and following is not spare  # the next one loads
+    assert taken is spare and spares._spare is None  # handed over; the next one waits for this clone
     job = {"url": str(tmp_path / "origin"), "dest": str(tmp_path / "checkout"), "branch": None, "commit": None,
            "max_files": 100, "max_bytes": 10**7, "allowed_hosts": [], "full_history": False}
     result = toolrun.run(CLONE_ARGV, cwd=str(tmp_path), timeout=60, capture_stdout=True,
@@ -38,6 +37,9 @@ def test_a_prepared_spare_waits_then_runs_the_job_it_is_given(tmp_path):
     assert result.exit_code == 0, result.stderr_tail
     assert json.loads(result.stdout_tail)["commit"] == head
     assert (tmp_path / "checkout" / "app.py").read_text() == "print('hi')\n"
+    spares.prepare()
+    following = spares._spare
+    assert following is not None and following is not spare and following.poll() is None
     assert following.stdin is not None
     following.stdin.close()
     assert following.wait(timeout=30) == 0
@@ -50,6 +52,7 @@ def test_a_spare_inherited_over_fork_is_not_used_and_a_lone_spare_exits_at_end_o
     assert inherited is not None
     spares._owner = os.getpid() + 1  # as a forked pool process sees its parent's spare
     fresh = spares.take()
+    spares.prepare()
     following = spares._spare
     try:
         assert fresh is not inherited and fresh.poll() is None and following not in (None, inherited, fresh)
@@ -68,6 +71,8 @@ def test_a_dead_spare_is_replaced_and_a_job_for_a_gone_process_is_no_error(tmp_p
     dead.kill()
     dead.wait(timeout=30)
     fresh = spares.take()
+    assert spares._spare is None
+    spares.prepare()
     following = spares._spare
     assert fresh is not dead and fresh.poll() is None
     # A process that has already exited: writing its job meets a closed pipe, and the result
@@ -80,3 +85,23 @@ def test_a_dead_spare_is_replaced_and_a_job_for_a_gone_process_is_no_error(tmp_p
         assert proc is not None and proc.stdin is not None
         proc.stdin.close()
         assert proc.wait(timeout=30) == 0
+
+
+def test_a_clone_uses_the_spare_and_leaves_the_next_one_loading(tmp_path, monkeypatch):
+    from tasks.settings import Settings
+    from workers.sources import git
+
+    head = _repo(tmp_path / "origin")
+    spares = SpareClone()
+    spares.prepare()
+    used = spares._spare
+    monkeypatch.setattr(git, "spares", spares)
+    settings = Settings.from_env({"CERTUS_ASSURANCE_ALLOW_LOCAL_SOURCES": "true"})
+    checkout = git.fetch(settings, str(tmp_path / "origin"), tmp_path / "checkout", branch=None, commit=None)
+    assert checkout.commit == head
+    assert used is not None and used.poll() == 0  # the spare ran this clone
+    following = spares._spare
+    assert following is not None and following is not used and following.poll() is None
+    assert following.stdin is not None
+    following.stdin.close()
+    assert following.wait(timeout=30) == 0

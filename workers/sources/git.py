@@ -47,8 +47,14 @@ def fetch(settings: Settings, url: str, dest: Path, *, branch: str | None, commi
         return watch.exceeded() or (should_stop is not None and should_stop())
 
     process = spares.take()
-    result = toolrun.run(CLONE_ARGV, cwd=str(dest.parent), timeout=settings.clone_timeout, capture_stdout=True,
-                         should_stop=stop, stdin_data=(json.dumps(job) + "\n").encode(), process=process)
+    try:
+        result = toolrun.run(CLONE_ARGV, cwd=str(dest.parent), timeout=settings.clone_timeout,
+                             capture_stdout=True, should_stop=stop, stdin_data=(json.dumps(job) + "\n").encode(),
+                             process=process)
+    finally:
+        # The next spare loads once this clone is done, while the scan's tools run, instead of
+        # taking CPU from the clone the scan is waiting for.
+        spares.prepare()
     if result.timed_out:
         raise SourceError("clone_timeout", f"the clone took longer than {settings.clone_timeout} s")
     if watch.over:
@@ -70,8 +76,8 @@ CLONE_ARGV = [sys.executable, "-m", "workers.sources.git_clone"]
 class SpareClone:
     """One clone process started ahead of need: by the time a scan needs a clone, Python and
     dulwich are loaded (a third of a small clone's time) and the process only waits for its job.
-    A clone uses up the spare and starts the next one, which loads while this scan runs, so
-    back-to-back scans find one ready too. A spare whose worker goes away reads end-of-input and
+    A clone uses up the spare; the next one is started when that clone ends and loads while the
+    scan's tools run, so back-to-back scans find one ready too. A spare whose worker goes away reads end-of-input and
     exits."""
 
     def __init__(self) -> None:
@@ -93,9 +99,11 @@ class SpareClone:
                 self._spare, self._owner = self._start(), os.getpid()
 
     def take(self) -> subprocess.Popen[bytes]:
+        """The spare, handed over (the caller calls ``prepare`` for the next one when it is
+        done), or a process started now if there is none."""
         with self._lock:
             proc = self._spare if self._usable() else None
-            self._spare, self._owner = self._start(), os.getpid()
+            self._spare = None
         return proc if proc is not None else self._start()
 
 
