@@ -14,7 +14,7 @@ from flask_sock import Sock
 
 from app import auth
 from app.errors import register_error_handlers
-from app.limits import StreamSlots
+from app.limits import RateLimiter, StreamSlots
 from app.routes import archives, artifacts, docs, health, ops, scans, stream, tokens, uploads, web
 from app.services.scans import ScanService
 from app.services.stats import Presence, Stats
@@ -41,6 +41,7 @@ class Certus:
     uploads: UploadService
     keys: KeyStore
     stream_slots: StreamSlots
+    limiter: RateLimiter
 
 
 def create_app(settings: Settings | None = None, *, celery: Celery | None = None) -> Flask:
@@ -63,7 +64,8 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
         settings=settings, redis=client, celery=celery, scans=scan_service,
         stats=Stats(client, store, broker, names.all_queues(settings.scan_queue_per_profile)),
         presence=Presence(client), uploads=UploadService(UploadStore(store, events), celery, scan_service),
-        keys=KeyStore(client), stream_slots=StreamSlots(client, settings.max_ws_per_key))
+        keys=KeyStore(client), stream_slots=StreamSlots(client, settings.max_ws_per_key),
+        limiter=RateLimiter(client, settings.rate_limit_per_minute, settings.rate_limit_burst))
 
     @app.before_request
     def _request_id() -> None:

@@ -7,13 +7,15 @@ endpoint is covered the moment it is registered. The tenant check lives in the s
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from flask import Flask, current_app, g, has_request_context, request
 
 from app.errors import APIError
 from app.limits import RateLimiter, retry_after, too_deep
-from tasks.keys import KeyStore, Principal
+from tasks.keys import KeyCheck, KeyStore, Principal
 
 OPEN_PATHS = frozenset({"/health", "/ready", "/openapi.json"})
 SERVICE_PATHS = frozenset({"/stats", "/metrics"})
@@ -56,6 +58,11 @@ def _is_stream(path: str) -> bool:
     return request.method == "GET" and path.startswith("/v1/") and path.endswith("/stream")
 
 
+def rate_limited(wait: int) -> APIError:
+    return APIError(429, "rate_limited", f"too many requests for this key; retry in {wait} s",
+                    headers=retry_after(wait))
+
+
 def authenticate(keys: KeyStore, limiter: RateLimiter) -> Principal:
     """The caller's principal, with one token of its key's rate limit taken (429 when none is left)."""
     plain = _bearer()
@@ -73,16 +80,75 @@ def authenticate(keys: KeyStore, limiter: RateLimiter) -> Principal:
         wait = limiter.hit(principal)
     g.principal = principal
     if wait:
-        raise APIError(429, "rate_limited", f"too many requests for this key; retry in {wait} s",
-                       headers=retry_after(wait))
+        raise rate_limited(wait)
     return principal
+
+
+# -- deferred authentication ------------------------------------------------------------------
+# A submit is one write. For a key this process has already seen, the hook does not ask Redis
+# about the key: it takes the principal it remembers and leaves a KeyCheck, and the write confirms
+# the key and takes its token in the same atomic step (see ScanStore.create). Whatever answer the
+# request ends with other than that write, the key is confirmed the ordinary way first (the hook
+# and `key_confirmed`), so a revoked or exhausted key gets the same 401 or 429 as ever.
+
+DEFERRED_PATHS = frozenset({"/v1/security-scans"})
+
+
+def deferred_key() -> KeyCheck | None:
+    """The check a write must confirm for this request's key, if its authentication was deferred."""
+    return g.get("deferred_key") if has_request_context() else None
+
+
+def settle_deferred() -> None:
+    """The write ran the check: the key was confirmed (or refused) there."""
+    if has_request_context():
+        g.pop("deferred_key", None)
+
+
+def confirm_deferred() -> None:
+    """Authenticate now, as the hook would have (401, 429 or 403 as the stored key answers)."""
+    if g.pop("deferred_key", None) is None:
+        return
+    certus = current_app.extensions["certus"]
+    _authorize(authenticate(certus.keys, certus.limiter))
+
+
+@contextmanager
+def key_confirmed() -> Iterator[None]:
+    """Leave the block only with the request's key confirmed, by the write inside it or else here:
+    an error raised in the block is answered only to a key that is still valid and has a token
+    (otherwise with the 401 or 429 that key gets)."""
+    try:
+        yield
+    except Exception:
+        confirm_deferred()
+        raise
+    confirm_deferred()
+
+
+def _defer(limiter: RateLimiter) -> Principal | None:
+    if request.method != "POST" or request.path not in DEFERRED_PATHS:
+        return None
+    plain = _bearer()
+    recalled = limiter.recall(plain) if plain is not None else None
+    if recalled is None:
+        return None
+    g.principal, g.deferred_key = recalled
+    return recalled[0]
+
+
+def _authorize(principal: Principal) -> None:
+    permission = required_permission(request.method, request.path)
+    if not principal.can(permission):
+        raise APIError(403, "forbidden", f"the key's role ({principal.role}) may not {permission}")
+    _check_json_body()
 
 
 def install(app: Flask) -> None:
     certus = app.extensions["certus"]
     settings = certus.settings
     keys: KeyStore = certus.keys
-    limiter = RateLimiter(certus.redis, settings.rate_limit_per_minute, settings.rate_limit_burst)
+    limiter: RateLimiter = certus.limiter
 
     @app.before_request
     def _guard() -> None:
@@ -97,11 +163,15 @@ def install(app: Flask) -> None:
             return
         if not path.startswith("/v1/") and path != "/v1":
             return  # unknown paths answer 404 on their own
-        principal = authenticate(keys, limiter)
-        permission = required_permission(request.method, path)
-        if not principal.can(permission):
-            raise APIError(403, "forbidden", f"the key's role ({principal.role}) may not {permission}")
-        _check_json_body()
+        deferred = _defer(limiter)
+        if deferred is None:
+            _authorize(authenticate(keys, limiter))
+            return
+        try:
+            _authorize(deferred)
+        except Exception:
+            confirm_deferred()  # a refusal goes only to a key that is still valid and has a token
+            raise
 
 
 def _check_json_body() -> None:

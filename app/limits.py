@@ -11,41 +11,22 @@ from typing import Any
 
 import redis
 
-from tasks.keys import Principal, bucket_key, key_digest, key_record, principal_from
+from tasks.keys import BUCKET_TAKE_LUA, KeyCheck, Principal, bucket_key, key_digest, key_record, principal_from
 
-# One hash per key: tokens left and when they were counted. `take` returns allowed (0/1) and the
-# milliseconds to wait.
-_BUCKET_LUA = """
-local function take(bucket, rate, burst, now)
-  local state = redis.call('HMGET', bucket, 't', 'ts')
-  local tokens = tonumber(state[1]) or burst
-  local ts = tonumber(state[2]) or now
-  tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
-  local allowed = 0
-  local wait = 0
-  if tokens >= 1 then
-    tokens = tokens - 1
-    allowed = 1
-  else
-    wait = math.ceil((1 - tokens) / rate)
-  end
-  redis.call('HSET', bucket, 't', tostring(tokens), 'ts', tostring(now))
-  redis.call('PEXPIRE', bucket, math.ceil(burst / rate) + 1000)
-  return allowed, wait
-end
+_ARGS_LUA = """
 local rate = tonumber(ARGV[1])      -- tokens per ms
 local burst = tonumber(ARGV[2])
 local now = tonumber(ARGV[3])
 """
 
-_HIT_LUA = _BUCKET_LUA + """
+_HIT_LUA = BUCKET_TAKE_LUA + _ARGS_LUA + """
 local allowed, wait = take(KEYS[1], rate, burst, now)
 return {allowed, wait}
 """
 
 # The key's record and its bucket in one round trip: a request that names no stored key takes no
 # token; one that does gets its record back with the bucket's answer.
-_AUTH_HIT_LUA = _BUCKET_LUA + """
+_AUTH_HIT_LUA = BUCKET_TAKE_LUA + _ARGS_LUA + """
 local record = redis.call('GET', KEYS[1])
 if not record then return {'', 0, 0} end
 local allowed, wait = take(KEYS[2], rate, burst, now)
@@ -57,8 +38,18 @@ def _wait_seconds(allowed: Any, wait_ms: Any) -> int:
     return 0 if int(allowed) else max(1, math.ceil(int(wait_ms) / 1000))
 
 
+def wait_seconds(wait_ms: int) -> int:
+    """Whole seconds to wait, from a refused bucket's milliseconds."""
+    return _wait_seconds(0, wait_ms)
+
+
 class RateLimiter:
-    """A token bucket per API key, held in Redis so it holds across API replicas."""
+    """A token bucket per API key, held in Redis so it holds across API replicas.
+
+    It also remembers the key records it has read (``recall``): a write that confirms the record
+    and takes the token itself (``KeyCheck``) then needs no round trip of its own for them."""
+
+    REMEMBERED = 1024
 
     def __init__(self, client: redis.Redis, per_minute: int, burst: int) -> None:
         self.redis = client
@@ -66,6 +57,7 @@ class RateLimiter:
         self.burst = burst
         self._hit = client.register_script(_HIT_LUA)
         self._auth_hit = client.register_script(_AUTH_HIT_LUA)
+        self._seen: dict[str, tuple[str, Principal]] = {}
 
     def _args(self) -> list[Any]:
         return [repr(self.rate), self.burst, int(time.time() * 1000)]
@@ -82,7 +74,26 @@ class RateLimiter:
             return None, 0
         record, allowed, wait_ms = self._auth_hit(keys=[key_record(digest), bucket_key(digest)], args=self._args())
         principal = principal_from(record, digest)
+        self._remember(digest, record, principal)
         return principal, (_wait_seconds(allowed, wait_ms) if principal else 0)
+
+    def _remember(self, digest: str, record: Any, principal: Principal | None) -> None:
+        if principal is None:
+            self._seen.pop(digest, None)
+            return
+        if len(self._seen) >= self.REMEMBERED:
+            self._seen.clear()
+        self._seen[digest] = (record.decode() if isinstance(record, bytes) else str(record), principal)
+
+    def recall(self, plain: str) -> tuple[Principal, KeyCheck] | None:
+        """The principal of a key this process has seen, and the check that confirms it (and takes
+        its token) inside a write; None for a key not seen, or no longer stored when last read."""
+        digest = key_digest(plain)
+        seen = self._seen.get(digest) if digest is not None else None
+        if digest is None or seen is None:
+            return None
+        record, principal = seen
+        return principal, KeyCheck(digest, record, *self._args())
 
 
 class StreamSlots:

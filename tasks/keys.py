@@ -76,6 +76,50 @@ def key_record(digest: str) -> str:
     return f"ca:key:{digest}"
 
 
+# The token bucket of a key: one hash with the tokens left and when they were counted. `take`
+# returns allowed (0/1) and the milliseconds to wait. Shared by every script that takes a token.
+BUCKET_TAKE_LUA = """
+local function take(bucket, rate, burst, now)
+  local state = redis.call('HMGET', bucket, 't', 'ts')
+  local tokens = tonumber(state[1]) or burst
+  local ts = tonumber(state[2]) or now
+  tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+  local allowed = 0
+  local wait = 0
+  if tokens >= 1 then
+    tokens = tokens - 1
+    allowed = 1
+  else
+    wait = math.ceil((1 - tokens) / rate)
+  end
+  redis.call('HSET', bucket, 't', tostring(tokens), 'ts', tostring(now))
+  redis.call('PEXPIRE', bucket, math.ceil(burst / rate) + 1000)
+  return allowed, wait
+end
+"""
+
+
+@dataclass(frozen=True)
+class KeyCheck:
+    """A key record as this process last read it, to be confirmed inside a write: the write happens
+    only if the stored record is still exactly ``record`` (a revoked key has none) and one of the
+    key's tokens can be taken (``rate`` per ms, ``burst``, at ``now_ms``)."""
+
+    digest: str
+    record: str
+    rate: str
+    burst: int
+    now_ms: int
+
+    @property
+    def keys(self) -> list[str]:
+        return [key_record(self.digest), bucket_key(self.digest)]
+
+    @property
+    def args(self) -> list[Any]:
+        return [self.record, self.rate, self.burst, self.now_ms]
+
+
 def principal_from(raw: Any, digest: str) -> Principal | None:
     """The principal of a stored key record (None when there is none)."""
     if not raw:

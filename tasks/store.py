@@ -19,6 +19,7 @@ import redis
 from tasks import metrics
 from tasks.clock import utcnow_iso
 from tasks.enqueue import QueuedTask
+from tasks.keys import BUCKET_TAKE_LUA, KeyCheck
 
 QUEUED = "QUEUED"
 RUNNING = "RUNNING"
@@ -74,7 +75,17 @@ return {1, cur}
 """
 
 
-_CREATE_LUA = """
+# KEYS: record, all-index, workspace index, status set, workspace queued set, stream, task list,
+# API key record, its bucket. ARGV: queue cap, score, id, status, event id, event, stream maxlen,
+# task, then the key check (expected record, rate, burst, now; see tasks.keys.KeyCheck), then the
+# record's fields. Answers {1, 0} written, {0, queued} queue full, {-1, 0} key not as expected,
+# {-2, wait ms} key out of tokens.
+_CREATE_LUA = BUCKET_TAKE_LUA + """
+if KEYS[8] ~= 'ca:none' then
+  if redis.call('GET', KEYS[8]) ~= ARGV[9] then return {-1, 0} end
+  local allowed, wait = take(KEYS[9], tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12]))
+  if allowed == 0 then return {-2, wait} end
+end
 if ARGV[1] ~= '' and ARGV[4] == 'QUEUED' then
   local queued = redis.call('SCARD', KEYS[5])
   if queued >= tonumber(ARGV[1]) then return {0, queued} end
@@ -82,7 +93,7 @@ end
 if ARGV[5] ~= '' then
   redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[7], ARGV[5], 'e', ARGV[6])
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 9))
+redis.call('HSET', KEYS[1], unpack(ARGV, 13))
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])
 redis.call('SADD', KEYS[4], ARGV[3])
@@ -102,6 +113,18 @@ class QueueFull(StoreError):
     def __init__(self, queued: int) -> None:
         super().__init__(f"{queued} scans already queued")
         self.queued = queued
+
+
+class KeyNotCurrent(StoreError):
+    """The API key's stored record is no longer the one the write was checked against."""
+
+
+class KeyRateLimited(StoreError):
+    """The API key had no token left for the write."""
+
+    def __init__(self, wait_ms: int) -> None:
+        super().__init__(f"no token for {wait_ms} ms")
+        self.wait_ms = wait_ms
 
 
 class InvalidCursor(ValueError):
@@ -156,26 +179,37 @@ class ScanStore:
 
     # -- writing -----------------------------------------------------------------------------
     def create(self, record: Mapping[str, Any], *, event: StreamAppend | None = None,
-               queue_cap: int | None = None, task: QueuedTask | None = None) -> None:
+               queue_cap: int | None = None, task: QueuedTask | None = None,
+               key_check: KeyCheck | None = None) -> None:
         """Write a new record, its indexes, and optionally its first event and its task message, in
         one atomic step.
 
         With ``queue_cap``, a QUEUED record is written only while its workspace has fewer scans
         queued than that; otherwise nothing is written and ``QueueFull`` is raised. The check and
         the write are one step, so concurrent submitters cannot overshoot the cap.
+
+        With ``key_check``, the write happens only while the caller's API key is stored as the check
+        expects (``KeyNotCurrent`` otherwise) and has a token to take (``KeyRateLimited``): the
+        submitter is authenticated in the same step as its write, not one round trip before it.
         """
         test_id = record["test_id"]
         args: list[Any] = ["" if queue_cap is None else queue_cap, repr(time.time()), test_id, record["status"],
                            *((event.event_id, event.payload, event.maxlen) if event is not None else ("", "", 0)),
-                           task.payload if task is not None else ""]
+                           task.payload if task is not None else "",
+                           *(key_check.args if key_check is not None else ("", "", "", ""))]
         for name, value in record.items():
             args += [name, _dumps(value)]
         keys = [self.key(test_id), "ca:idx:all", f"ca:idx:ws:{record['workspace_id']}",
                 f"ca:status:{record['status']}", queued_key(record["workspace_id"]),
-                event.key if event is not None else "ca:none", task.queue if task is not None else "ca:none"]
-        written, queued = self._create(keys=keys, args=args)
-        if not int(written):
-            raise QueueFull(int(queued))
+                event.key if event is not None else "ca:none", task.queue if task is not None else "ca:none",
+                *(key_check.keys if key_check is not None else ("ca:none", "ca:none"))]
+        answer, detail = (int(v) for v in self._create(keys=keys, args=args))
+        if answer == -1:
+            raise KeyNotCurrent("the API key changed or was revoked")
+        if answer == -2:
+            raise KeyRateLimited(detail)
+        if answer == 0:
+            raise QueueFull(detail)
 
     def delete(self, test_id: str, workspace_id: str) -> None:
         """Remove every trace of a scan (used when a submission could not be enqueued)."""

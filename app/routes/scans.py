@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from app.auth import key_confirmed
 from app.errors import APIError
 from app.schemas.scans import EventsQuerySchema, ScanListQuerySchema, ScanRequestSchema
 from app.services.scans import ScanService, public_view
@@ -62,8 +63,8 @@ def submit() -> tuple[Response, int, dict[str, str]]:
             application/json:
               schema: ScanCreatedSchema
     """
-    data = _submit_schema.load(json_body())
-    created = service().submit(data)
+    with key_confirmed():  # the key may be confirmed by the write itself (app.auth)
+        created = service().submit(_submit_schema.load(json_body()))
     return jsonify(created), 202, {"Location": created["status_url"]}
 
 

@@ -9,13 +9,15 @@ from urllib.parse import urlsplit
 
 from celery import Celery
 
-from app.auth import current_principal, may_see
+from app.auth import confirm_deferred, current_principal, deferred_key, may_see, rate_limited, settle_deferred
 from app.errors import APIError, not_found
+from app.limits import wait_seconds
 from tasks import archives, enqueue, metrics, names
 from tasks import manifest as manifests
 from tasks.clock import utcnow_iso
 from tasks.events import EventLog, encode_event, stream_key
 from tasks.ids import is_test_id, new_test_id
+from tasks.keys import KeyCheck
 from tasks.netpolicy import HostNotAllowed, check_host, check_url
 from tasks.settings import Settings
 from tasks.store import (
@@ -24,6 +26,8 @@ from tasks.store import (
     RUNNING,
     TERMINAL,
     InvalidCursor,
+    KeyNotCurrent,
+    KeyRateLimited,
     QueueFull,
     ScanStore,
     StreamAppend,
@@ -131,18 +135,35 @@ class ScanService:
         first = encode_event("phase", {"phase": "queued", "message": "scan accepted and queued"})
         queue = names.scan_queue(record["profile"], self.settings.scan_queue_per_profile)
         task = enqueue.build(self.celery, names.SCAN_RUN, test_id, [test_id], queue) if self.inline_enqueue else None
+        event = StreamAppend(stream_key(test_id), "*", first, self.settings.stream_maxlen)
         try:
-            self.store.create(record, event=StreamAppend(stream_key(test_id), "*", first, self.settings.stream_maxlen),
-                              queue_cap=self.settings.max_queued_per_workspace, task=task)
-        except QueueFull as exc:
-            raise APIError(429, "queue_full",
-                           f"the workspace already has {exc.queued} scans queued; retry when some have started",
-                           headers={"Retry-After": "30"}) from exc
+            self._write(record, event, task, deferred_key())
+        except KeyNotCurrent:
+            # The key this process remembered was revoked (or changed) since: authenticate afresh
+            # (401 for a revoked key), then check again what the fresh principal may do.
+            confirm_deferred()
+            self._check_workspace(record["workspace_id"])
+            self._write(record, event, task, None)
         if task is None:
             self._send(test_id, record["workspace_id"], queue)
         metrics.SCANS_SUBMITTED.labels(profile=metrics.profile_label(record["profile"])).inc()  # ops: metrics hook
         return {k: record[k] for k in ("test_id", "workspace_id", "component_id", "assessment_id", "status",
                                        "profile", "manifest_digest", "stream_url", "status_url")}
+
+    def _write(self, record: dict[str, Any], event: StreamAppend, task: enqueue.QueuedTask | None,
+               key_check: KeyCheck | None) -> None:
+        try:
+            self.store.create(record, event=event, queue_cap=self.settings.max_queued_per_workspace, task=task,
+                              key_check=key_check)
+        except QueueFull as exc:
+            settle_deferred()
+            raise APIError(429, "queue_full",
+                           f"the workspace already has {exc.queued} scans queued; retry when some have started",
+                           headers={"Retry-After": "30"}) from exc
+        except KeyRateLimited as exc:
+            settle_deferred()
+            raise rate_limited(wait_seconds(exc.wait_ms)) from exc
+        settle_deferred()
 
     def _send(self, test_id: str, workspace_id: str, queue: str) -> None:
         try:

@@ -204,6 +204,53 @@ def test_keys_that_fail_take_no_token_and_revoking_clears_the_bucket(edge):
     assert c.get("/v1/security-scans", headers=auth(plain)).status_code == 401
 
 
+def _stored_scans(client):
+    return client.zcard("ca:idx:all")
+
+
+def test_a_key_revoked_after_this_process_remembered_it_is_refused_and_nothing_is_written(edge):
+    # A submit with a key the process has seen confirms the key inside its write (one round trip);
+    # revocation in between must still answer 401, whatever else is wrong with the request.
+    build, keys, client = edge
+    app = make_app(build)
+    c = app.test_client()
+    cases = [("submitter", {"json": BODY}),  # refused by the write itself
+             ("submitter", {"json": {**BODY, "git_url": "ftp://x"}}),  # 422 otherwise
+             ("submitter", {"json": {**BODY, "workspace_id": "ws-b"}}),  # 404 otherwise
+             ("submitter", {"data": "x"}),  # 415 otherwise
+             ("reader", {"json": BODY})]  # 403 otherwise
+    for role, request in cases:
+        plain, principal = keys.create(role, ["ws-a"])
+        seen = c.post("/v1/security-scans", json=BODY, headers=auth(plain))  # now remembered
+        assert seen.status_code == (202 if role == "submitter" else 403)
+        written = _stored_scans(client), len(app.sent)
+        assert keys.revoke(principal.key_id)
+        refused = c.post("/v1/security-scans", headers=auth(plain), **request)
+        assert refused.status_code == 401, (role, request, refused.json)
+        assert refused.json["error"]["code"] == "unauthorized"
+        assert (_stored_scans(client), len(app.sent)) == written
+        assert not client.exists(f"ca:rl:{principal.key_hash}")
+
+
+def test_a_remembered_key_spends_one_token_per_submit_valid_or_not(edge):
+    build, keys, client = edge
+    app = make_app(build, rate_limit_per_minute=1, rate_limit_burst=5)
+    c = app.test_client()
+    plain, principal = keys.create("submitter", ["ws-a"])
+    codes = [c.post("/v1/security-scans", json=BODY, headers=auth(plain)).status_code for _ in range(2)]
+    codes += [c.post("/v1/security-scans", json={**BODY, "profile": "nope"}, headers=auth(plain)).status_code,
+              c.post("/v1/security-scans", json={**BODY, "workspace_id": "ws-b"}, headers=auth(plain)).status_code]
+    assert codes == [202, 202, 422, 404]
+    assert float(client.hget(f"ca:rl:{principal.key_hash}", "t")) == pytest.approx(1, abs=0.1)  # 5 - 4
+    assert c.post("/v1/security-scans", json=BODY, headers=auth(plain)).status_code == 202
+    limited = c.post("/v1/security-scans", json=BODY, headers=auth(plain))
+    assert limited.status_code == 429 and limited.json["error"]["code"] == "rate_limited"
+    assert int(limited.headers["Retry-After"]) >= 1
+    bad = c.post("/v1/security-scans", json={"nope": 1}, headers=auth(plain))
+    assert bad.status_code == 429  # out of tokens comes before what is wrong with the body
+    assert _stored_scans(client) == 3 and len(app.sent) == 3
+
+
 def test_queue_cap_per_workspace(edge):
     build, keys, _ = edge
     app = make_app(build, max_queued_per_workspace=2)
