@@ -1,6 +1,7 @@
 """Submit: POST /v1/security-scans through the real API server vs bare Celery ``send_task`` of the
 same message on the same Redis. Latency p50/p99 (one client, keep-alive) and sustained rate
-(several concurrent clients) for each."""
+(several concurrent clients) for each. For context, not a target: the latency of the same API
+process answering ``GET /health`` (the HTTP hop and Flask, with no work and no Redis)."""
 
 from __future__ import annotations
 
@@ -68,28 +69,31 @@ def run(quick: bool) -> dict[str, Any]:
         headers = {**stack.headers, "Content-Type": "application/json"}
         host, port = base.rsplit(":", 1)
 
-        def make_api_call() -> Any:
+        def make_call(method: str = "POST", path: str = "/v1/security-scans", expect: int = 202) -> Any:
             # One keep-alive connection per client, with the standard library's HTTP client:
             # `requests` spends more time per call than the whole submit takes in the server.
             conn = http.client.HTTPConnection(host, int(port), timeout=30)
+            payload = body if method == "POST" else None
 
             def call() -> None:
-                conn.request("POST", "/v1/security-scans", body, headers)
+                conn.request(method, path, payload, headers)
                 resp = conn.getresponse()
                 text = resp.read()
-                if resp.status != 202:
-                    raise RuntimeError(f"submit answered {resp.status}: {text[:200]!r}")
+                if resp.status != expect:
+                    raise RuntimeError(f"{path} answered {resp.status}: {text[:200]!r}")
             return call
 
         bare = _latencies(bare_call, n)
-        api = _latencies(make_api_call(), n)
+        api = _latencies(make_call(), n)
+        empty = _latencies(make_call("GET", "/health", 200), n)
         stack.client.delete(names.SCANS_QUEUE)
         bare_rate = _rate(lambda: bare_call, clients, seconds)
-        api_rate = _rate(make_api_call, clients, seconds)
+        api_rate = _rate(make_call, clients, seconds)
         stack.client.delete(names.SCANS_QUEUE)
     return {
         "api_p50_ms": percentile(api, 50), "api_p99_ms": percentile(api, 99),
         "bare_p50_ms": percentile(bare, 50), "bare_p99_ms": percentile(bare, 99),
+        "empty_p50_ms": percentile(empty, 50), "empty_p99_ms": percentile(empty, 99),
         "api_rate_per_s": api_rate, "bare_rate_per_s": bare_rate,
         "p99_ratio": percentile(api, 99) / percentile(bare, 99),
         "rate_ratio": api_rate / bare_rate,
