@@ -96,9 +96,17 @@ def run(argv: list[str], *, cwd: str, timeout: float, on_line: LineSink | None =
             if emit and on_line is not None:
                 on_line(stream_name, line)
 
+    # A blocking wait in its own thread reports the exit the moment it happens (a wait with a
+    # timeout polls, up to 50 ms late), while this thread checks the deadline and the stop switch.
+    exited = threading.Event()
+
+    def reap() -> None:
+        proc.wait()
+        exited.set()
+
     pumps = [threading.Thread(target=pump, args=("stdout", proc.stdout), daemon=True),
              threading.Thread(target=pump, args=("stderr", proc.stderr), daemon=True)]
-    for t in pumps:
+    for t in [*pumps, threading.Thread(target=reap, daemon=True)]:
         t.start()
     deadline = started + timeout
     while True:
@@ -107,11 +115,8 @@ def run(argv: list[str], *, cwd: str, timeout: float, on_line: LineSink | None =
             result.cancelled = True
             _kill(proc)
             break
-        try:
-            proc.wait(timeout=0.2)
+        if exited.wait(timeout=max(0.0, min(0.2, deadline - time.monotonic()))):
             break
-        except subprocess.TimeoutExpired:
-            pass
         if time.monotonic() > deadline:
             result.timed_out = True
             _kill(proc)
