@@ -13,7 +13,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-UPLOAD_ID = re.compile(r"^upload_[0-9a-f]{32}$")
+UPLOAD_ID = re.compile(r"^upload_[0-9a-f]{32}\Z")
 SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tar", ".zip")
 
 

@@ -21,7 +21,7 @@ FINAL_UPLOAD_STATUSES = frozenset({"uploaded", "denied", "upload_failed"})
 # encode_event writes the type first, so a stored event's kind shows in its first bytes.
 _SCAN_COMPLETE_PREFIX = '{"type":"scan_complete"'
 _UPLOAD_PREFIX = '{"type":"upload"'
-STREAM_ID_RE = re.compile(r"^\d{1,20}-\d{1,20}$")
+STREAM_ID_RE = re.compile(r"^\d{1,20}-\d{1,20}\Z")
 
 
 class InvalidEventId(ValueError):

@@ -3,7 +3,7 @@
 import re
 import secrets
 
-TEST_ID_RE = re.compile(r"^test_[0-9a-f]{12}$")
+TEST_ID_RE = re.compile(r"^test_[0-9a-f]{12}\Z")
 
 
 def new_test_id() -> str:

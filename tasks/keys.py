@@ -27,9 +27,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "admin": frozenset({"read", "submit", "publish", "admin"}),
 }
 ALL_WORKSPACES = "*"
-WORKSPACE_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-KEY_RE = re.compile(r"^ca_([0-9a-f]{12})_([A-Za-z0-9_-]{32,64})$")
-TOKEN_RE = re.compile(r"^cst_[A-Za-z0-9_-]{32,64}$")
+WORKSPACE_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\Z")
+KEY_RE = re.compile(r"^ca_([0-9a-f]{12})_([A-Za-z0-9_-]{32,64})\Z")
+TOKEN_RE = re.compile(r"^cst_[A-Za-z0-9_-]{32,64}\Z")
 KEYS_INDEX = "ca:keys"
 
 

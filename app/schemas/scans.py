@@ -9,6 +9,7 @@ from urllib.parse import SplitResult, urlsplit
 
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
+from app.schemas.patterns import Whole
 from tasks import manifest as manifests
 from tasks.profiles import DEFAULT_PROFILE
 from tasks.store import STATUSES
@@ -29,8 +30,8 @@ def check_branch(value: str) -> None:
 
 
 # A DNS name or an IPv4 literal (IPv6 literals are checked with ipaddress); never a leading '-'.
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_-]{1,63})*\.?$")
-_SSH_USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+_HOSTNAME = re.compile(r"^(?=.{1,253}\Z)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_-]{1,63})*\.?\Z")
+_SSH_USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\Z")
 
 
 def _check_netloc(parts: SplitResult, raw: str) -> None:
@@ -119,17 +120,17 @@ class ScanRequestSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    workspace_id = fields.String(required=True, validate=validate.Regexp(SLUG))
-    component_id = fields.String(required=True, validate=validate.Regexp(SLUG))
-    assessment_id = fields.String(required=True, validate=validate.Regexp(ASSESSMENT))
+    workspace_id = fields.String(required=True, validate=Whole(SLUG))
+    component_id = fields.String(required=True, validate=Whole(SLUG))
+    assessment_id = fields.String(required=True, validate=Whole(ASSESSMENT))
     source_type = fields.String(load_default="git", validate=validate.OneOf(["git", "directory", "archive"]))
     git_url = fields.String(validate=[validate.Length(max=2048), check_git_url])
     branch = fields.String(validate=check_branch)
-    commit = fields.String(validate=validate.Regexp(COMMIT))
+    commit = fields.String(validate=Whole(COMMIT))
     directory_path = fields.String(validate=validate.Length(min=1, max=4096))
     archive_path = fields.String(validate=validate.Length(min=1, max=4096))
     profile = fields.String(load_default=DEFAULT_PROFILE,
-                            validate=validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"))
+                            validate=Whole(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"))
     manifest = fields.Dict(keys=fields.String())
     manifest_path = fields.String(validate=[validate.Length(max=1024), check_relative_path])
     manifest_uri = fields.String(validate=[validate.Length(max=2048), check_manifest_uri])
@@ -137,7 +138,7 @@ class ScanRequestSchema(Schema):
     # The signature of an inline manifest: base64, as `cosign sign-blob --key` prints it, over the
     # manifest's canonical text (`json.dumps(manifest, sort_keys=True)`, the text its digest is of).
     manifest_signature = fields.String(validate=[validate.Length(min=16, max=4096),
-                                                 validate.Regexp(r"^[A-Za-z0-9+/]+={0,2}\s*$")])
+                                                 Whole(r"^[A-Za-z0-9+/]+={0,2}\s*$")])
     requested_by = fields.String(validate=validate.Length(max=256))
 
     @validates_schema(skip_on_field_errors=False)
@@ -190,8 +191,8 @@ class ScanListQuerySchema(Schema):
     class Meta:
         unknown = RAISE
 
-    workspace_id = fields.String(validate=validate.Regexp(SLUG))
-    component_id = fields.String(validate=validate.Regexp(SLUG))
+    workspace_id = fields.String(validate=Whole(SLUG))
+    component_id = fields.String(validate=Whole(SLUG))
     status = fields.String(validate=validate.OneOf(STATUSES))
     cursor = fields.String(validate=validate.Length(max=200))
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))

@@ -10,7 +10,7 @@ from typing import Any
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 # Older readers and cosign itself also produce v0.1; both are read.
 ACCEPTED_STATEMENT_TYPES = (STATEMENT_TYPE, "https://in-toto.io/Statement/v0.1")
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}\Z")
 
 
 class StatementError(ValueError):

@@ -35,8 +35,8 @@ from workers.uploads import signing
 
 ALGORITHM = "ecdsa-p256-sha256"
 PROOF_TYPE = "https://certus-assurance.dev/trust/verification-proof/v1"
-_HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
-_SCAN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+_HASH = re.compile(r"^sha256:[0-9a-f]{64}\Z")
+_SCAN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}\Z")
 
 
 class ReplayGuard(Protocol):
