@@ -22,7 +22,10 @@ SERVICE_PATHS = frozenset({"/stats", "/metrics"})
 
 
 def required_permission(method: str, path: str) -> str:
-    """read for GET (and WebSocket upgrades), publish for upload requests, submit for other writes."""
+    """admin for API keys, read for GET (and WebSocket upgrades), publish for upload requests,
+    submit for other writes."""
+    if path == "/v1/keys" or path.startswith("/v1/keys/"):
+        return "admin"
     if path == "/v1/stream-tokens" or method in ("GET", "HEAD", "OPTIONS"):
         return "read"
     if path.rstrip("/").endswith("/upload-request"):

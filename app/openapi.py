@@ -40,6 +40,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from apispec.yaml_utils import load_yaml_from_docstring
 from flask import Flask
 
+from app.schemas import keys
 from app.schemas import responses as out
 from app.schemas import scans as inp
 from app.schemas import uploads as up
@@ -78,7 +79,8 @@ SCHEMAS = {  # nested schemas first: apispec registers a nested schema on first 
     "Ready": out.ReadySchema, "Stats": out.StatsSchema, "ArtifactFile": out.ArtifactFileSchema,
     "ArtifactList": out.ArtifactListSchema, "ArchiveUpload": out.ArchiveUploadSchema,
     "UploadRequest": up.UploadRequestSchema, "UploadAccepted": out.UploadAcceptedSchema,
-    "StreamToken": out.StreamTokenSchema,
+    "StreamToken": out.StreamTokenSchema, "KeyCreate": keys.KeyCreateSchema, "KeyCreated": out.KeyCreatedSchema,
+    "KeyInfo": out.KeyInfoSchema, "KeyList": out.KeyListSchema,
 }
 
 DESCRIPTION = """\
@@ -96,6 +98,8 @@ _FLASK_PARAM = re.compile(r"<(?:[a-z_]+:)?([a-zA-Z_][a-zA-Z0-9_]*)>")
 _PATH_PARAM_DOC = {
     "test_id": {"description": "scan id", "schema": {"type": "string", "pattern": "^test_[0-9a-f]{12}$"},
                 "example": "test_3f9c2a1b7d4e"},
+    "key_id": {"description": "API key id", "schema": {"type": "string", "pattern": "^[0-9a-f]{12}$"},
+               "example": "58a376a11372"},
 }
 
 
@@ -151,7 +155,8 @@ def build_spec(app: Flask, server_url: str | None = None) -> dict[str, Any]:
         spec.components.response(name, _error_response(name))
     spec.components.security_scheme("bearerAuth", {
         "type": "http", "scheme": "bearer",
-        "description": "An API key (`python -m app.keys create`). WebSocket clients that cannot send "
+        "description": "An API key (`POST /v1/keys`, `certus-assurance keys create` or "
+                       "`python -m app.keys create`). WebSocket clients that cannot send "
                        "headers use `?token=` from `POST /v1/stream-tokens`."})
     by_path: dict[str, dict[str, Any]] = {}
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):

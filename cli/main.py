@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import quote
 
 from cli import config as cfg
 from cli.client import TERMINAL, ApiError, Client, CliError, scan_path
@@ -229,6 +230,36 @@ def cmd_cancel(client: Client, args: argparse.Namespace) -> int:
         print(f"{args.test_id} cancelled")
     else:
         print(f"{args.test_id} cancel requested; the worker stops it shortly")
+    return EXIT_OK
+
+
+# -- keys -------------------------------------------------------------------------------------
+def cmd_keys(client: Client, args: argparse.Namespace) -> int:
+    if args.keys_command == "create":
+        created = client.post_json("/v1/keys", {"role": args.role, "workspaces": args.workspace,
+                                                "name": args.name})
+        if args.json:
+            _print_json(created)
+        else:
+            print(created["key"])
+            print(f"key id {created['key_id']}, role {created['role']}, workspaces "
+                  f"{','.join(created['workspaces'])} (shown once; store it now)", file=sys.stderr)
+        return EXIT_OK
+    if args.keys_command == "revoke":
+        client.request("DELETE", f"/v1/keys/{quote(args.key_id, safe='')}")
+        if args.json:
+            _print_json({"key_id": args.key_id, "revoked": True})
+        else:
+            print(f"revoked {args.key_id}")
+        return EXIT_OK
+    listing = client.get_json("/v1/keys")
+    if args.json:
+        _print_json(listing)
+        return EXIT_OK
+    print(f"{'KEY ID':<14}{'ROLE':<11}{'WORKSPACES':<30}NAME")
+    for item in listing.get("items", []):
+        print(f"{item.get('key_id', ''):<14}{item.get('role', ''):<11}{','.join(item.get('workspaces', [])):<30}"
+              f"{item.get('name', '')}")
     return EXIT_OK
 
 
@@ -443,6 +474,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-follow", dest="follow", action="store_false", help="return once requested")
     p.add_argument("--wait-timeout", type=float, default=600.0, help="seconds to wait for a final status")
     p.set_defaults(func=cmd_upload)
+
+    p = add("keys", "manage API keys (needs an admin key): create, list, revoke")
+    keys_sub = p.add_subparsers(dest="keys_command", required=True, metavar="KEYS_COMMAND")
+    k = keys_sub.add_parser("create", help="create a key and print it once", parents=[common])
+    k.add_argument("--role", required=True, choices=["reader", "submitter", "publisher", "admin"])
+    k.add_argument("--workspace", action="append", required=True,
+                   help="a workspace the key may use; repeat for several; '*' for all")
+    k.add_argument("--name", default="", help="a label shown by list")
+    keys_sub.add_parser("list", help="list keys (ids, roles, workspaces; never the keys)", parents=[common])
+    k = keys_sub.add_parser("revoke", help="revoke a key by its id (not the key making the request)",
+                            parents=[common])
+    k.add_argument("key_id")
+    p.set_defaults(func=cmd_keys)
 
     p = add("verify", "verify a downloaded bundle's attestation signature and file digests, offline")
     p.add_argument("bundle", help="folder holding the downloaded bundle")

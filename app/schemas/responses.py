@@ -167,3 +167,24 @@ class StreamTokenSchema(_Open):
     token = fields.String(required=True)
     expires_in = fields.Integer(required=True, metadata={"description": "seconds"})
     query_parameter = fields.String(required=True, metadata={"example": "token"})
+
+
+class KeyCreatedSchema(_Open):
+    key = fields.String(required=True, metadata={"description": "the API key; shown only here",
+                                                 "example": "ca_58a376a11372_…"})
+    key_id = fields.String(required=True, metadata={"example": "58a376a11372"})
+    role = fields.String(required=True, metadata={"enum": ["reader", "submitter", "publisher", "admin"]})
+    workspaces = fields.List(fields.String(), required=True, metadata={"example": ["acme"]})
+    name = fields.String(required=True)
+
+
+class KeyInfoSchema(_Open):
+    key_id = fields.String(required=True, metadata={"example": "58a376a11372"})
+    role = fields.String(required=True, metadata={"enum": ["reader", "submitter", "publisher", "admin"]})
+    workspaces = fields.List(fields.String(), required=True, metadata={"example": ["acme"]})
+    name = fields.String(required=True)
+    created_at = fields.Float(allow_none=True, metadata={"description": "Unix time"})
+
+
+class KeyListSchema(_Open):
+    items = fields.List(fields.Nested(KeyInfoSchema), required=True)

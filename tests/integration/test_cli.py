@@ -117,6 +117,33 @@ def test_api_errors_are_clean(cli, vulnerable_repo):
     assert down.code == 6 and "cannot reach http://127.0.0.1:9" in down.err and "Traceback" not in down.err
 
 
+def test_keys_create_list_revoke(cli, service):
+    created = cli("keys", "create", "--role", "submitter", "--workspace", "ws-cli", "--workspace", "ws-two",
+                  "--name", "ci runner", "--json")
+    assert created.code == 0, created.err
+    key = created.json()
+    assert key["role"] == "submitter" and key["workspaces"] == ["ws-cli", "ws-two"] and key["key"].startswith("ca_")
+    as_new = run_cli("list", "--workspace", "ws-two", url=service.base_url, api_key=key["key"])
+    assert as_new.code == 0, as_new.err  # the new key works at once
+    listed = cli("keys", "list")
+    assert listed.code == 0 and key["key_id"] in listed.out and "ci runner" in listed.out
+    assert key["key"] not in listed.out
+    plain = cli("keys", "create", "--role", "reader", "--workspace", "ws-cli")
+    assert plain.code == 0 and plain.out.strip().startswith("ca_") and "shown once" in plain.err
+    forbidden = run_cli("keys", "list", url=service.base_url, api_key=key["key"])
+    assert forbidden.code == 5 and "403 forbidden" in forbidden.err and "Traceback" not in forbidden.err
+    revoked = cli("keys", "revoke", key["key_id"])
+    assert revoked.code == 0 and f"revoked {key['key_id']}" in revoked.out
+    after = run_cli("list", url=service.base_url, api_key=key["key"])
+    assert after.code == 5 and "401 unauthorized" in after.err
+    again = cli("keys", "revoke", key["key_id"])
+    assert again.code == 5 and "404 key_not_found" in again.err
+    bad = cli("keys", "create", "--role", "reader", "--workspace", "Not A Workspace")
+    assert bad.code == 5 and "422 validation_error" in bad.err and "workspaces" in bad.err
+    usage = cli("keys", "create", "--role", "root", "--workspace", "ws-cli")
+    assert usage.code == 2 and "invalid choice" in usage.err
+
+
 def test_artifacts_list_and_download(cli, service, vulnerable_repo, tmp_path):
     created = cli(*_submit_args(vulnerable_repo["url"], "--profile", "smoke", "--assessment", "rel-5", "--json"))
     test_id = created.json()["test_id"]

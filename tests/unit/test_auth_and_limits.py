@@ -5,56 +5,15 @@ Celery is replaced by a recorder of sent tasks: these tests are about the edge, 
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import redis
 
-from app import create_app
-from tasks.keys import KeyStore
-from tasks.settings import Settings
+from tests.support.edge import BODY, auth, make_app
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class SentTasks:
-    def __init__(self) -> None:
-        self.sent: list[str] = []
-
-    def send_task(self, name, args=None, task_id=None, queue=None, **_):
-        self.sent.append(task_id)
-
-
-@pytest.fixture()
-def edge(redis_url, tmp_path):
-    db = redis_url.rsplit("/", 1)[0] + "/5"
-    client = redis.Redis.from_url(db, decode_responses=True)
-    client.flushdb()
-
-    def build(**overrides):
-        settings = dataclasses.replace(Settings(redis_url=db, artifact_root=str(tmp_path / "a")), **overrides)
-        celery = SentTasks()
-        app = create_app(settings, celery=celery)
-        app.sent = celery.sent  # type: ignore[attr-defined]
-        return app
-
-    yield build, KeyStore(client), client
-    client.flushdb()
-
-
-def auth(key):
-    return {"Authorization": f"Bearer {key}"}
-
-
-BODY = {"workspace_id": "ws-a", "component_id": "c", "assessment_id": "a1",
-        "git_url": "https://127.0.0.1/org/repo.git"}
-
-
-def make_app(build, **over):
-    return build(git_allowed_hosts=("127.0.0.1",), **over)
 
 
 def test_every_v1_endpoint_needs_a_key(edge):
