@@ -12,6 +12,7 @@ done by the time a scan needs a clone. By hand:
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import os
@@ -28,6 +29,12 @@ from dulwich.objectspec import parse_commit
 from dulwich.repo import Repo
 
 from tasks.netpolicy import HostNotAllowed, check_url, guard_resolver, is_local_source
+
+# What a clone would otherwise import on first use, loaded with the rest while the process waits
+# for its job (see workers.sources.git.SpareClone): none of it on the clone's own time.
+for _module in ("dulwich.commit_graph", "dulwich.filters", "dulwich.line_ending", "dulwich.worktree",
+                "encodings.idna", "platform", "stringprep", "unicodedata"):
+    importlib.import_module(_module)
 
 
 class CloneError(Exception):
@@ -218,4 +225,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    # Nothing is left to clean up (the repository is closed, the answer written): skip the
+    # interpreter's teardown, which would keep the scan waiting for this process's exit.
+    os._exit(code)
