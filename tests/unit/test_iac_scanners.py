@@ -116,13 +116,10 @@ def test_versions_come_from_the_pinned_tools():
 
 @pytest.mark.parametrize("module", ["hadolint", "shellcheck", "zizmor", "checkov", "sbom"])
 def test_a_missing_tool_is_a_skip_reason(module, monkeypatch):
-    import importlib
-
     from workers.scanners.registry import all_scanners
 
-    mod = importlib.import_module(f"workers.scanners.{module}")
-    monkeypatch.setattr(mod, "_exe", lambda: None)
     scanner = all_scanners()[module]
+    monkeypatch.setattr(type(scanner), "executable", lambda self: None)
     reason = scanner.unavailable_reason()
     assert reason and "not installed" in reason
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from workers.scanners.base import Finding, ToolContext, ToolOutput, read_json_report
-from workers.scanners.cli_version import pinned_executable, version_of
+from workers.scanners.cli_version import PinnedCli
 from workers.scanners.sourcefiles import relative
 from workers.toolrun import ProcessResult
 
@@ -16,8 +16,10 @@ UNRATED = "medium"  # offline checkov reports no severities
 SKIPPED_FRAMEWORKS = ("secrets", "sca_package", "sca_image")
 
 
-class Checkov:
+class Checkov(PinnedCli):
     id = "checkov"
+    env = "checkov"
+    program = "checkov"
     category = "iac"
     # checkov reads .checkov.yaml from its working folder and from the folder after a separate
     # `-d`/`--directory` argument, and such a file can name directories of Python checks to import
@@ -25,14 +27,8 @@ class Checkov:
     # argument, which its config lookup does not see: a scanned repository configures nothing.
     runs_outside_source = True
 
-    def unavailable_reason(self) -> str | None:
-        return None if _exe() else "checkov is not installed (make tools)"
-
-    def version(self) -> str:
-        return _version()
-
     def command(self, ctx: ToolContext) -> list[str]:
-        exe = _exe() or "checkov"
+        exe = self.executable() or "checkov"
         return [exe, f"--directory={ctx.source_dir}", "--output", "json", "--output-file-path", str(ctx.out_dir),
                 "--quiet", "--compact", "--soft-fail", "--skip-download",
                 "--skip-framework", *SKIPPED_FRAMEWORKS]
@@ -65,11 +61,3 @@ class Checkov:
             snippet=str(item.get("resource") or "") or None, help_uri=item.get("guideline"),
             properties={"framework": framework, "resource": item.get("resource"),
                         "severity_source": "checkov" if raw in SEVERITY else "unrated"})
-
-
-def _exe() -> str | None:
-    return pinned_executable("checkov", "checkov")
-
-
-def _version() -> str:
-    return version_of(_exe(), "--version")

@@ -31,3 +31,22 @@ def version_of(exe: str | None, *args: str) -> str:
         return "unknown"
     m = _VERSION.search(out.stdout + out.stderr)
     return m.group(1) if m else "unknown"
+
+
+class PinnedCli:
+    """The part every scanner that is one pinned command-line program shares: ``program`` found
+    in its tool environment ``env`` (``.tools/<env>/bin``), its version from ``version_args``, and
+    the skip reason when it is not installed."""
+
+    env: str
+    program: str
+    version_args: tuple[str, ...] = ("--version",)
+
+    def executable(self) -> str | None:
+        return pinned_executable(self.env, self.program)
+
+    def unavailable_reason(self) -> str | None:
+        return None if self.executable() else f"{self.program} is not installed (make tools)"
+
+    def version(self) -> str:
+        return version_of(self.executable(), *self.version_args)

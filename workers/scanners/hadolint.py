@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from workers.scanners.base import Finding, ToolContext, ToolFailed, ToolOutput
-from workers.scanners.cli_version import pinned_executable, version_of
+from workers.scanners.cli_version import PinnedCli
 from workers.scanners.sourcefiles import line_text, relative, walk
 from workers.toolrun import ProcessResult
 
@@ -19,19 +19,15 @@ def is_dockerfile(path: Path) -> bool:
             or name.endswith((".Dockerfile", ".dockerfile")))
 
 
-class Hadolint:
+class Hadolint(PinnedCli):
     id = "hadolint"
+    env = "deps"
+    program = "hadolint"
     category = "iac"
     report_on_stdout = True
 
-    def unavailable_reason(self) -> str | None:
-        return None if _exe() else "hadolint is not installed (make tools)"
-
-    def version(self) -> str:
-        return _version()
-
     def command(self, ctx: ToolContext) -> list[str]:
-        exe = _exe() or "hadolint"
+        exe = self.executable() or "hadolint"
         targets = walk(ctx.source_dir, is_dockerfile)
         (ctx.out_dir / "targets.json").write_text(json.dumps(targets))
         if not targets:
@@ -64,11 +60,3 @@ class Hadolint:
                 f"https://www.shellcheck.net/wiki/{code}",
                 properties={"level": item.get("level")}))
         return ToolOutput(findings=findings, details={"files": len(targets)})
-
-
-def _exe() -> str | None:
-    return pinned_executable("deps", "hadolint")
-
-
-def _version() -> str:
-    return version_of(_exe(), "--version")

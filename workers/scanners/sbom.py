@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from workers.scanners.base import ToolContext, ToolFailed, ToolOutput
-from workers.scanners.cli_version import pinned_executable, version_of
+from workers.scanners.cli_version import PinnedCli
 from workers.toolrun import ProcessResult
 
 CYCLONEDX = "reports/sbom/sbom.cyclonedx.json"
@@ -18,18 +18,15 @@ _CONFIG = "check-for-app-update: false\n"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
-class Sbom:
+class Sbom(PinnedCli):
     id = "sbom"
+    env = "deps"
+    program = "syft"
+    version_args = ("version",)
     category = "sbom"
 
-    def unavailable_reason(self) -> str | None:
-        return None if _exe() else "syft is not installed (make tools)"
-
-    def version(self) -> str:
-        return _version()
-
     def command(self, ctx: ToolContext) -> list[str]:
-        exe = _exe() or "syft"
+        exe = self.executable() or "syft"
         config = ctx.out_dir / "syft.yaml"
         config.write_text(_CONFIG)
         name = str(ctx.config.get("name") or "source")
@@ -53,11 +50,3 @@ class Sbom:
                    "formats": {"cyclonedx": cdx.get("specVersion"), "spdx": spdx.get("spdxVersion")}}
         return ToolOutput(findings=[], files={CYCLONEDX: cdx_file.read_bytes(), SPDX: spdx_file.read_bytes()},
                           sarif=False, details=details)
-
-
-def _exe() -> str | None:
-    return pinned_executable("deps", "syft")
-
-
-def _version() -> str:
-    return version_of(_exe(), "version")

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from workers.scanners.base import Finding, ToolContext, ToolFailed, ToolOutput
-from workers.scanners.cli_version import pinned_executable, version_of
+from workers.scanners.cli_version import PinnedCli
 from workers.scanners.sourcefiles import line_text, relative, walk
 from workers.toolrun import ProcessResult
 
@@ -36,19 +36,15 @@ def is_shell_script(path: Path) -> bool:
     return program in _SHELLS
 
 
-class Shellcheck:
+class Shellcheck(PinnedCli):
     id = "shellcheck"
+    env = "deps"
+    program = "shellcheck"
     category = "iac"
     report_on_stdout = True
 
-    def unavailable_reason(self) -> str | None:
-        return None if _exe() else "shellcheck is not installed (make tools)"
-
-    def version(self) -> str:
-        return _version()
-
     def command(self, ctx: ToolContext) -> list[str]:
-        exe = _exe() or "shellcheck"
+        exe = self.executable() or "shellcheck"
         targets = walk(ctx.source_dir, is_shell_script)
         (ctx.out_dir / "targets.json").write_text(json.dumps(targets))
         if not targets:
@@ -82,11 +78,3 @@ class Shellcheck:
                 snippet=line_text(ctx.source_dir, rel, line),
                 help_uri=f"https://www.shellcheck.net/wiki/{code}", properties={"level": item.get("level")}))
         return ToolOutput(findings=findings, details={"files": len(targets)})
-
-
-def _exe() -> str | None:
-    return pinned_executable("deps", "shellcheck")
-
-
-def _version() -> str:
-    return version_of(_exe(), "--version")

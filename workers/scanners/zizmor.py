@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from workers.scanners.base import Finding, ToolContext, ToolFailed, ToolOutput
-from workers.scanners.cli_version import pinned_executable, version_of
+from workers.scanners.cli_version import PinnedCli
 from workers.scanners.sarif_input import findings_from_sarif
 from workers.scanners.sourcefiles import walk
 from workers.toolrun import ProcessResult
@@ -30,19 +30,15 @@ def _severity(result: dict[str, Any], rule: dict[str, Any]) -> str:
     return {"error": "high", "warning": "medium", "note": "low"}.get(str(result.get("level")), "low")
 
 
-class Zizmor:
+class Zizmor(PinnedCli):
     id = "zizmor"
+    env = "deps"
+    program = "zizmor"
     category = "iac"
     report_on_stdout = True
 
-    def unavailable_reason(self) -> str | None:
-        return None if _exe() else "zizmor is not installed (make tools)"
-
-    def version(self) -> str:
-        return _version()
-
     def command(self, ctx: ToolContext) -> list[str]:
-        exe = _exe() or "zizmor"
+        exe = self.executable() or "zizmor"
         targets = walk(ctx.source_dir, is_github_input)
         (ctx.out_dir / "targets.json").write_text(json.dumps(targets))
         if not targets:
@@ -62,11 +58,3 @@ class Zizmor:
             raise ToolFailed("zizmor printed an unreadable SARIF report") from exc
         findings: list[Finding] = findings_from_sarif(self.id, doc, ctx.source_dir, _severity)
         return ToolOutput(findings=findings, details={"files": len(targets)})
-
-
-def _exe() -> str | None:
-    return pinned_executable("deps", "zizmor")
-
-
-def _version() -> str:
-    return version_of(_exe(), "--version")
