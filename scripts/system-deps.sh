@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite runs against, when they are missing and we may.
 #   git, git daemon      the tests serve repositories with `git daemon`
+#   ssh                  the client dulwich runs for ssh:// sources (the clone guard's test)
 #   chromium, -driver    the web page's browser test
 #   docker-registry      an OCI registry on loopback (manifests and publishing); htpasswd from apache2-utils
 #   haproxy              the load balancer of `make cluster` and its test
@@ -10,6 +11,7 @@ set -euo pipefail
 need=()
 command -v git >/dev/null || need+=(git)
 [ -x "$(git --exec-path 2>/dev/null)/git-daemon" ] || need+=(git-daemon-sysvinit)
+command -v ssh >/dev/null || need+=(openssh-client)
 # The web page's browser test drives Debian's headless Chromium through chromedriver.
 command -v chromium >/dev/null || need+=(chromium)
 command -v chromedriver >/dev/null || need+=(chromium-driver)

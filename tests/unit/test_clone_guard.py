@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import socket
 import subprocess
 import sys
 import threading
@@ -59,6 +61,66 @@ def test_redirect_to_an_internal_host_is_refused(tmp_path):
     finally:
         front.shutdown()
         target.shutdown()
+
+
+def _clone(job: dict, tmp_path: Path) -> dict:
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT), "HOME": str(tmp_path / "home")}
+    out = subprocess.run([sys.executable, "-m", "workers.sources.git_clone"], input=json.dumps(job) + "\n",
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _listener(address: str) -> tuple[socket.socket, list[str]]:
+    """A TCP port that records who connects and hangs up: no ssh server, so no clone succeeds."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.bind((address, 0))
+    sock.listen(8)
+    seen: list[str] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, peer = sock.accept()
+            except OSError:
+                return
+            seen.append(peer[0])
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return sock, seen
+
+
+def test_ssh_connects_to_the_address_the_policy_checked_and_never_to_a_refused_host(tmp_path):
+    # ssh resolves names itself, outside the guarded resolver: the clone resolves the host through
+    # the guard and pins ssh to that address (HostName), so a second DNS answer cannot redirect it.
+    address = socket.getaddrinfo("localhost", 22, proto=socket.IPPROTO_TCP)[0][4][0]
+    sock, seen = _listener(address)
+    port = sock.getsockname()[1]
+    try:
+        (tmp_path / "home").mkdir()
+        url = f"ssh://git@localhost:{port}/repo.git"
+        job = {"url": url, "dest": str(tmp_path / "a"), "max_files": 1000, "max_bytes": 10**8,
+               "allowed_hosts": []}
+        refused = _clone(job, tmp_path)
+        assert refused["error"] == "git_host_not_allowed", refused
+        assert seen == []  # refused before anything connected
+        allowed = _clone({**job, "dest": str(tmp_path / "b"), "allowed_hosts": ["localhost"]}, tmp_path)
+        # The real ssh client ran with the pinned options and reached the checked address (the
+        # listener is no ssh server, so the clone then fails as any unreadable repository does).
+        assert seen == [address], (seen, allowed)
+        assert allowed["error"] == "repository_not_found", allowed
+    finally:
+        sock.close()
+
+
+def test_the_ssh_command_names_the_checked_address_and_never_prompts():
+    from workers.sources.git_clone import _ssh_command
+
+    command = shlex.split(_ssh_command("ssh://git@127.0.0.1:2222/org/repo.git"))
+    assert command[0] == "ssh"
+    assert "HostName=127.0.0.1" in command and "HostKeyAlias=127.0.0.1" in command
+    assert "BatchMode=yes" in command
 
 
 def test_guard_lets_listed_and_public_hosts_through_in_process():
