@@ -95,9 +95,14 @@ class Settings:
     log_level: str = field(default="INFO", metadata={"doc": "Python logging level."})
     # Sources: git credentials, uploads and archive limits.
     git_credentials_file: str = field(default="", metadata={
-        "doc": "JSON file mapping a workspace id (or `*` for every workspace) to git credentials "
-               "`{\"username\", \"token\", \"hosts\": [...]}` for https/http sources; `hosts` limits "
-               "where the token may be sent. Read by workers at each clone; never echoed."})
+        "doc": "JSON file mapping a workspace id (or `*` for every workspace) to git credentials: "
+               "`{\"username\", \"token\", \"hosts\": [...]}` for https/http sources and/or "
+               "`{\"ssh_key\": \"/path/to/key\", \"hosts\": [...]}` for ssh sources; `hosts` limits "
+               "where they may be used. Read by workers at each clone; never echoed."})
+    git_ssh_known_hosts: str = field(default="", metadata={
+        "doc": "known_hosts file for ssh sources: when set, ssh trusts only the host keys in it. "
+               "Empty: the worker user's own known_hosts. Either way an unknown host key fails the "
+               "clone (`git_host_key_unverified`); ssh never prompts."})
     git_username: str = field(default="", metadata={
         "doc": "Service-wide git username for https/http sources (used with GIT_TOKEN)."})
     git_token: str = field(default="", repr=False, metadata={
@@ -336,6 +341,8 @@ class Settings:
             raise SettingsError("TOOL_PARALLELISM must be at least 1")
         if self.git_token and not self.git_token_hosts:
             raise SettingsError("GIT_TOKEN needs GIT_TOKEN_HOSTS (the hosts it may be sent to)")
+        if self.git_ssh_known_hosts and not self.git_ssh_known_hosts.startswith("/"):
+            raise SettingsError("GIT_SSH_KNOWN_HOSTS must be an absolute path")
         if self.manifest_verification_required and not self.manifest_verification_key_ref:
             raise SettingsError("MANIFEST_VERIFICATION_REQUIRED needs MANIFEST_VERIFICATION_KEY_REF")
         if self.manifest_max_bytes < 1 or self.manifest_fetch_timeout < 1:

@@ -119,7 +119,8 @@ def test_the_ssh_command_names_the_checked_address_and_never_prompts():
 
     command = shlex.split(_ssh_command("ssh://git@127.0.0.1:2222/org/repo.git"))
     assert command[0] == "ssh"
-    assert "HostName=127.0.0.1" in command and "HostKeyAlias=127.0.0.1" in command
+    assert "HostName=127.0.0.1" in command and "HostKeyAlias=[127.0.0.1]:2222" in command
+    assert "HostKeyAlias=localhost" in shlex.split(_ssh_command("ssh://git@localhost:22/r.git"))
     assert "BatchMode=yes" in command
 
 

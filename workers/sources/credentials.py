@@ -1,5 +1,6 @@
-"""Git credentials for https/http sources: a workspace's entry in GIT_CREDENTIALS_FILE, else the
-service-wide GIT_USERNAME/GIT_TOKEN. A token is only ever sent to the hosts it is meant for."""
+"""Git credentials: for https/http sources a token, from a workspace's entry in
+GIT_CREDENTIALS_FILE, else the service-wide GIT_USERNAME/GIT_TOKEN; for ssh sources a private key
+file named by a workspace's entry. Either is only ever used for the hosts it is meant for."""
 
 from __future__ import annotations
 
@@ -15,10 +16,11 @@ from workers.sources.errors import SourceError
 @dataclass(frozen=True)
 class GitCredentials:
     username: str
-    token: str
+    token: str = ""
+    ssh_key: str = ""  # a private key file, for ssh sources
 
     def __repr__(self) -> str:  # never let a token reach a log line by accident
-        return f"GitCredentials(username={self.username!r}, token='***')"
+        return f"GitCredentials(username={self.username!r}, token='***', ssh_key={self.ssh_key!r})"
 
 
 def _host_matches(url: str, hosts: list[str] | tuple[str, ...]) -> bool:
@@ -31,16 +33,24 @@ def _host_matches(url: str, hosts: list[str] | tuple[str, ...]) -> bool:
 
 def for_source(settings: Settings, workspace_id: str, url: str) -> GitCredentials | None:
     """The credentials to present for ``url`` on behalf of ``workspace_id``, if any."""
-    if urlsplit(url).scheme not in ("https", "http"):
+    scheme = urlsplit(url).scheme
+    if scheme not in ("https", "http", "ssh"):
         return None
     if settings.git_credentials_file:
         entries = _load(settings.git_credentials_file)
         entry = entries.get(workspace_id) or entries.get("*")
         if entry is not None:
             hosts = entry.get("hosts")
-            if hosts is None or (isinstance(hosts, list) and _host_matches(url, hosts)):
-                return GitCredentials(str(entry.get("username") or "x-access-token"), str(entry["token"]))
-            return None
+            if hosts is not None and not (isinstance(hosts, list) and _host_matches(url, hosts)):
+                return None
+            if scheme == "ssh":
+                key = entry.get("ssh_key")
+                return GitCredentials(urlsplit(url).username or "", ssh_key=str(key)) if key else None
+            if not entry.get("token"):
+                return None
+            return GitCredentials(str(entry.get("username") or "x-access-token"), str(entry["token"]))
+    if scheme == "ssh":
+        return None
     if settings.git_token and _host_matches(url, settings.git_token_hosts):
         return GitCredentials(settings.git_username or "x-access-token", settings.git_token)
     return None
@@ -56,9 +66,15 @@ def _load(path: str) -> dict[str, dict[str, object]]:
         raise SourceError("git_credentials_unreadable", "the git credentials file must hold a JSON object")
     out: dict[str, dict[str, object]] = {}
     for key, entry in data.items():
-        if not isinstance(entry, dict) or not isinstance(entry.get("token"), str) or not entry["token"]:
+        usable = isinstance(entry, dict) and any(
+            isinstance(entry.get(name), str) and entry[name] for name in ("token", "ssh_key"))
+        if not usable or any(name in entry and not (isinstance(entry[name], str) and entry[name])
+                             for name in ("token", "ssh_key")):
             raise SourceError("git_credentials_unreadable",
-                              f"the git credentials entry for {key!r} needs a non-empty token")
+                              f"the git credentials entry for {key!r} needs a non-empty token or ssh_key")
+        if "ssh_key" in entry and not Path(str(entry["ssh_key"])).is_absolute():
+            raise SourceError("git_credentials_unreadable",
+                              f"the ssh_key of entry {key!r} must be an absolute path")
         hosts = entry.get("hosts")
         if hosts is not None and not (isinstance(hosts, list) and all(isinstance(h, str) for h in hosts)):
             raise SourceError("git_credentials_unreadable", f"`hosts` of entry {key!r} must be a list of hosts")

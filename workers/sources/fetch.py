@@ -58,11 +58,12 @@ def _git(settings: Settings, record: dict[str, Any], dest: Path, redactor: Redac
          should_stop: Callable[[], bool] | None, full_history: bool) -> FetchedSource:
     url = record["git_url"]
     creds = credentials.for_source(settings, record["workspace_id"], url)
-    if creds is not None:
+    if creds is not None and creds.token:
         # Registered before anything runs, so no event, log line or error can carry it.
         redactor.add(creds.token)
     checkout = git.fetch(settings, url, dest, branch=record.get("branch"), commit=record.get("commit"),
-                         credentials=(creds.username, creds.token) if creds else None, should_stop=should_stop,
+                         credentials=(creds.username, creds.token) if creds and creds.token else None,
+                         ssh_key=creds.ssh_key if creds else None, should_stop=should_stop,
                          full_history=full_history)
     return FetchedSource("git", tree_hash(dest), commit=checkout.commit, branch=checkout.branch)
 

@@ -30,7 +30,7 @@ class GitCheckout:
 
 
 def fetch(settings: Settings, url: str, dest: Path, *, branch: str | None, commit: str | None,
-          credentials: tuple[str, str] | None = None, full_history: bool = False,
+          credentials: tuple[str, str] | None = None, ssh_key: str | None = None, full_history: bool = False,
           should_stop: toolrun.Callable[[], bool] | None = None) -> GitCheckout:
     try:
         check_url(url, settings.git_allowed_hosts, settings.allow_local_sources)
@@ -40,7 +40,8 @@ def fetch(settings: Settings, url: str, dest: Path, *, branch: str | None, commi
            "max_files": settings.max_repo_files, "max_bytes": settings.max_repo_bytes,
            "allowed_hosts": list(settings.git_allowed_hosts), "full_history": full_history,
            "username": credentials[0] if credentials else None,
-           "password": credentials[1] if credentials else None}
+           "password": credentials[1] if credentials else None,
+           "ssh_key": ssh_key or None, "known_hosts": settings.git_ssh_known_hosts or None}
     watch = _SizeWatch(dest, settings.max_repo_bytes)
 
     def stop() -> bool:

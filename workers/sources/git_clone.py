@@ -65,11 +65,12 @@ def _checked_pool_manager(allowed_hosts: list[str]) -> Any:
     return CheckedPoolManager(headers={"User-Agent": "certus-assurance (dulwich)"})
 
 
-def _ssh_command(url: str) -> str:
+def _ssh_command(url: str, ssh_key: str | None = None, known_hosts: str | None = None) -> str:
     """``ssh`` looks the host up itself, outside this process's guarded resolver. So the host is
     resolved here, through that resolver (which refuses non-public addresses of hosts not
     allowed), and ssh is told to connect to that very address. It still checks the host key
-    under the URL's host name. It never prompts: a scan has no one to answer."""
+    under the URL's host name. It never prompts: a scan has no one to answer. ``ssh_key``: the
+    only key it offers; ``known_hosts``: the only host keys it trusts."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     try:
@@ -77,15 +78,22 @@ def _ssh_command(url: str) -> str:
     except socket.gaierror as exc:
         raise CloneError("git_host_unresolvable", f"cannot resolve host {host!r}") from exc
     address = str(infos[0][4][0])
-    return (f"ssh -o BatchMode=yes -o HostName={shlex.quote(address)} "
-            f"-o HostKeyAlias={shlex.quote(host)}")
+    # The host key is looked up under the name ssh itself would use: `[host]:port` off port 22.
+    alias = host if parts.port in (None, 22) else f"[{host}]:{parts.port}"
+    argv = ["ssh", "-o", "BatchMode=yes", "-o", f"HostName={address}", "-o", f"HostKeyAlias={alias}"]
+    if ssh_key:
+        argv += ["-i", ssh_key, "-o", "IdentitiesOnly=yes"]
+    if known_hosts:
+        argv += ["-o", f"UserKnownHostsFile={known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null",
+                 "-o", "StrictHostKeyChecking=yes"]
+    return shlex.join(argv)
 
 
-def _transport_kwargs(url: str, allowed_hosts: list[str], username: str | None,
-                      password: str | None) -> dict[str, Any]:
+def _transport_kwargs(url: str, allowed_hosts: list[str], username: str | None, password: str | None,
+                      ssh_key: str | None = None, known_hosts: str | None = None) -> dict[str, Any]:
     scheme = urlsplit(url).scheme
     if scheme in ("ssh", "git+ssh"):
-        return {"ssh_command": _ssh_command(url)}
+        return {"ssh_command": _ssh_command(url, ssh_key, known_hosts)}
     if scheme not in ("http", "https"):
         return {}
     kwargs: dict[str, Any] = {"pool_manager": _checked_pool_manager(allowed_hosts)}
@@ -109,7 +117,15 @@ def _clone_once(source: str, dest: Path, branch: str | None, depth: int | None, 
         raise CloneError("git_redirect_not_allowed", f"the server redirected the clone elsewhere: {exc}") from exc
     except HTTPUnauthorized as exc:
         raise CloneError("git_auth_failed", "the git server refused the credentials (or needs some)") from exc
-    except (NotGitRepository, HangupException) as exc:
+    except HangupException as exc:
+        said = b"\n".join(exc.stderr_lines or []).lower()
+        if b"host key verification failed" in said:
+            raise CloneError("git_host_key_unverified", "the ssh host key is not among the trusted "
+                             "ones (CERTUS_ASSURANCE_GIT_SSH_KNOWN_HOSTS)") from exc
+        if b"permission denied" in said:
+            raise CloneError("git_auth_failed", "the git server refused the ssh key (or needs one)") from exc
+        raise CloneError("repository_not_found", "the repository does not exist or cannot be read") from exc
+    except NotGitRepository as exc:
         raise CloneError("repository_not_found", "the repository does not exist or cannot be read") from exc
     except GitProtocolError as exc:
         text = str(exc).lower()
@@ -152,9 +168,10 @@ def _size(path: Path) -> int:
 
 def clone(url: str, dest: Path, branch: str | None, commit: str | None, *, max_files: int,
           max_bytes: int, allowed_hosts: list[str] | None = None, full_history: bool = False,
-          username: str | None = None, password: str | None = None) -> dict[str, Any]:
+          username: str | None = None, password: str | None = None, ssh_key: str | None = None,
+          known_hosts: str | None = None) -> dict[str, Any]:
     source = url if url.startswith("/") or urlsplit(url).scheme != "file" else urlsplit(url).path
-    kwargs = _transport_kwargs(source, allowed_hosts or [], username, password)
+    kwargs = _transport_kwargs(source, allowed_hosts or [], username, password, ssh_key, known_hosts)
     # Only the branch tip is needed when no commit is pinned and no scanner reads the history: ask
     # for it shallowly, and fall back to a full clone where the server cannot serve a shallow one.
     depth = None if commit or full_history else 1
@@ -215,7 +232,7 @@ def _reachable(repo: Repo, tip: bytes, sha: bytes) -> bool:
 
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
     """One clone as a JSON-ready result. ``job``: url, dest, branch, commit, max_files, max_bytes,
-    allowed_hosts, full_history, username, password."""
+    allowed_hosts, full_history, username, password, ssh_key, known_hosts."""
     allowed = list(job.get("allowed_hosts") or [])
     refused: list[str] = []
     if not is_local_source(job["url"]):
@@ -225,7 +242,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         out = clone(job["url"], Path(job["dest"]), job.get("branch"), job.get("commit"),
                     max_files=int(job["max_files"]), max_bytes=int(job["max_bytes"]), allowed_hosts=allowed,
                     full_history=bool(job.get("full_history")), username=job.get("username"),
-                    password=job.get("password"))
+                    password=job.get("password"), ssh_key=job.get("ssh_key"),
+                    known_hosts=job.get("known_hosts"))
     except CloneError as exc:
         out = {"error": exc.code, "message": str(exc)}
     except Exception as exc:  # noqa: BLE001 - report, never print a trace with a URL in it
