@@ -3,6 +3,7 @@ The same store as ``python -m app.keys``; a key is shown once, when it is create
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -15,6 +16,7 @@ from app.schemas.keys import KeyCreateSchema
 from tasks.keys import KeyError_, KeyStore
 
 bp = Blueprint("keys", __name__, url_prefix="/v1/keys")
+log = logging.getLogger(__name__)
 
 _create_schema = KeyCreateSchema()
 _KEY_ID = re.compile(r"[0-9a-f]{12}")
@@ -55,6 +57,9 @@ def create() -> tuple[Response, int]:
         plain, principal = _store().create(data["role"], data["workspaces"], name=data["name"])
     except KeyError_ as exc:  # the schema checks the same; the store has the last word
         raise APIError(422, "validation_error", str(exc)) from exc
+    log.warning("API key %s created (role %s, workspaces %s) by key %s", principal.key_id, principal.role,
+                ",".join(sorted(principal.workspaces)), _caller(),
+                extra={"audit": "key_created", "key_id": principal.key_id, "by": _caller()})
     return jsonify({"key": plain, "key_id": principal.key_id, "role": principal.role,
                     "workspaces": sorted(principal.workspaces), "name": principal.name}), 201
 
@@ -95,4 +100,11 @@ def revoke(key_id: str) -> tuple[str, int]:
         raise APIError(409, "own_key", "a key cannot revoke itself; revoke it with another admin key")
     if not _KEY_ID.fullmatch(key_id) or not _store().revoke(key_id):
         raise APIError(404, "key_not_found", "no key has that id")
+    log.warning("API key %s revoked by key %s", key_id, _caller(),
+                extra={"audit": "key_revoked", "key_id": key_id, "by": _caller()})
     return "", 204
+
+
+def _caller() -> str:
+    principal = current_principal()
+    return principal.key_id if principal is not None else "-"

@@ -98,3 +98,14 @@ def test_a_trailing_newline_never_passes_for_an_identifier(admin, field, value):
     resp = c.post("/v1/security-scans", json={**BODY, field: value}, headers=auth(root))
     assert resp.status_code == 422 and field in resp.json["error"]["fields"], resp.json
     assert client.zcard("ca:idx:all") == 0
+
+
+def test_creating_and_revoking_keys_leaves_an_audit_line_naming_who_without_the_key(admin, caplog):
+    c, root, root_principal, _, _ = admin
+    with caplog.at_level("INFO", logger="app.routes.keys"):
+        created = c.post("/v1/keys", json={"role": "reader", "workspaces": ["ws-a"]}, headers=auth(root)).json
+        assert c.delete(f"/v1/keys/{created['key_id']}", headers=auth(root)).status_code == 204
+    audit = {r.audit: r for r in caplog.records if hasattr(r, "audit")}
+    assert audit["key_created"].key_id == created["key_id"] and audit["key_created"].by == root_principal.key_id
+    assert audit["key_revoked"].key_id == created["key_id"] and audit["key_revoked"].by == root_principal.key_id
+    assert created["key"] not in caplog.text and root not in caplog.text
