@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import Celery
 
 from tasks import names
-from tasks.redis_client import celery_ssl_options, is_sentinel
+from tasks.redis_client import celery_ssl_options, is_sentinel, tls_options, uses_tls
 from tasks.settings import Settings
 
 
@@ -13,8 +13,13 @@ def broker_transport_options(settings: Settings) -> dict[str, object]:
     options: dict[str, object] = {"visibility_timeout": settings.visibility_timeout}
     if is_sentinel(settings.broker):
         options["master_name"] = settings.redis_sentinel_master
+        sentinel_kwargs: dict[str, object] = {}
         if settings.redis_sentinel_password:
-            options["sentinel_kwargs"] = {"password": settings.redis_sentinel_password}
+            sentinel_kwargs["password"] = settings.redis_sentinel_password
+        if uses_tls(settings.broker, settings):
+            sentinel_kwargs.update(ssl=True, **tls_options(settings))
+        if sentinel_kwargs:
+            options["sentinel_kwargs"] = sentinel_kwargs
     return options
 
 
@@ -32,7 +37,7 @@ def create_celery(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         broker_transport_options=broker_transport_options(settings),
-        broker_use_ssl=celery_ssl_options(settings) if settings.broker.startswith("rediss://") else None,
+        broker_use_ssl=celery_ssl_options(settings) if uses_tls(settings.broker, settings) else None,
         broker_connection_retry_on_startup=True,
         task_default_queue=names.SCANS_QUEUE,
         task_routes={

@@ -9,7 +9,8 @@ Three kinds of URL are accepted, for state, streams and the broker alike:
   master of ``REDIS_SENTINEL_MASTER``. The password is the master's; the Sentinels' own is
   ``REDIS_SENTINEL_PASSWORD``. Clients follow a failover: a connection that fails asks the
   Sentinels again for the current master. The format is Kombu's, so the same URL serves as the
-  Celery broker URL.
+  Celery broker URL. With ``REDIS_SENTINEL_TLS`` the Sentinels and the master speak TLS, checked
+  as for ``rediss://``.
 """
 
 from __future__ import annotations
@@ -76,6 +77,11 @@ def tls_options(settings: Settings | None) -> dict[str, Any]:
     return options
 
 
+def uses_tls(url: str, settings: Settings | None) -> bool:
+    """Whether connections for ``url`` speak TLS: ``rediss://``, or Sentinels with REDIS_SENTINEL_TLS."""
+    return url.startswith("rediss://") or (is_sentinel(url) and settings is not None and settings.redis_sentinel_tls)
+
+
 def celery_ssl_options(settings: Settings) -> dict[str, Any]:
     """The same TLS options in the form Celery's ``broker_use_ssl`` takes (an ``ssl`` constant
     where redis-py takes a name)."""
@@ -93,11 +99,13 @@ def connect(url: str, *, settings: Settings | None = None, max_connections: int 
         if settings is None or not settings.redis_sentinel_master:
             raise ValueError("a sentinel:// URL needs REDIS_SENTINEL_MASTER")
         parsed = parse_sentinel_url(url)
-        sentinel_kwargs: dict[str, Any] = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0}
+        tls = {"ssl": True, **tls_options(settings)} if uses_tls(url, settings) else {}
+        sentinel_kwargs: dict[str, Any] = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0, **tls}
         if settings.redis_sentinel_password:
             sentinel_kwargs["password"] = settings.redis_sentinel_password
         sentinel = Sentinel(parsed.hosts, sentinel_kwargs=sentinel_kwargs, password=parsed.password,
-                            username=parsed.username, db=parsed.db, max_connections=max_connections, **common)
+                            username=parsed.username, db=parsed.db, max_connections=max_connections, **common,
+                            **tls)
         return sentinel.master_for(settings.redis_sentinel_master, redis_class=redis.Redis)
-    extra = tls_options(settings) if url.startswith("rediss://") else {}
+    extra = tls_options(settings) if uses_tls(url, settings) else {}
     return redis.Redis.from_url(url, max_connections=max_connections, **common, **extra)

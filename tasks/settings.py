@@ -222,9 +222,12 @@ class Settings:
     redis_sentinel_password: str = field(default="", metadata={
         "doc": "Password of the Sentinels themselves (`requirepass` in sentinel.conf); empty when they "
                "need none."})
+    redis_sentinel_tls: bool = field(default=False, metadata={
+        "doc": "Speak TLS to the Sentinels and to the master they name (with the REDIS_TLS_* files), for "
+               "`sentinel://` URLs.", "parse": _bool})
     redis_tls_ca_file: str = field(default="", metadata={
-        "doc": "CA bundle that signs the Redis server certificate, for `rediss://` URLs; empty means the "
-               "system's CAs."})
+        "doc": "CA bundle that signs the Redis server certificate, for `rediss://` URLs (and Sentinels "
+               "with REDIS_SENTINEL_TLS); empty means the system's CAs."})
     redis_tls_cert_file: str = field(default="", metadata={
         "doc": "Client certificate for Redis TLS, when the server asks for one (`tls-auth-clients yes`)."})
     redis_tls_key_file: str = field(default="", metadata={

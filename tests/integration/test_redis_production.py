@@ -89,13 +89,14 @@ def test_tls_redis_with_a_password(tmp_path, tls_redis, vulnerable_repo):
     _scan_end_to_end(tmp_path / "svc", env, vulnerable_repo["url"])
 
 
-def _start_sentinel(folder, master_port: int, *extra: str) -> tuple[int, subprocess.Popen]:
-    """One Sentinel on loopback watching master ``certus``; ``extra`` lines go into its config."""
+def _start_sentinel(folder, master_port: int, *extra: str, tls: bool = False) -> tuple[int, subprocess.Popen]:
+    """One Sentinel on loopback watching master ``certus``; ``extra`` lines go into its config.
+    With ``tls`` it listens for TLS only (``extra`` names its files)."""
     port = free_port()
     folder.mkdir()
     conf = folder / "sentinel.conf"
     conf.write_text("\n".join([
-        f"port {port}", "bind 127.0.0.1", f"dir {folder}",
+        *(["port 0", f"tls-port {port}"] if tls else [f"port {port}"]), "bind 127.0.0.1", f"dir {folder}",
         f"sentinel monitor certus 127.0.0.1 {master_port} 1",
         f"sentinel auth-pass certus {PASSWORD}", *extra, ""]))
     proc = subprocess.Popen([_system_redis(), str(conf), "--sentinel"], stdout=subprocess.DEVNULL,
@@ -140,6 +141,50 @@ def test_sentinel_with_passwords(tmp_path, sentinel, vulnerable_repo):
     env = base_env(tmp_path, url, CERTUS_ASSURANCE_REDIS_SENTINEL_MASTER="certus",
                    CERTUS_ASSURANCE_REDIS_SENTINEL_PASSWORD=SENTINEL_PASSWORD)
     _scan_end_to_end(tmp_path / "svc", env, vulnerable_repo["url"])
+
+
+def test_sentinel_and_master_over_tls(tmp_path, vulnerable_repo):
+    # Sentinels and the master they name speak only TLS; clients check both against the CA.
+    tls = make_tls_files(tmp_path / "tls")
+    files = ["--tls-cert-file", str(tls.cert), "--tls-key-file", str(tls.key), "--tls-ca-cert-file", str(tls.ca),
+             "--tls-auth-clients", "optional"]
+    master_port = free_port()
+    master = RedisServer(tmp_path / "master", port=free_port(), extra_args=[
+        "--port", "0", "--tls-port", str(master_port), *files, "--tls-replication", "yes",
+        "--requirepass", PASSWORD, "--masterauth", PASSWORD])
+    master.data_dir.mkdir(parents=True, exist_ok=True)
+    master.proc = subprocess.Popen(master.argv(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port("127.0.0.1", master_port, 20)
+    sentinel_port, proc = _start_sentinel(
+        tmp_path / "sentinel", master_port, "sentinel down-after-milliseconds certus 5000",
+        f"tls-cert-file {tls.cert}", f"tls-key-file {tls.key}", f"tls-ca-cert-file {tls.ca}",
+        "tls-auth-clients optional", "tls-replication yes", tls=True)
+    try:
+        url = f"sentinel://:{PASSWORD}@127.0.0.1:{sentinel_port}/0"
+        settings = Settings(redis_url=url, redis_sentinel_master="certus", redis_sentinel_tls=True,
+                            redis_tls_ca_file=str(tls.ca))
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                assert connect(url, settings=settings).ping()
+                break
+            except redis.RedisError:
+                assert time.monotonic() < deadline, "the Sentinel never named a master"
+                time.sleep(0.5)
+        # Fail closed: without TLS nothing answers, and another CA's certificate is refused.
+        with pytest.raises(redis.RedisError):
+            connect(url, settings=Settings(redis_url=url, redis_sentinel_master="certus")).ping()
+        other = make_tls_files(tmp_path / "other")
+        with pytest.raises(redis.RedisError):
+            connect(url, settings=Settings(redis_url=url, redis_sentinel_master="certus", redis_sentinel_tls=True,
+                                           redis_tls_ca_file=str(other.ca))).ping()
+        env = base_env(tmp_path, url, CERTUS_ASSURANCE_REDIS_SENTINEL_MASTER="certus",
+                       CERTUS_ASSURANCE_REDIS_SENTINEL_TLS="true", CERTUS_ASSURANCE_REDIS_TLS_CA_FILE=str(tls.ca))
+        _scan_end_to_end(tmp_path / "svc", env, vulnerable_repo["url"])
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        master.stop()
 
 
 def test_clients_follow_a_sentinel_failover(tmp_path):
