@@ -49,16 +49,34 @@ def _scan_end_to_end(tmp_path: Path, env: dict[str, str], repo_url: str) -> None
         svc.stop()
 
 
-@pytest.fixture()
-def tls_redis(tmp_path):
-    tls = make_tls_files(tmp_path / "tls")
+def _start_tls_redis(folder: Path, tls, *extra: str) -> tuple[int, RedisServer]:
+    """A redis-server on loopback that speaks only TLS (certificates from ``tls``), with a password."""
     port = free_port()
-    server = RedisServer(tmp_path / "redis-tls", port=free_port(), extra_args=[
+    server = RedisServer(folder, port=free_port(), extra_args=[
         "--port", "0", "--tls-port", str(port), "--tls-cert-file", str(tls.cert), "--tls-key-file", str(tls.key),
-        "--tls-ca-cert-file", str(tls.ca), "--tls-auth-clients", "optional", "--requirepass", PASSWORD])
+        "--tls-ca-cert-file", str(tls.ca), "--tls-auth-clients", "optional", "--requirepass", PASSWORD, *extra])
     server.data_dir.mkdir(parents=True, exist_ok=True)
     server.proc = subprocess.Popen(server.argv(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port("127.0.0.1", port, 20)
+    return port, server
+
+
+def _wait_until_answering(url: str, settings: Settings) -> None:
+    """Until Redis at ``url`` answers a ping (a Sentinel needs a moment to name its master)."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            assert connect(url, settings=settings).ping()
+            return
+        except redis.RedisError:
+            assert time.monotonic() < deadline, f"nothing answered at {url.split('@')[-1]}"
+            time.sleep(0.3)
+
+
+@pytest.fixture()
+def tls_redis(tmp_path):
+    tls = make_tls_files(tmp_path / "tls")
+    port, server = _start_tls_redis(tmp_path / "redis-tls", tls)
     try:
         yield port, tls
     finally:
@@ -70,15 +88,7 @@ def test_tls_redis_with_a_password(tmp_path, tls_redis, vulnerable_repo):
     port, tls = tls_redis
     url = f"rediss://:{PASSWORD}@127.0.0.1:{port}/0"
     settings = Settings(redis_url=url, redis_tls_ca_file=str(tls.ca))
-    client = connect(url, settings=settings)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            assert client.ping()
-            break
-        except redis.ConnectionError:
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
+    _wait_until_answering(url, settings)
     # Fail closed: a certificate from an unknown CA, or a wrong password, is refused.
     other = make_tls_files(tmp_path / "other")
     with pytest.raises(redis.ConnectionError):
@@ -126,14 +136,7 @@ def sentinel(tmp_path):
 def test_sentinel_with_passwords(tmp_path, sentinel, vulnerable_repo):
     url = f"sentinel://:{PASSWORD}@127.0.0.1:{sentinel}/0"
     settings = Settings(redis_url=url, redis_sentinel_master="certus", redis_sentinel_password=SENTINEL_PASSWORD)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            assert connect(url, settings=settings).ping()
-            break
-        except redis.RedisError:
-            assert time.monotonic() < deadline, "the Sentinel never named a master"
-            time.sleep(0.5)
+    _wait_until_answering(url, settings)
     # Without the Sentinels' password there is no master to be had.
     bad = Settings(redis_url=url, redis_sentinel_master="certus", redis_sentinel_password="wrong")
     with pytest.raises(redis.RedisError):
@@ -146,15 +149,8 @@ def test_sentinel_with_passwords(tmp_path, sentinel, vulnerable_repo):
 def test_sentinel_and_master_over_tls(tmp_path, vulnerable_repo):
     # Sentinels and the master they name speak only TLS; clients check both against the CA.
     tls = make_tls_files(tmp_path / "tls")
-    files = ["--tls-cert-file", str(tls.cert), "--tls-key-file", str(tls.key), "--tls-ca-cert-file", str(tls.ca),
-             "--tls-auth-clients", "optional"]
-    master_port = free_port()
-    master = RedisServer(tmp_path / "master", port=free_port(), extra_args=[
-        "--port", "0", "--tls-port", str(master_port), *files, "--tls-replication", "yes",
-        "--requirepass", PASSWORD, "--masterauth", PASSWORD])
-    master.data_dir.mkdir(parents=True, exist_ok=True)
-    master.proc = subprocess.Popen(master.argv(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_port("127.0.0.1", master_port, 20)
+    master_port, master = _start_tls_redis(tmp_path / "master", tls, "--tls-replication", "yes",
+                                           "--masterauth", PASSWORD)
     sentinel_port, proc = _start_sentinel(
         tmp_path / "sentinel", master_port, "sentinel down-after-milliseconds certus 5000",
         f"tls-cert-file {tls.cert}", f"tls-key-file {tls.key}", f"tls-ca-cert-file {tls.ca}",
@@ -163,14 +159,7 @@ def test_sentinel_and_master_over_tls(tmp_path, vulnerable_repo):
         url = f"sentinel://:{PASSWORD}@127.0.0.1:{sentinel_port}/0"
         settings = Settings(redis_url=url, redis_sentinel_master="certus", redis_sentinel_tls=True,
                             redis_tls_ca_file=str(tls.ca))
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                assert connect(url, settings=settings).ping()
-                break
-            except redis.RedisError:
-                assert time.monotonic() < deadline, "the Sentinel never named a master"
-                time.sleep(0.5)
+        _wait_until_answering(url, settings)
         # Fail closed: without TLS nothing answers, and another CA's certificate is refused.
         with pytest.raises(redis.RedisError):
             connect(url, settings=Settings(redis_url=url, redis_sentinel_master="certus")).ping()
