@@ -66,10 +66,8 @@ def _load(path: str) -> dict[str, dict[str, object]]:
         raise SourceError("git_credentials_unreadable", "the git credentials file must hold a JSON object")
     out: dict[str, dict[str, object]] = {}
     for key, entry in data.items():
-        usable = isinstance(entry, dict) and any(
-            isinstance(entry.get(name), str) and entry[name] for name in ("token", "ssh_key"))
-        if not usable or any(name in entry and not (isinstance(entry[name], str) and entry[name])
-                             for name in ("token", "ssh_key")):
+        given = [entry[name] for name in ("token", "ssh_key") if name in entry] if isinstance(entry, dict) else []
+        if not given or not all(isinstance(value, str) and value for value in given):
             raise SourceError("git_credentials_unreadable",
                               f"the git credentials entry for {key!r} needs a non-empty token or ssh_key")
         if "ssh_key" in entry and not Path(str(entry["ssh_key"])).is_absolute():

@@ -78,8 +78,8 @@ class SpareClone:
     """One clone process started ahead of need: by the time a scan needs a clone, Python and
     dulwich are loaded (a third of a small clone's time) and the process only waits for its job.
     A clone uses up the spare; the next one is started when that clone ends and loads while the
-    scan's tools run, so back-to-back scans find one ready too. A spare whose worker goes away reads end-of-input and
-    exits."""
+    scan's tools run, so back-to-back scans find one ready too. A spare whose worker goes away
+    reads end-of-input and exits."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
