@@ -13,6 +13,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
+
 from tasks.netpolicy import guard_resolver
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,6 +124,18 @@ def test_the_ssh_command_names_the_checked_address_and_never_prompts():
     assert "HostName=127.0.0.1" in command and "HostKeyAlias=[127.0.0.1]:2222" in command
     assert "HostKeyAlias=localhost" in shlex.split(_ssh_command("ssh://git@localhost:22/r.git"))
     assert "BatchMode=yes" in command
+
+
+def test_an_ssh_host_that_does_not_resolve_is_a_clear_error(monkeypatch):
+    import workers.sources.git_clone as git_clone
+
+    def no_answer(host, *args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, f"{host}: no such name")
+
+    monkeypatch.setattr(git_clone.socket, "getaddrinfo", no_answer)  # no DNS query leaves the test
+    with pytest.raises(git_clone.CloneError) as exc:
+        git_clone._ssh_command("ssh://git@git.nowhere.invalid/r.git")
+    assert exc.value.code == "git_host_unresolvable" and "git.nowhere.invalid" in str(exc.value)
 
 
 def test_guard_lets_listed_and_public_hosts_through_in_process():

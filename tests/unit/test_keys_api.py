@@ -3,6 +3,9 @@ stored hashed, revocable at once, and a bad request writes nothing."""
 
 from __future__ import annotations
 
+import json
+import time
+
 import pytest
 
 from tests.support.edge import BODY, auth, make_app
@@ -30,10 +33,10 @@ def test_an_admin_creates_a_key_that_works_at_once_with_its_role_and_workspaces(
     listing = c.get("/v1/keys", headers=auth(root))
     assert listing.status_code == 200
     items = {item["key_id"]: item for item in listing.json["items"]}
-    assert items[body["key_id"]] == {"key_id": body["key_id"], "role": "reader", "workspaces": ["ws-a"],
-                                     "name": "dashboards", "created_at": pytest.approx(items[body["key_id"]]
-                                                                                       ["created_at"])}
-    assert isinstance(items[body["key_id"]]["created_at"], float)
+    listed = dict(items[body["key_id"]])
+    created_at = listed.pop("created_at")
+    assert listed == {"key_id": body["key_id"], "role": "reader", "workspaces": ["ws-a"], "name": "dashboards"}
+    assert isinstance(created_at, float) and created_at == pytest.approx(time.time(), abs=60)
     assert "key" not in str(listing.json).replace("key_id", "")  # neither keys nor hashes are listed
     assert "hash" not in str(listing.json)
 
@@ -109,3 +112,19 @@ def test_creating_and_revoking_keys_leaves_an_audit_line_naming_who_without_the_
     assert audit["key_created"].key_id == created["key_id"] and audit["key_created"].by == root_principal.key_id
     assert audit["key_revoked"].key_id == created["key_id"] and audit["key_revoked"].by == root_principal.key_id
     assert created["key"] not in caplog.text and root not in caplog.text
+
+
+@pytest.mark.parametrize("change, status", [("name", 202), ("role", 403), ("workspaces", 404)])
+def test_a_key_whose_stored_record_changed_is_judged_by_the_new_record(admin, change, status):
+    # The remembered record no longer matches the store: the write refuses it, the key is looked up
+    # afresh, and the request gets what the stored record allows.
+    c, _, _, keys, client = admin
+    plain, principal = keys.create("submitter", ["ws-a"], name="ci")
+    assert c.post("/v1/security-scans", json=BODY, headers=auth(plain)).status_code == 202  # remembered
+    record_key = f"ca:key:{principal.key_hash}"
+    meta = json.loads(client.get(record_key))
+    meta[change] = {"name": "ci-renamed", "role": "reader", "workspaces": ["ws-b"]}[change]
+    client.set(record_key, json.dumps(meta))
+    answer = c.post("/v1/security-scans", json=BODY, headers=auth(plain))
+    assert answer.status_code == status, answer.json
+    assert client.zcard("ca:idx:all") == (2 if status == 202 else 1)
