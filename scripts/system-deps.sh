@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite runs against, when they are missing and we may.
 #   git, git daemon      the tests serve repositories with `git daemon`
-#   ssh, sshd            the client dulwich runs for ssh:// sources; a real OpenSSH server for their tests
+#   ssh                  the client dulwich runs for ssh:// sources (their tests serve ssh with asyncssh)
 #   chromium, -driver    the web page's browser test
 #   docker-registry      an OCI registry on loopback (manifests and publishing); htpasswd from apache2-utils
 #   haproxy              the load balancer of `make cluster` and its test
@@ -12,7 +12,6 @@ need=()
 command -v git >/dev/null || need+=(git)
 [ -x "$(git --exec-path 2>/dev/null)/git-daemon" ] || need+=(git-daemon-sysvinit)
 command -v ssh >/dev/null || need+=(openssh-client)
-command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 # The web page's browser test drives Debian's headless Chromium through chromedriver.
 command -v chromium >/dev/null || need+=(chromium)
 command -v chromedriver >/dev/null || need+=(chromium-driver)

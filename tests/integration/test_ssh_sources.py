@@ -1,4 +1,4 @@
-"""ssh git sources against a real OpenSSH server on loopback: a workspace's deploy key from the
+"""ssh git sources through the real ssh client against an SSH server on loopback: a workspace's deploy key from the
 credentials file, host keys trusted only from GIT_SSH_KNOWN_HOSTS, and clear errors when either
 does not fit."""
 
@@ -46,6 +46,7 @@ def test_a_workspace_deploy_key_clones_over_ssh(sshd, setup, tmp_path):
     fetched = _fetch(settings, "ws-ssh", sshd.url(repo), tmp_path / "checkout")
     assert fetched.commit == head and fetched.branch == "main"
     assert (tmp_path / "checkout" / "app.py").read_text() == "print('over ssh')\n"
+    assert sshd.commands[-1] == ["git-upload-pack", str(repo.resolve())]  # over ssh, as a git host serves it
 
 
 def test_an_untrusted_host_key_fails_the_clone(sshd, setup, tmp_path):

@@ -1,22 +1,19 @@
-"""A real OpenSSH server on loopback that serves git over ssh to the current user, who may log in
-only with the one key made for the test: the protocol an ssh git host speaks."""
+"""An SSH server on loopback that serves git over ssh (`git-upload-pack` for the path asked) to
+whoever holds the one key made for the test: the protocol an ssh git host speaks, to the real
+`ssh` client. The server is asyncssh, run in a thread, so the tests need no system sshd (whose
+package would also install and start a service on the machine)."""
 
 from __future__ import annotations
 
+import asyncio
 import getpass
-import os
-import shutil
-import subprocess
+import shlex
+import threading
 from pathlib import Path
 
-from stack.ports import free_port, wait_port
+import asyncssh
 
-SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
-
-
-def _keygen(path: Path) -> Path:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
-    return path
+from stack.ports import free_port
 
 
 class Sshd:
@@ -25,31 +22,53 @@ class Sshd:
         self.base = base
         self.user = getpass.getuser()
         self.port = free_port()
-        host_key = _keygen(base / "host_key")
-        self.client_key = _keygen(base / "client_key")
-        (base / "authorized_keys").write_text((base / "client_key.pub").read_text())
-        (base / "authorized_keys").chmod(0o600)
-        host_line = " ".join((base / "host_key.pub").read_text().split()[:2])
+        host_key = asyncssh.generate_private_key("ssh-ed25519")
+        client_key = asyncssh.generate_private_key("ssh-ed25519")
+        self.client_key = base / "client_key"
+        self.client_key.write_bytes(client_key.export_private_key("openssh"))
+        self.client_key.chmod(0o600)  # ssh ignores a key others may read
+        (base / "authorized_keys").write_bytes(client_key.export_public_key("openssh"))
+        host_line = host_key.export_public_key("openssh").decode().strip()
         # The host key under the name ssh looks it up by off port 22, for the two ways tests name it.
         self.known_hosts = base / "known_hosts"
         self.known_hosts.write_text("".join(f"[{name}]:{self.port} {host_line}\n"
                                             for name in ("localhost", "127.0.0.1")))
-        config = base / "sshd_config"
-        config.write_text("\n".join([
-            f"Port {self.port}", "ListenAddress 127.0.0.1", f"HostKey {host_key}",
-            f"PidFile {base / 'sshd.pid'}", f"AuthorizedKeysFile {base / 'authorized_keys'}",
-            "PasswordAuthentication no", "KbdInteractiveAuthentication no", "UsePAM no",
-            "StrictModes no", "PermitRootLogin prohibit-password", ""]))
-        if os.geteuid() == 0:
-            Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation folder
-        self.log = (base / "sshd.log").open("wb")
-        self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=self.log, stderr=self.log)
-        wait_port("127.0.0.1", self.port, 30)
+        self.commands: list[list[str]] = []
+        self._loop = asyncio.new_event_loop()
+        started = threading.Event()
+        threading.Thread(target=self._run, args=(host_key, started), daemon=True).start()
+        if not started.wait(30):
+            raise TimeoutError("the SSH server did not start")
+
+    def _run(self, host_key: asyncssh.SSHKey, started: threading.Event) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._server = self._loop.run_until_complete(asyncssh.create_server(
+            asyncssh.SSHServer, "127.0.0.1", self.port, server_host_keys=[host_key],
+            authorized_client_keys=str(self.base / "authorized_keys"), process_factory=self._serve,
+            encoding=None, allow_scp=False))
+        started.set()
+        self._loop.run_forever()
+
+    async def _serve(self, process: asyncssh.SSHServerProcess) -> None:
+        argv = shlex.split(process.command or "")
+        self.commands.append(argv)
+        if len(argv) != 2 or argv[0] != "git-upload-pack":  # a git host runs nothing else
+            process.stderr.write(b"only git-upload-pack is served here\n")
+            process.exit(128)
+            return
+        git = await asyncio.create_subprocess_exec(
+            "git", "upload-pack", argv[1], stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        await process.redirect(stdin=git.stdin, stdout=git.stdout, stderr=git.stderr)
+        process.exit(await git.wait())
 
     def url(self, repo: Path, host: str = "localhost") -> str:
         return f"ssh://{self.user}@{host}:{self.port}{repo.resolve()}"
 
     def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
-        self.log.close()
+        async def close() -> None:
+            self._server.close()
+            await self._server.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
