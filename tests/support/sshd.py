@@ -61,6 +61,7 @@ class Sshd:
             stderr=asyncio.subprocess.PIPE)
         await process.redirect(stdin=git.stdin, stdout=git.stdout, stderr=git.stderr)
         process.exit(await git.wait())
+        await process.wait_closed()  # runs the redirect's clean-up before the session goes
 
     def url(self, repo: Path, host: str = "localhost") -> str:
         return f"ssh://{self.user}@{host}:{self.port}{repo.resolve()}"
