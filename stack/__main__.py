@@ -6,6 +6,7 @@ Starts an embedded Redis (data under var/redis) when CERTUS_ASSURANCE_REDIS_URL 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -15,18 +16,21 @@ from pathlib import Path
 from stack import processes
 from stack.adminkey import ensure_admin_key
 from stack.ports import wait_port
-from stack.redis_server import RedisServer
+from stack.private_file import ensure_secret, read_private, write_private
+from stack.redis_server import REDIS_PASSWORD_FILE, RedisServer, with_password
 from tasks.settings import Settings
 
 
 def run(args: argparse.Namespace) -> int:
-    var = processes.ROOT / "var"
+    var = Path(args.folder).resolve()
     env: dict[str, str] = {}
     redis = None
     if not os.environ.get("CERTUS_ASSURANCE_REDIS_URL"):
-        redis = RedisServer(var / "redis", port=args.redis_port).start()
+        password = ensure_secret(var / REDIS_PASSWORD_FILE)
+        redis = RedisServer(var / "redis", port=args.redis_port, password=password).start()
         env["CERTUS_ASSURANCE_REDIS_URL"] = redis.url
-        print(f"embedded Redis on {redis.url} (data in {var / 'redis'})", flush=True)
+        print(f"embedded Redis on {redis.public_url} (password in {var / REDIS_PASSWORD_FILE}, mode 0600; "
+              f"data in {var / 'redis'})", flush=True)
     redis_url = env.get("CERTUS_ASSURANCE_REDIS_URL") or os.environ["CERTUS_ASSURANCE_REDIS_URL"]
     ensure_admin_key(redis_url, Path(Settings.from_env().admin_key_file))
     host, _, port = args.bind.rpartition(":")
@@ -36,6 +40,12 @@ def run(args: argparse.Namespace) -> int:
         for i in range(args.workers):
             children.append(processes.spawn(processes.worker_argv(f"worker{i + 1}"), env))
         wait_port(host or "127.0.0.1", int(port), 60)
+        # Which processes run, for tools and tests (no secret in it).
+        write_private(var / "run.json", json.dumps({
+            "url": f"http://{args.bind}", "redis_url": redis.public_url if redis else None,
+            "redis_pid": redis.proc.pid if redis and redis.proc else None,
+            "pids": {"api": children[0].pid, **{f"worker{i}": c.pid for i, c in enumerate(children[1:], 1)}},
+        }, indent=2))
         print(f"Certus Assurance API on http://{args.bind}  (Ctrl-C stops everything)", flush=True)
         stopping = False
 
@@ -92,8 +102,25 @@ def cluster(args: argparse.Namespace) -> int:
     return 0
 
 
+def embedded_redis_url(args: argparse.Namespace) -> str | None:
+    """The URL (with its password) of the Redis that ``make cluster`` (``--cluster FOLDER``) or
+    ``make run`` embeds, or None when there is none."""
+    if args.cluster:
+        state = json.loads((Path(args.cluster) / "cluster.json").read_text())
+        if not state.get("redis_password_file"):
+            return None
+        url, password_file = state["redis_url"], Path(state["redis_password_file"])
+    else:
+        url, password_file = f"redis://127.0.0.1:{args.redis_port}/0", processes.ROOT / "var" / REDIS_PASSWORD_FILE
+    password = (read_private(password_file) or "").strip()
+    return with_password(url, password) if password else None
+
+
 def flower(args: argparse.Namespace) -> int:
     """Flower on the service's broker (``tasks.flower_app`` carries its TLS and Sentinel options).
+
+    Without CERTUS_ASSURANCE_REDIS_URL it connects to the embedded Redis of ``make run`` (or of
+    the cluster whose folder ``--cluster`` names), with that Redis's password.
 
     Flower reads its own variables: ``FLOWER_BASIC_AUTH=user:password`` to ask for a login. This
     process becomes Flower (exec), so Ctrl-C and SIGTERM reach it directly.
@@ -101,6 +128,9 @@ def flower(args: argparse.Namespace) -> int:
     argv = [str(processes.BIN / "celery"), "-A", "tasks.flower_app", "flower", f"--address={args.address}",
             f"--port={args.port}"]
     env = dict(os.environ)
+    embedded = embedded_redis_url(args)
+    if embedded and not env.get("CERTUS_ASSURANCE_REDIS_URL"):
+        env["CERTUS_ASSURANCE_REDIS_URL"] = embedded
     env["PYTHONPATH"] = str(processes.ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     os.chdir(processes.ROOT)
     os.execve(argv[0], argv, env)  # noqa: S606 - a fixed argv, no shell
@@ -114,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--api-workers", type=int, default=1)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--redis-port", type=int, default=6390)
+    p.add_argument("--folder", default=str(processes.ROOT / "var"),
+                   help="where the embedded Redis keeps its data and password")
     c = sub.add_parser("cluster", help="HAProxy, 2 API replicas, 2 scan workers, 1 upload worker, one Redis")
     c.add_argument("--bind", default=os.environ.get("CERTUS_ASSURANCE_CLUSTER_BIND", "127.0.0.1:8080"))
     c.add_argument("--folder", default=str(processes.ROOT / "var" / "cluster"))
@@ -123,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     f = sub.add_parser("flower", help="Flower on the configured broker")
     f.add_argument("--address", default="127.0.0.1")
     f.add_argument("--port", type=int, default=5555)
+    f.add_argument("--cluster", help="a `make cluster` folder: use its embedded Redis")
+    f.add_argument("--redis-port", type=int, default=6390, help="the port of `make run`'s embedded Redis")
     args = parser.parse_args(argv)
     Path(processes.ROOT / "var").mkdir(exist_ok=True)
     if args.command == "cluster":

@@ -17,7 +17,8 @@ from pathlib import Path
 from stack import processes
 from stack.adminkey import ensure_admin_key
 from stack.ports import free_port, wait_port
-from stack.redis_server import RedisServer
+from stack.private_file import ensure_secret, write_private
+from stack.redis_server import REDIS_PASSWORD_FILE, RedisServer, without_password
 
 # Long-lived WebSocket streams: the tunnel timeout, not the client/server timeouts, applies once a
 # connection is upgraded. The API pings every 25 s, so a live stream is never idle that long.
@@ -114,7 +115,8 @@ class Cluster:
     def start(self) -> Cluster:
         (self.folder / "logs").mkdir(parents=True, exist_ok=True)
         if not self.redis_url:
-            self.redis = RedisServer(self.folder / "redis", new_session=True).start()
+            password = ensure_secret(self.folder / REDIS_PASSWORD_FILE)
+            self.redis = RedisServer(self.folder / "redis", new_session=True, password=password).start()
             self.redis_url = self.redis.url
         self.env["CERTUS_ASSURANCE_REDIS_URL"] = self.redis_url
         self.admin_key_file = Path(self.env.get("CERTUS_ASSURANCE_ADMIN_KEY_FILE") or self.folder / "admin-key")
@@ -151,15 +153,18 @@ class Cluster:
         return self
 
     def write_state(self) -> None:
-        """``cluster.json``: where everything listens and which processes run, for tools and tests."""
-        state = {"url": self.url, "redis_url": self.redis_url, "api": self.api_ports,
+        """``cluster.json``: where everything listens and which processes run, for tools and tests.
+
+        It holds no secret: the Redis URL is written without its password, and the embedded
+        Redis's password file is named instead."""
+        state = {"url": self.url, "redis_url": without_password(self.redis_url or ""),
+                 "redis_password_file": str(self.folder / REDIS_PASSWORD_FILE) if self.redis else None,
+                 "api": self.api_ports,
                  "admin_key_file": str(self.admin_key_file),
                  "worker_metrics": self.metrics_ports,
                  "pids": {name: proc.pid for name, proc in self.procs.items()},
                  "redis_pid": self.redis.proc.pid if self.redis and self.redis.proc else None}
-        tmp = self.folder / "cluster.json.tmp"
-        tmp.write_text(json.dumps(state, indent=2))
-        tmp.replace(self.folder / "cluster.json")
+        write_private(self.folder / "cluster.json", json.dumps(state, indent=2))
 
     def exited(self) -> list[str]:
         return [name for name, proc in self.procs.items() if proc.poll() is not None]

@@ -46,6 +46,13 @@ def _total(text: str, name: str, **labels: str) -> float:
     return sum(v for ls, v in _samples(text, name) if all(ls.get(k) == want for k, want in labels.items()))
 
 
+def cluster_redis(cluster) -> redis.Redis:
+    """The cluster's embedded Redis, with the password `make cluster` generated for it."""
+    state = cluster["state"]
+    password = Path(state["redis_password_file"]).read_text().strip()
+    return redis.Redis.from_url(state["redis_url"], password=password, decode_responses=True)
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cluster")
@@ -106,10 +113,11 @@ def cluster(tmp_path_factory):
 def flower(cluster):
     """Flower on the cluster's broker, started before the scans so it sees their events."""
     port = free_port()
-    env = {**cluster["env"], "CERTUS_ASSURANCE_REDIS_URL": cluster["state"]["redis_url"],
-           "FLOWER_UNAUTHENTICATED_API": "true"}
+    # The cluster's embedded Redis asks for its password: `--cluster` tells Flower where it is.
+    env = {**cluster["env"], "FLOWER_UNAUTHENTICATED_API": "true"}
     log = open(cluster["folder"] / "flower.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "stack", "flower", "--port", str(port)], cwd=ROOT, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "stack", "flower", "--port", str(port),
+                             "--cluster", str(cluster["folder"])], cwd=ROOT, env=env,
                             stdout=log, stderr=subprocess.STDOUT)
     cluster["flower"] = proc
     wait_port("127.0.0.1", port, 120)
@@ -159,7 +167,7 @@ def scans(cluster, flower, vulnerable_repo):
 
 def test_twenty_concurrent_scans_stream_through_the_other_replica(cluster, scans):
     http, url = cluster["http"], cluster["state"]["url"]
-    store = redis.Redis.from_url(cluster["state"]["redis_url"], decode_responses=True)
+    store = cluster_redis(cluster)
     assert len(scans) == SCANS and len({s["test_id"] for s in scans}) == SCANS
     # Submissions were spread over both replicas by the load balancer.
     assert {s["accepted_by"] for s in scans} == {"api1", "api2"}
