@@ -4,7 +4,6 @@ per key, and the nesting depth of JSON bodies (checked before parsing)."""
 from __future__ import annotations
 
 import math
-import re
 import secrets
 import time
 from typing import Any
@@ -135,19 +134,36 @@ class StreamSlots:
             pass  # it lapses on its own
 
 
-_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_BRACKETS = re.compile(rb"[\[\]{}]")
+_QUOTE = ord('"')
+_BACKSLASH = ord("\\")
+_OPEN = frozenset(b"[{")
+_CLOSE = frozenset(b"]}")
 
 
 def json_depth(data: bytes) -> int:
     """The deepest nesting of arrays/objects in ``data``, without parsing it (so a hostile body
-    cannot exhaust the parser's recursion)."""
+    cannot exhaust the parser's recursion).
+
+    One pass over the bytes, whatever they hold: brackets count outside strings only, and inside a
+    string a backslash hides the byte after it. A string left open runs to the end of the body
+    (nothing after it is JSON, so no parser reaches the brackets there)."""
     depth = deepest = 0
-    for match in _BRACKETS.finditer(_STRINGS.sub(b"", data)):
-        if match.group() in (b"[", b"{"):
+    in_string = escaped = False
+    for byte in data:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == _BACKSLASH:
+                escaped = True
+            elif byte == _QUOTE:
+                in_string = False
+        elif byte == _QUOTE:
+            in_string = True
+        elif byte in _OPEN:
             depth += 1
-            deepest = max(deepest, depth)
-        else:
+            if depth > deepest:
+                deepest = depth
+        elif byte in _CLOSE:
             depth -= 1
     return deepest
 
