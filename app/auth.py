@@ -15,6 +15,7 @@ from flask import Flask, current_app, g, has_request_context, request
 
 from app.errors import APIError
 from app.limits import RateLimiter, retry_after, too_deep
+from tasks.ids import is_test_id
 from tasks.keys import KeyCheck, KeyStore, Principal
 
 OPEN_PATHS = frozenset({"/health", "/ready", "/openapi.json"})
@@ -58,7 +59,11 @@ def _bearer() -> str | None:
 
 
 def _is_stream(path: str) -> bool:
-    return request.method == "GET" and path.startswith("/v1/") and path.endswith("/stream")
+    """Whether the request opens a scan's stream: a WebSocket upgrade of exactly
+    ``/v1/security-scans/{test_id}/stream``, the one route a stream token is good for."""
+    prefix, _, test_id = path.removesuffix("/stream").rpartition("/")
+    return (request.method == "GET" and path.endswith("/stream") and prefix == "/v1/security-scans"
+            and is_test_id(test_id) and request.headers.get("Upgrade", "").lower() == "websocket")
 
 
 def rate_limited(wait: int) -> APIError:
