@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from tasks.manifest_s3 import allow_list as s3_allow_list
+
 PREFIX = "CERTUS_ASSURANCE_"
 
 
@@ -69,12 +71,14 @@ class Settings:
     retention_seconds: int = field(default=30 * 24 * 3600, metadata={
         "doc": "How long scan records and event streams are kept after a scan ends."})
     allow_local_sources: bool = field(default=False, metadata={
-        "doc": "Allow `file://` git URLs and local paths as git sources.", "parse": _bool})
+        "doc": "Allow `file://` git URLs and local paths as git sources (each must lie inside "
+               "ALLOWED_SOURCE_ROOTS).", "parse": _bool})
     git_allowed_hosts: tuple[str, ...] = field(default=(), metadata={
         "doc": "Comma-separated hosts allowed even when they resolve to loopback or private "
                "addresses (e.g. an internal git server).", "parse": _list})
     allowed_source_roots: tuple[str, ...] = field(default=(), metadata={
-        "doc": "Comma-separated folders under which `directory` and `archive` sources may lie.",
+        "doc": "Comma-separated folders under which `directory` and `archive` sources, and local git "
+               "repositories, may lie (links followed). Empty: none may.",
         "parse": _path_list})
     clone_timeout: int = field(default=300, metadata={
         "doc": "Seconds a clone may take before the scan fails with `clone_timeout`."})
@@ -88,6 +92,29 @@ class Settings:
         "doc": "Output lines per tool streamed as `log` events; the rest are counted, not sent."})
     tool_parallelism: int = field(default=2, metadata={
         "doc": "How many scanners of one scan run at the same time."})
+    # The sandbox every scanner and every clone runs in (see docs/security.md, "Sandbox").
+    sandbox: str = field(default="bubblewrap", metadata={
+        "doc": "`bubblewrap`: every scanner and clone runs in a bubblewrap sandbox (the checkout read-only, "
+               "no network for scanners, an unprivileged user, resource limits); a worker that cannot "
+               "create it refuses scans (`sandbox_unavailable`). `off` runs tools unconfined: **for "
+               "development on trusted code only, never on a service that scans others' repositories.**"})
+    sandbox_uid: int = field(default=65534, metadata={
+        "doc": "User id tools run as when the worker runs as root (a worker that is not root runs them "
+               "as itself). Never 0."})
+    sandbox_gid: int = field(default=65534, metadata={
+        "doc": "Group id tools run as when the worker runs as root. Never 0."})
+    sandbox_cpu_seconds: int = field(default=1800, metadata={
+        "doc": "CPU seconds one tool run may use (all its threads together) before it is killed."})
+    sandbox_memory_bytes: int = field(default=8 * 1024**3, metadata={
+        "doc": "Address space one tool process may map."})
+    sandbox_file_bytes: int = field(default=1024**3, metadata={
+        "doc": "Largest file one tool may write."})
+    sandbox_max_processes: int = field(default=1024, metadata={
+        "doc": "Most processes the sandbox's user may have at once (a fork without bound stops there)."})
+    sandbox_max_open_files: int = field(default=4096, metadata={
+        "doc": "Most files one tool process may hold open."})
+    sandbox_tmp_bytes: int = field(default=512 * 1024**2, metadata={
+        "doc": "Size of each sandbox's private `/tmp` (memory-backed)."})
     ws_block_ms: int = field(default=1000, metadata={
         "doc": "Milliseconds one blocking stream read waits; kept below the Redis socket timeout."})
     log_format: str = field(default="console", metadata={
@@ -165,6 +192,18 @@ class Settings:
         "doc": "User name for pulling manifests from OCI registries (basic or token auth); empty: anonymous."})
     manifest_oci_password: str = field(default="", repr=False, metadata={
         "doc": "Password or token for MANIFEST_OCI_USERNAME."})
+    manifest_oci_credential_hosts: tuple[str, ...] = field(default=(), metadata={
+        "doc": "Comma-separated registries (`host[:port]`) that MANIFEST_OCI_USERNAME/PASSWORD belong to: they are "
+               "sent to these registries (and their token realms) only. Empty: they are sent to no registry and "
+               "every pull is anonymous.", "parse": _list})
+    manifest_oci_token_realms: tuple[str, ...] = field(default=(), metadata={
+        "doc": "Comma-separated token services (`host[:port]`) besides the registry itself that may receive "
+               "MANIFEST_OCI_USERNAME/PASSWORD when a registry of MANIFEST_OCI_CREDENTIAL_HOSTS names them as its "
+               "token realm (e.g. `auth.docker.io`).", "parse": _list})
+    manifest_s3_allowed: tuple[str, ...] = field(default=(), metadata={
+        "doc": "Comma-separated `bucket/prefix` entries (or `workspace=bucket/prefix`, for that workspace only) "
+               "that `s3://` manifests and signatures may be read from; a prefix is a folder (`bucket` alone: the "
+               "whole bucket). Empty refuses `s3://` manifests (`manifest_source_not_allowed`).", "parse": _list})
     # -- Uploads: Certus-Trust gate, S3 raw -> golden, OCI registry ------------------------------
     trust_base_url: str = field(default="", metadata={
         "doc": "Certus-Trust base URL (`https://...`); empty means the embedded Trust policy runs in the worker."})
@@ -209,6 +248,9 @@ class Settings:
         "doc": "Talk plain HTTP to the registry (loopback/test registries); HTTPS otherwise.", "parse": _bool})
     registry_username: str = field(default="", metadata={"doc": "Registry user (basic or token auth)."})
     registry_password: str = field(default="", repr=False, metadata={"doc": "Registry password or token."})
+    registry_token_realms: tuple[str, ...] = field(default=(), metadata={
+        "doc": "Comma-separated token services (`host[:port]`) besides REGISTRY itself that may receive "
+               "REGISTRY_USERNAME/PASSWORD when the registry names them as its token realm.", "parse": _list})
     registry_ca_bundle: str = field(default="", metadata={
         "doc": "CA bundle file for an HTTPS registry; empty means the system store."})
     oci_layout_root: str = field(default="var/oci", metadata={
@@ -342,12 +384,24 @@ class Settings:
             raise SettingsError("UPLOAD_MAX_RETRIES and UPLOAD_RETRY_BACKOFF must not be negative")
         if self.tool_parallelism < 1:
             raise SettingsError("TOOL_PARALLELISM must be at least 1")
+        if self.sandbox not in ("bubblewrap", "off"):
+            raise SettingsError("SANDBOX must be `bubblewrap` or `off`")
+        if self.sandbox_uid <= 0 or self.sandbox_gid <= 0:
+            raise SettingsError("SANDBOX_UID and SANDBOX_GID must be above 0 (tools never run as root)")
+        for name in ("sandbox_cpu_seconds", "sandbox_memory_bytes", "sandbox_file_bytes", "sandbox_max_processes",
+                     "sandbox_max_open_files", "sandbox_tmp_bytes"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name.upper()} must be at least 1")
         if self.git_token and not self.git_token_hosts:
             raise SettingsError("GIT_TOKEN needs GIT_TOKEN_HOSTS (the hosts it may be sent to)")
         if self.git_ssh_known_hosts and not self.git_ssh_known_hosts.startswith("/"):
             raise SettingsError("GIT_SSH_KNOWN_HOSTS must be an absolute path")
         if self.manifest_verification_required and not self.manifest_verification_key_ref:
             raise SettingsError("MANIFEST_VERIFICATION_REQUIRED needs MANIFEST_VERIFICATION_KEY_REF")
+        try:
+            s3_allow_list(self.manifest_s3_allowed)
+        except ValueError as exc:
+            raise SettingsError(f"MANIFEST_S3_ALLOWED: {exc}") from exc
         if self.manifest_max_bytes < 1 or self.manifest_fetch_timeout < 1:
             raise SettingsError("MANIFEST_MAX_BYTES and MANIFEST_FETCH_TIMEOUT must be positive")
         for url in (self.redis_url, self.broker):

@@ -40,6 +40,7 @@ from workers.pipeline.manifest import ResolvedManifest, resolve_manifest
 from workers.pipeline.policy import evaluate
 from workers.pipeline.tools import ToolRunReport, run_tools, select_tools
 from workers.redact import Redactor
+from workers.sandbox import Sandbox, SandboxUnavailable
 from workers.scanners.base import Scanner
 from workers.scanners.registry import all_scanners, needs_history
 from workers.signing import attestation
@@ -263,6 +264,12 @@ class ScanJob:
         assert self.bundle is not None
         # source
         phase = self._phase_start("clone", "fetching source", source_type=rec["source_type"])
+        sandbox = Sandbox(self.settings)
+        try:
+            sandbox.check()  # fail closed: no tool, no clone runs unconfined
+        except SandboxUnavailable as exc:
+            log.critical("refusing scans: %s", exc)
+            raise Stop(FAILED, "sandbox_unavailable", f"the worker cannot sandbox scanners: {exc}") from exc
         src = self.workspace / "src"
         try:
             self.source = fetch_source(self.settings, rec, src, self.redactor, should_stop=self.should_stop,
@@ -272,6 +279,8 @@ class ScanJob:
                 self.check_stop()  # cancelled or out of time: report that, not a source failure
             raise
         self.check_stop()
+        if rec["source_type"] != "git":
+            sandbox.share(src)  # written by the worker: the tools' user must be able to read it
         self.warnings.extend(self.source.warnings)
         if self.source.commit:
             self.checkout = git.GitCheckout(commit=self.source.commit, branch=self.source.branch)

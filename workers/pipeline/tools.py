@@ -12,6 +12,7 @@ from typing import Any
 from tasks import metrics
 from tasks.settings import Settings
 from workers import sarif, toolrun
+from workers.sandbox import KILLED_BY, Confinement, Sandbox, tool_paths
 from workers.bundle import Bundle
 from workers.emitter import ScanEmitter
 from workers.pipeline.manifest import ResolvedManifest
@@ -76,31 +77,41 @@ def run_tools(selection: Selection, source: Path, scratch: Path, bundle: Bundle,
             emitter.phase("scan", f"skipped {scanner.id}: {reason}", tool=scanner.id)
         else:
             runnable.append((scanner, config))
-    home = scratch / "home"
-    home.mkdir(parents=True, exist_ok=True)
+    sandbox = Sandbox(settings)
 
     def one(scanner: Scanner, config: dict[str, Any]) -> None:
+        # Each tool has its own output folder and home, the only places it may write.
         out_dir = scratch / scanner.id
-        out_dir.mkdir(parents=True, exist_ok=True)
+        home = out_dir / ".home"
+        home.mkdir(parents=True, exist_ok=True)
+        for folder in (out_dir, home):
+            sandbox.give(folder)
         ctx = ToolContext(source_dir=source, out_dir=out_dir, config=config, home=home)
         report.versions[scanner.id] = scanner.version()
         argv = scanner.command(ctx)
         emitter.emit("tool_start", tool=scanner.id, command=argv)
         cwd = out_dir if getattr(scanner, "runs_outside_source", False) else source
-        result = toolrun.run(argv, cwd=str(cwd), timeout=settings.tool_timeout,
+        confined, env = sandbox.wrap(argv, Confinement(
+            read_only=(source, *tool_paths(argv, exclude=(source, out_dir))), writable=(out_dir,),
+            env=toolrun.scrubbed_env(home=str(home))), cwd)
+        result = toolrun.run(confined, cwd=str(cwd), timeout=settings.tool_timeout,
                              on_line=lambda stream, line: _emit_line(emitter, scanner.id, stream, line),
-                             max_lines=settings.tool_output_max_lines,
-                             env=toolrun.scrubbed_env(home=str(home)), should_stop=should_stop,
+                             max_lines=settings.tool_output_max_lines, env=env, should_stop=should_stop,
                              capture_stdout=getattr(scanner, "report_on_stdout", False))
         report.durations[scanner.id] = result.duration_s
         metrics.TOOL_DURATION.labels(tool=scanner.id).observe(result.duration_s)  # ops: metrics hook
         findings: list[Finding] = []
+        killed = KILLED_BY.get(result.exit_code or 0) if sandbox.enabled else None
         if result.cancelled:
             report.errors[scanner.id] = "stopped"
         elif result.timed_out:
             report.errors[scanner.id] = f"timed out after {settings.tool_timeout} s"
             emitter.error("tool_timeout", f"{scanner.id} timed out after {settings.tool_timeout} s",
                           tool=scanner.id)
+        elif killed:
+            # A limit of the sandbox stopped it (or it crashed): its output cannot be trusted.
+            report.errors[scanner.id] = f"killed by {killed}"
+            emitter.error("tool_killed", f"{scanner.id} was killed by {killed}", tool=scanner.id)
         else:
             try:
                 output = scanner.parse(ctx, result)

@@ -20,6 +20,7 @@ import shlex
 import shutil
 import socket
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -230,9 +231,28 @@ def _reachable(repo: Repo, tip: bytes, sha: bytes) -> bool:
     return any(entry.commit.id == sha for entry in walker)
 
 
+def _key_file(text: str | None) -> str | None:
+    """The deploy key written where only this process can read it (0600 in its private /tmp)."""
+    if not text:
+        return None
+    fd, path = tempfile.mkstemp(prefix="deploy-key-")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    return path
+
+
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
     """One clone as a JSON-ready result. ``job``: url, dest, branch, commit, max_files, max_bytes,
-    allowed_hosts, full_history, username, password, ssh_key, known_hosts."""
+    allowed_hosts, full_history, username, password, ssh_key_data (the key's text), known_hosts."""
+    key_path = _key_file(job.get("ssh_key_data"))
+    try:
+        return _run_job(job, key_path)
+    finally:
+        if key_path:
+            os.unlink(key_path)
+
+
+def _run_job(job: dict[str, Any], key_path: str | None) -> dict[str, Any]:
     allowed = list(job.get("allowed_hosts") or [])
     refused: list[str] = []
     if not is_local_source(job["url"]):
@@ -242,7 +262,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         out = clone(job["url"], Path(job["dest"]), job.get("branch"), job.get("commit"),
                     max_files=int(job["max_files"]), max_bytes=int(job["max_bytes"]), allowed_hosts=allowed,
                     full_history=bool(job.get("full_history")), username=job.get("username"),
-                    password=job.get("password"), ssh_key=job.get("ssh_key"),
+                    password=job.get("password"), ssh_key=key_path,
                     known_hosts=job.get("known_hosts"))
     except CloneError as exc:
         out = {"error": exc.code, "message": str(exc)}
