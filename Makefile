@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 PYTEST_ARGS ?=
 
 PHONY_OPS := cluster flower compose-env retention
-.PHONY: $(PHONY_OPS) install tools run worker test test-unit test-integration lint fmt bench bench-quick clean system-deps cosign
+.PHONY: $(PHONY_OPS) install tools run worker test test-unit test-integration lint fmt bench bench-quick clean system-deps runtime-deps cosign
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,7 @@ tools:
 	@PYTHON=$(PYTHON) ./scripts/install-tools.sh
 
 ## The service on 127.0.0.1:8000 with one worker (and an embedded Redis when none is configured).
-run: install
+run: install runtime-deps
 	$(PY) -m stack run
 
 ## The production topology on this machine: HAProxy on 127.0.0.1:8080, two API replicas, two scan
@@ -63,7 +63,11 @@ fmt: install
 cosign:
 	@./scripts/get-cosign.sh >/dev/null || echo "cosign could not be fetched; the cosign interoperability tests will skip"
 
-## Programs the tests run that come from the system's packages (git daemon).
+## What running the service needs from the system's packages: bubblewrap, the scanners' sandbox.
+runtime-deps:
+	@./scripts/system-deps.sh run
+
+## Programs the tests run that come from the system's packages (git daemon), and the sandbox.
 system-deps:
 	@./scripts/system-deps.sh
 

@@ -109,6 +109,9 @@ class Settings:
         "doc": "Address space one tool process may map."})
     sandbox_file_bytes: int = field(default=1024**3, metadata={
         "doc": "Largest file one tool may write."})
+    sandbox_output_bytes: int = field(default=2 * 1024**3, metadata={
+        "doc": "Most bytes one tool may write to its output folder, all files together; past it the tool is "
+               "stopped and reported as a tool error."})
     sandbox_max_processes: int = field(default=1024, metadata={
         "doc": "Most processes the sandbox's user may have at once (a fork without bound stops there)."})
     sandbox_max_open_files: int = field(default=4096, metadata={
@@ -388,7 +391,8 @@ class Settings:
             raise SettingsError("SANDBOX must be `bubblewrap` or `off`")
         if self.sandbox_uid <= 0 or self.sandbox_gid <= 0:
             raise SettingsError("SANDBOX_UID and SANDBOX_GID must be above 0 (tools never run as root)")
-        for name in ("sandbox_cpu_seconds", "sandbox_memory_bytes", "sandbox_file_bytes", "sandbox_max_processes",
+        for name in ("sandbox_cpu_seconds", "sandbox_memory_bytes", "sandbox_file_bytes", "sandbox_output_bytes",
+                     "sandbox_max_processes",
                      "sandbox_max_open_files", "sandbox_tmp_bytes"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name.upper()} must be at least 1")

@@ -34,12 +34,13 @@ _ETC = ("/etc/ssl", "/etc/ca-certificates", "/etc/ca-certificates.conf", "/etc/a
 # What a tool that talks to the network (the clone) needs in addition.
 _ETC_NETWORK = ("/etc/resolv.conf", "/etc/hosts", "/etc/gai.conf", "/etc/host.conf", "/etc/ssh/ssh_config",
                 "/etc/ssh/ssh_config.d")
-_OWN_MOUNTS = {Path("/tmp"), Path("/proc"), Path("/dev")}
+_TMP = "/tmp"  # noqa: S108 - the sandbox's own private, memory-backed /tmp
+_OWN_MOUNTS = {Path(_TMP), Path("/proc"), Path("/dev")}
 _SYSTEM_DIRS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 # Exit statuses bubblewrap passes on for a tool killed by a signal (128 + signal number): the
 # kernel's answer to a resource limit (CPU, file size, memory) or a crash. Never a result.
-KILLED_BY = {128 + 9: "SIGKILL", 128 + 24: "SIGXCPU (CPU limit)", 128 + 25: "SIGXFSZ (file size limit)",
-             128 + 11: "SIGSEGV", 128 + 7: "SIGBUS", 128 + 6: "SIGABRT"}
+KILLED_BY = {128 + 9: "SIGKILL (a hard limit, or out of memory)", 128 + 24: "SIGXCPU (CPU limit)",
+             128 + 25: "SIGXFSZ (file size limit)", 128 + 11: "SIGSEGV", 128 + 7: "SIGBUS", 128 + 6: "SIGABRT"}
 
 FIX = ("install bubblewrap (Debian/Ubuntu: `apt-get install bubblewrap`; `make run` and `make test` do it "
        "when run as root), and when the worker is not root allow unprivileged user namespaces "
@@ -103,11 +104,12 @@ class Sandbox:
         env = dict(confinement.env)
         if not self.enabled:
             return list(argv), env
-        env["TMPDIR"] = "/tmp"
+        env["TMPDIR"] = _TMP
         s = self.settings
-        limits = ["prlimit", f"--cpu={s.sandbox_cpu_seconds}", f"--as={s.sandbox_memory_bytes}",
-                  f"--fsize={s.sandbox_file_bytes}", f"--nproc={s.sandbox_max_processes}",
-                  f"--nofile={s.sandbox_max_open_files}", "--core=0", "--"]
+        # CPU: SIGXCPU at the limit, SIGKILL five seconds later for a tool that ignores it.
+        limits = ["prlimit", f"--cpu={s.sandbox_cpu_seconds}:{s.sandbox_cpu_seconds + 5}",
+                  f"--as={s.sandbox_memory_bytes}", f"--fsize={s.sandbox_file_bytes}",
+                  f"--nproc={s.sandbox_max_processes}", f"--nofile={s.sandbox_max_open_files}", "--core=0", "--"]
         bwrap = [_bwrap() or "bwrap", "--die-with-parent", "--new-session", "--unshare-ipc", "--unshare-pid",
                  "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox"]
         if not confinement.network:
@@ -117,7 +119,7 @@ class Sandbox:
         bwrap += _system_mounts(confinement.network)
         # Private /proc, /dev and /tmp first, so that a path below /tmp mounted next stays visible.
         bwrap += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", str(s.sandbox_tmp_bytes),
-                  "--tmpfs", "/tmp"]
+                  "--tmpfs", _TMP]
         system = (*_ETC, *(_ETC_NETWORK if confinement.network else ()))
         seen: set[Path] = {Path(name) for name in system if os.path.exists(name)}
         for path in _covering(confinement.read_only, confinement.writable):

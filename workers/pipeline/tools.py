@@ -12,11 +12,12 @@ from typing import Any
 from tasks import metrics
 from tasks.settings import Settings
 from workers import sarif, toolrun
-from workers.sandbox import KILLED_BY, Confinement, Sandbox, tool_paths
 from workers.bundle import Bundle
 from workers.emitter import ScanEmitter
 from workers.pipeline.manifest import ResolvedManifest
+from workers.sandbox import KILLED_BY, Confinement, Sandbox, tool_paths
 from workers.scanners.base import Finding, Scanner, ToolContext, ToolFailed
+from workers.sizewatch import SizeWatch
 
 log = logging.getLogger(__name__)
 
@@ -94,15 +95,21 @@ def run_tools(selection: Selection, source: Path, scratch: Path, bundle: Bundle,
         confined, env = sandbox.wrap(argv, Confinement(
             read_only=(source, *tool_paths(argv, exclude=(source, out_dir))), writable=(out_dir,),
             env=toolrun.scrubbed_env(home=str(home))), cwd)
+        watch = SizeWatch(out_dir, settings.sandbox_output_bytes)
         result = toolrun.run(confined, cwd=str(cwd), timeout=settings.tool_timeout,
                              on_line=lambda stream, line: _emit_line(emitter, scanner.id, stream, line),
-                             max_lines=settings.tool_output_max_lines, env=env, should_stop=should_stop,
+                             max_lines=settings.tool_output_max_lines, env=env,
+                             should_stop=lambda: watch.exceeded() or should_stop(),
                              capture_stdout=getattr(scanner, "report_on_stdout", False))
         report.durations[scanner.id] = result.duration_s
         metrics.TOOL_DURATION.labels(tool=scanner.id).observe(result.duration_s)  # ops: metrics hook
         findings: list[Finding] = []
         killed = KILLED_BY.get(result.exit_code or 0) if sandbox.enabled else None
-        if result.cancelled:
+        if watch.over:
+            message = f"{scanner.id} wrote more than {settings.sandbox_output_bytes} bytes and was stopped"
+            report.errors[scanner.id] = message
+            emitter.error("tool_output_too_large", message, tool=scanner.id)
+        elif result.cancelled:
             report.errors[scanner.id] = "stopped"
         elif result.timed_out:
             report.errors[scanner.id] = f"timed out after {settings.tool_timeout} s"

@@ -10,7 +10,6 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,8 @@ from tasks import names
 from tasks.netpolicy import HostNotAllowed, check_url
 from tasks.settings import Settings
 from workers import toolrun
-from workers.sandbox import Confinement, Sandbox, service_python, tool_paths
+from workers.sandbox import Confinement, Sandbox, SandboxUnavailable, service_python, tool_paths
+from workers.sizewatch import SizeWatch
 from workers.sources.errors import SourceError
 
 
@@ -47,7 +47,7 @@ def fetch(settings: Settings, url: str, dest: Path, *, branch: str | None, commi
            "username": credentials[0] if credentials else None,
            "password": credentials[1] if credentials else None,
            "ssh_key_data": key_text, "known_hosts": known_hosts(settings)}
-    watch = _SizeWatch(spare.folder, settings.max_repo_bytes)
+    watch = SizeWatch(spare.folder, settings.max_repo_bytes)
 
     def stop() -> bool:
         return watch.exceeded() or (should_stop is not None and should_stop())
@@ -177,39 +177,23 @@ spares = SpareClone()
 
 def install_spares(app: Celery) -> None:
     """Have a spare ready in every pool process of ``app`` that consumes a scan queue before its
-    first scan (each clone then starts the next one)."""
+    first scan (each clone then starts the next one). A worker that cannot create the sandbox says
+    so, with the fix, the moment it starts; each scan it takes then fails with
+    ``sandbox_unavailable`` instead of running anything unconfined."""
 
     def prepare(**_: Any) -> None:
-        if any(name.startswith(names.SCANS_QUEUE) for name in app.amqp.queues.consume_from):
-            try:
-                spares.prepare()
-            except Exception:  # noqa: BLE001 - a scan starts its clone itself and reports why it cannot
-                logging.getLogger(__name__).exception("no spare clone process could be prepared")
+        if not any(name.startswith(names.SCANS_QUEUE) for name in app.amqp.queues.consume_from):
+            return
+        log = logging.getLogger(__name__)
+        settings = Settings.from_env()
+        try:
+            Sandbox(settings).check()
+        except SandboxUnavailable as exc:
+            log.critical("this worker refuses scans: %s", exc)
+            return
+        try:
+            spares.prepare(settings)
+        except Exception:  # noqa: BLE001 - a scan starts its clone itself and reports why it cannot
+            log.exception("no spare clone process could be prepared")
 
     worker_process_init.connect(prepare, weak=False)
-
-
-class _SizeWatch:
-    """Measures the clone while it downloads, so an oversized repository is stopped at the limit
-    instead of after it has filled the disk. Measures at most once a second."""
-
-    def __init__(self, folder: Path, limit: int) -> None:
-        self.folder = folder
-        self.limit = limit
-        self.over = False
-        self._next = 0.0
-
-    def exceeded(self) -> bool:
-        now = time.monotonic()
-        if self.over or now < self._next:
-            return self.over
-        self._next = now + 1.0
-        total = 0
-        for dirpath, _dirs, files in os.walk(self.folder):
-            for name in files:
-                try:
-                    total += os.lstat(os.path.join(dirpath, name)).st_size
-                except OSError:
-                    continue  # written and renamed while we looked
-        self.over = total > self.limit
-        return self.over
