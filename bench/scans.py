@@ -24,6 +24,7 @@ import werkzeug
 from bench.harness import GitDaemon, Stack, git_repo, submit
 from tasks.profiles import DEFAULT_PROFILE, builtin
 from tasks.settings import Settings
+from workers.sandbox import Confinement, Sandbox
 from workers.scanners.base import ToolContext
 from workers.scanners.registry import all_scanners
 from workers.toolrun import scrubbed_env
@@ -74,6 +75,25 @@ def _direct(checkout: Path, tools: list[str], parallel: bool, osv_db: Path) -> f
     elapsed = time.perf_counter() - t0
     shutil.rmtree(scratch, ignore_errors=True)
     return elapsed
+
+
+def _sandbox_start_ms(runs: int = 30) -> dict[str, float]:
+    """What the sandbox adds to one tool start: ``/bin/true`` run bare and run sandboxed (the limits,
+    bubblewrap's namespaces and mounts, and dropping to the tools' user), medians in milliseconds."""
+    sandbox = Sandbox(Settings())
+    sandbox.check()
+    wrapped, env = sandbox.wrap(["/bin/true"], Confinement(), Path("/"))
+
+    def median_ms(argv: list[str]) -> float:
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            subprocess.run(argv, env=env, check=True)
+            times.append((time.perf_counter() - t0) * 1000)
+        return sorted(times)[len(times) // 2]
+
+    bare, confined = median_ms(["/bin/true"]), median_ms(wrapped)
+    return {"bare_ms": bare, "sandboxed_ms": confined, "cost_ms": confined - bare}
 
 
 def _watch(base: str, stream_url: str, stack: Stack) -> str:
@@ -160,7 +180,9 @@ def run(quick: bool) -> dict[str, Any]:
     return {"profile": profile, "tools": tools, "service_runs_s": service_s, "sequential_runs_s": seq_s,
             "parallel_runs_s": par_s, "service_s": med, "direct_sequential_s": seq,
             "direct_parallel_s": par, "vs_parallel": med / par, "vs_sequential": med / seq,
-            "worker_peak_rss_mb": max(peaks) / 2**20, "redis_bytes_per_scan": sorted(redis_bytes)[0]}
+            "worker_peak_rss_mb": max(peaks) / 2**20, "redis_bytes_per_scan": sorted(redis_bytes)[0],
+            "sandbox_start": _sandbox_start_ms()}
 
 
-TARGETS = {"vs_parallel": ("<=", 1.05), "vs_sequential": ("<=", 0.9)}
+# The service runs every tool sandboxed; the direct runs do not (the sandbox's whole cost is in the ratio).
+TARGETS = {"vs_parallel": ("<=", 1.10), "vs_sequential": ("<=", 0.9)}
