@@ -17,6 +17,7 @@ import requests
 import websocket
 
 from cli.config import ClientConfig
+from cli.textsafe import visible
 
 USER_AGENT = "certus-assurance-cli/0.1"
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
@@ -41,12 +42,13 @@ class ApiError(CliError):
         self.request_id = request_id
 
     def describe(self) -> str:
-        lines = [f"error {self.status} {self.code}: {self.message}"]
+        """The envelope as lines for a terminal; every field the service sent is escaped."""
+        lines = [f"error {self.status} {visible(self.code)}: {visible(self.message)}"]
         for name, problems in sorted(self.fields.items()):
-            text = "; ".join(map(str, problems)) if isinstance(problems, list) else json.dumps(problems)
-            lines.append(f"  {name}: {text}")
+            text = "; ".join(map(visible, problems)) if isinstance(problems, list) else json.dumps(problems)
+            lines.append(f"  {visible(name)}: {text}")
         if self.request_id:
-            lines.append(f"  (request id {self.request_id})")
+            lines.append(f"  (request id {visible(self.request_id)})")
         return "\n".join(lines)
 
 

@@ -20,12 +20,13 @@ import json
 import sys
 import time
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, TextIO, cast
 from urllib.parse import quote
 
 from cli import config as cfg
 from cli.client import TERMINAL, ApiError, Client, CliError, scan_path
-from cli.progress import Progress, format_counts
+from cli.progress import OWN_SEQUENCES, Progress, format_counts
+from cli.textsafe import GuardedStream, visible
 from cli.verify import VerifyError, verify_bundle
 
 EXIT_OK, EXIT_POLICY, EXIT_USAGE, EXIT_FAILED, EXIT_CANCELLED = 0, 1, 2, 3, 4
@@ -112,12 +113,12 @@ def print_verdict(record: dict[str, Any], code: int) -> None:
         verdict = "passed" if policy.get("passed") else "FAILED"
         print(f"policy {verdict}; thresholds {json.dumps(policy.get('thresholds') or {})}")
         for violation in policy.get("violations") or []:
-            print(f"  ✗ {violation.get('message')}")
+            print(f"  ✗ {visible(violation.get('message'))}")
     for warning in record.get("warnings") or []:
-        print(f"warning {warning.get('code')}: {warning.get('message')}")
+        print(f"warning {visible(warning.get('code'))}: {visible(warning.get('message'))}")
     for error in record.get("errors") or []:
-        print(f"error {error.get('code')}: {error.get('message')}")
-    print(f"{record.get('test_id')}: {record.get('status')} (exit {code})")
+        print(f"error {visible(error.get('code'))}: {visible(error.get('message'))}")
+    print(f"{visible(record.get('test_id'))}: {visible(record.get('status'))} (exit {code})")
 
 
 def cmd_scan(client: Client, args: argparse.Namespace) -> int:
@@ -128,12 +129,13 @@ def cmd_scan(client: Client, args: argparse.Namespace) -> int:
         if args.json:
             _print_json(created)
         else:
-            print(f"{test_id} {created.get('status')} profile={created.get('profile')}")
-            print(f"  follow:  certus-assurance logs {test_id} --follow")
-            print(f"  status:  certus-assurance status {test_id}")
+            shown = visible(test_id)
+            print(f"{shown} {visible(created.get('status'))} profile={visible(created.get('profile'))}")
+            print(f"  follow:  certus-assurance logs {shown} --follow")
+            print(f"  status:  certus-assurance status {shown}")
         return EXIT_OK
     if not args.json:
-        print(f"submitted {test_id} (profile {created.get('profile')}); following the live log")
+        print(f"submitted {visible(test_id)} (profile {visible(created.get('profile'))}); following the live log")
     return follow_scan(client, test_id, args)
 
 
@@ -144,7 +146,7 @@ def _duration(phase: dict[str, Any]) -> str:
 
 
 def print_record(record: dict[str, Any]) -> None:
-    print(f"{record.get('test_id')}  {record.get('status')}")
+    print(f"{visible(record.get('test_id'))}  {visible(record.get('status'))}")
     rows = [("workspace", record.get("workspace_id")), ("component", record.get("component_id")),
             ("assessment", record.get("assessment_id")), ("profile", record.get("profile")),
             ("source", record.get("git_url") or record.get("directory_path") or record.get("archive_path")),
@@ -154,23 +156,24 @@ def print_record(record: dict[str, Any]) -> None:
             ("upload", record.get("upload_status"))]
     for name, value in rows:
         if value:
-            print(f"  {name:<11}{value}")
+            print(f"  {name:<11}{visible(value)}")
     phases = record.get("phases") or []
     if phases:
-        print("  phases:    " + ", ".join(f"{p.get('name')} {p.get('status')} {_duration(p)}" for p in phases))
+        print("  phases:    " + ", ".join(f"{visible(p.get('name'))} {visible(p.get('status'))} {_duration(p)}"
+                                       for p in phases))
     summary = record.get("summary")
     if isinstance(summary, dict):
         print("  findings:  " + format_counts(summary.get("by_severity")))
         for tool, counts in sorted((summary.get("by_tool") or {}).items()):
-            print(f"    {tool:<18}{format_counts(counts)}")
+            print(f"    {visible(tool):<18}{format_counts(counts)}")
     policy = record.get("policy")
     if isinstance(policy, dict):
         print(f"  policy:    {'passed' if policy.get('passed') else 'FAILED'}")
         for violation in policy.get("violations") or []:
-            print(f"    ✗ {violation.get('message')}")
+            print(f"    ✗ {visible(violation.get('message'))}")
     for kind in ("errors", "warnings"):
         for item in record.get(kind) or []:
-            print(f"  {kind[:-1]}:    {item.get('code')}: {item.get('message')}")
+            print(f"  {kind[:-1]}:    {visible(item.get('code'))}: {visible(item.get('message'))}")
 
 
 def cmd_status(client: Client, args: argparse.Namespace) -> int:
@@ -199,11 +202,13 @@ def cmd_list(client: Client, args: argparse.Namespace) -> int:
     print(f"{'TEST ID':<18}{'STATUS':<11}{'WORKSPACE/COMPONENT':<32}{'PROFILE':<10}{'FINDINGS':<28}CREATED")
     for item in items:
         summary = item.get("summary") or {}
-        where = f"{item.get('workspace_id')}/{item.get('component_id')}"
-        print(f"{item.get('test_id', ''):<18}{item.get('status', ''):<11}{where:<32}{item.get('profile', ''):<10}"
-              f"{format_counts(summary.get('by_severity')) if summary else '-':<28}{item.get('created_at', '')}")
+        where = f"{visible(item.get('workspace_id'))}/{visible(item.get('component_id'))}"
+        print(f"{visible(item.get('test_id', '')):<18}{visible(item.get('status', '')):<11}{where:<32}"
+              f"{visible(item.get('profile', '')):<10}"
+              f"{format_counts(summary.get('by_severity')) if summary else '-':<28}"
+              f"{visible(item.get('created_at', ''))}")
     if page.get("next_cursor") and not args.all:
-        print(f"(more: --cursor {page['next_cursor']} or --all)")
+        print(f"(more: --cursor {visible(page['next_cursor'])} or --all)")
     return EXIT_OK
 
 
@@ -218,7 +223,8 @@ def cmd_logs(client: Client, args: argparse.Namespace) -> int:
         progress.event(event)
         last = event["id"]
     if not args.json:
-        print(f"(resume with: certus-assurance logs {args.test_id} --after {last})", file=sys.stderr)
+        print(f"(resume with: certus-assurance logs {visible(args.test_id)} --after {visible(last)})",
+              file=sys.stderr)
     return EXIT_OK
 
 
@@ -227,9 +233,9 @@ def cmd_cancel(client: Client, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(result)
     elif result.get("status") == "CANCELLED":
-        print(f"{args.test_id} cancelled")
+        print(f"{visible(args.test_id)} cancelled")
     else:
-        print(f"{args.test_id} cancel requested; the worker stops it shortly")
+        print(f"{visible(args.test_id)} cancel requested; the worker stops it shortly")
     return EXIT_OK
 
 
@@ -241,16 +247,16 @@ def cmd_keys(client: Client, args: argparse.Namespace) -> int:
         if args.json:
             _print_json(created)
         else:
-            print(created["key"])
-            print(f"key id {created['key_id']}, role {created['role']}, workspaces "
-                  f"{','.join(created['workspaces'])} (shown once; store it now)", file=sys.stderr)
+            print(visible(created["key"]))
+            print(f"key id {visible(created['key_id'])}, role {visible(created['role'])}, workspaces "
+                  f"{visible(','.join(created['workspaces']))} (shown once; store it now)", file=sys.stderr)
         return EXIT_OK
     if args.keys_command == "revoke":
         client.request("DELETE", f"/v1/keys/{quote(args.key_id, safe='')}")
         if args.json:
             _print_json({"key_id": args.key_id, "revoked": True})
         else:
-            print(f"revoked {args.key_id}")
+            print(f"revoked {visible(args.key_id)}")
         return EXIT_OK
     listing = client.get_json("/v1/keys")
     if args.json:
@@ -258,8 +264,8 @@ def cmd_keys(client: Client, args: argparse.Namespace) -> int:
         return EXIT_OK
     print(f"{'KEY ID':<14}{'ROLE':<11}{'WORKSPACES':<30}NAME")
     for item in listing.get("items", []):
-        print(f"{item.get('key_id', ''):<14}{item.get('role', ''):<11}{','.join(item.get('workspaces', [])):<30}"
-              f"{item.get('name', '')}")
+        print(f"{visible(item.get('key_id', '')):<14}{visible(item.get('role', '')):<11}"
+              f"{visible(','.join(item.get('workspaces', []))):<30}{visible(item.get('name', ''))}")
     return EXIT_OK
 
 
@@ -297,14 +303,14 @@ def cmd_artifacts(client: Client, args: argparse.Namespace) -> int:
     wanted = entries if not args.path else [e for e in entries if e["path"] in args.path]
     unknown = set(args.path or []) - {e["path"] for e in entries}
     if unknown:
-        raise CliError(f"not in the bundle: {', '.join(sorted(unknown))}", EXIT_API)
+        raise CliError(f"not in the bundle: {', '.join(map(visible, sorted(unknown)))}", EXIT_API)
     if args.out is None:
         if args.json:
             _print_json(entries)
         else:
             for entry in entries:
                 size = entry.get("size")
-                print(f"{entry['path']}" + (f"  {size} bytes" if isinstance(size, int) else ""))
+                print(visible(entry["path"]) + (f"  {size} bytes" if isinstance(size, int) else ""))
         return EXIT_OK
     out = Path(args.out)
     done = []
@@ -314,7 +320,7 @@ def cmd_artifacts(client: Client, args: argparse.Namespace) -> int:
         size = client.download(scan_path(args.test_id, f"/artifacts/{quoted}"), dest)
         done.append({"path": entry["path"], "file": str(dest), "size": size})
         if not args.json:
-            print(f"{dest}  {size} bytes")
+            print(f"{visible(dest)}  {size} bytes")
     if args.json:
         _print_json(done)
     return EXIT_OK
@@ -328,7 +334,8 @@ def cmd_upload(client: Client, args: argparse.Namespace) -> int:
     result = client.post_json(scan_path(args.test_id, "/upload-request"), body)
     status = result.get("upload_status")
     if not args.json:
-        print(f"upload requested: permission {result.get('upload_permission_id')}, status {status}")
+        print(f"upload requested: permission {visible(result.get('upload_permission_id'))}, "
+              f"status {visible(status)}")
     record: dict[str, Any] = {}
     deadline = time.monotonic() + args.wait_timeout
     while args.follow and status not in UPLOAD_FINAL and time.monotonic() < deadline:
@@ -337,7 +344,7 @@ def cmd_upload(client: Client, args: argparse.Namespace) -> int:
         if record.get("upload_status") != status:
             status = record.get("upload_status")
             if not args.json:
-                print(f"upload {status}")
+                print(f"upload {visible(status)}")
     if args.json:
         _print_json({**result, "upload_status": status, "verification_proof": record.get("verification_proof"),
                      "remote_artifacts": record.get("remote_artifacts")})
@@ -346,7 +353,7 @@ def cmd_upload(client: Client, args: argparse.Namespace) -> int:
     if not args.follow:
         return EXIT_OK
     if status not in UPLOAD_FINAL:
-        raise CliError(f"the upload is still {status} after {args.wait_timeout:g}s", EXIT_UNAVAILABLE)
+        raise CliError(f"the upload is still {visible(status)} after {args.wait_timeout:g}s", EXIT_UNAVAILABLE)
     return EXIT_OK if status == "uploaded" else EXIT_VERIFY
 
 
@@ -369,11 +376,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print(f"subjects:  {result.subjects} files, "
                   f"{result.subjects - len(result.mismatched) - len(result.missing)} match")
         for name in result.mismatched:
-            print(f"  ✗ modified: {name}")
+            print(f"  ✗ modified: {visible(name)}")
         for name in result.missing:
-            print(f"  ✗ missing:  {name}")
+            print(f"  ✗ missing:  {visible(name)}")
         for name in result.unattested:
-            print(f"  ! not covered by the attestation: {name}")
+            print(f"  ! not covered by the attestation: {visible(name)}")
         print("verified" if ok else "NOT verified")
     return EXIT_OK if ok else EXIT_VERIFY
 
@@ -498,6 +505,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Fields are escaped where they are printed; the guard catches any that were not, so nothing
+    # the service or a scanned repository sent can drive the terminal.
+    out, err = sys.stdout, sys.stderr
+    sys.stdout = cast(TextIO, GuardedStream(out, OWN_SEQUENCES))
+    sys.stderr = cast(TextIO, GuardedStream(err))
+    try:
+        return _run(argv)
+    finally:
+        sys.stdout, sys.stderr = out, err
+
+
+def _run(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -509,10 +528,10 @@ def main(argv: list[str] | None = None) -> int:
         print(exc.describe(), file=sys.stderr)
         return exc.exit_code
     except CliError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
+        print(f"error: {visible(exc.message)}", file=sys.stderr)
         return exc.exit_code
     except cfg.ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {visible(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -8,15 +8,20 @@ import sys
 import time
 from typing import Any, TextIO
 
+from cli.textsafe import visible
+
 SEVERITY_ORDER = ("critical", "high", "medium", "low", "info")
+# The only escape sequences the CLI writes itself (colours, on a terminal); anything else is escaped.
+PALETTE = ("1;34", "36", "32", "31", "1;31", "1;32", "1;33")
+OWN_SEQUENCES = frozenset({"\033[0m", *(f"\033[{code}m" for code in PALETTE)})
 
 
 class Progress:
-    def __init__(self, out: TextIO = sys.stdout, *, show_logs: bool = True, as_json: bool = False) -> None:
-        self.out = out
+    def __init__(self, out: TextIO | None = None, *, show_logs: bool = True, as_json: bool = False) -> None:
+        self.out = out if out is not None else sys.stdout
         self.show_logs = show_logs
         self.as_json = as_json
-        self.color = (not as_json) and out.isatty()
+        self.color = (not as_json) and self.out.isatty()
         self.phase_started: dict[str, float] = {}
         self.current_phase: str | None = None
         self.tools_done = 0
@@ -40,7 +45,7 @@ class Progress:
         ts = event.get("timestamp")
         stamp = time.strftime("%H:%M:%S", time.localtime(ts)) if isinstance(ts, int | float) else "--:--:--"
         if kind == "phase":
-            phase = str(event.get("phase", "?"))
+            phase = visible(event.get("phase", "?"))
             now = float(ts) if isinstance(ts, int | float) else time.time()
             took = ""
             if phase == self.current_phase:
@@ -50,40 +55,42 @@ class Progress:
                     took = f"  ({self.current_phase} took {now - self.phase_started[self.current_phase]:.1f}s)"
                 self.current_phase = phase
                 self.phase_started[phase] = now
-            extra = " ".join(f"{k}={event[k]}" for k in ("branch", "commit", "hash") if event.get(k))
-            self._line(f"{stamp} {self._c('▶ ' + phase, '1;34')}  {event.get('message', '')}"
+            extra = " ".join(f"{k}={visible(event[k])}" for k in ("branch", "commit", "hash") if event.get(k))
+            self._line(f"{stamp} {self._c('▶ ' + phase, '1;34')}  {visible(event.get('message', ''))}"
                        f"{'  ' + extra if extra else ''}{took}")
         elif kind == "tool_start":
             self.tools_started += 1
-            self._line(f"{stamp}   {self._c('⋯ ' + str(event.get('tool')), '36')} started {self._tally()}")
+            self._line(f"{stamp}   {self._c('⋯ ' + visible(event.get('tool')), '36')} started {self._tally()}")
         elif kind == "log":
             if self.show_logs:
-                self._line(f"{stamp}     {event.get('tool', '')} | {event.get('line', '')}")
+                self._line(f"{stamp}     {visible(event.get('tool', ''))} | {visible(event.get('line', ''))}")
         elif kind == "tool_complete":
             self.tools_done += 1
-            findings = event.get("findings", 0)
+            findings = visible(event.get("findings", 0))
             mark = self._c("✓", "32") if event.get("exit_code") in (0, 1) else self._c("✗", "31")
             duration = event.get("duration_s")
             took = f" in {duration:.1f}s" if isinstance(duration, int | float) else ""
-            self._line(f"{stamp}   {mark} {event.get('tool')} exit {event.get('exit_code')}, "
+            self._line(f"{stamp}   {mark} {visible(event.get('tool'))} exit {visible(event.get('exit_code'))}, "
                        f"{findings} findings{took} {self._tally()}")
         elif kind == "error":
-            self._line(f"{stamp} {self._c('✗ error', '1;31')} {event.get('code', '')}: {event.get('message', '')}")
+            self._line(f"{stamp} {self._c('✗ error', '1;31')} {visible(event.get('code', ''))}: "
+                       f"{visible(event.get('message', ''))}")
         elif kind == "upload":
-            self._line(f"{stamp} ⇪ upload {event.get('upload_status')}: {event.get('detail', '')}")
+            self._line(f"{stamp} ⇪ upload {visible(event.get('upload_status'))}: {visible(event.get('detail', ''))}")
         elif kind == "scan_complete":
-            status = str(event.get("status"))
+            status = visible(event.get("status"))
             colour = {"SUCCEEDED": "1;32", "FAILED": "1;31"}.get(status, "1;33")
             self._line(f"{stamp} {self._c('■ scan ' + status, colour)}")
             summary = event.get("summary")
             if isinstance(summary, dict):
                 self._line("  findings: " + format_counts(summary.get("by_severity", {})))
         else:
-            self._line(f"{stamp} {kind}: {json.dumps({k: v for k, v in event.items() if k not in ('id', 'type')})}")
+            rest = {k: v for k, v in event.items() if k not in ("id", "type")}
+            self._line(f"{stamp} {visible(kind)}: {json.dumps(rest)}")
 
 
 def format_counts(counts: Any) -> str:
     if not isinstance(counts, dict):
         return "none"
     ordered = [s for s in SEVERITY_ORDER if s in counts] + sorted(set(counts) - set(SEVERITY_ORDER))
-    return ", ".join(f"{counts[s]} {s}" for s in ordered if counts[s]) or "none"
+    return ", ".join(f"{visible(counts[s])} {visible(s)}" for s in ordered if counts[s]) or "none"

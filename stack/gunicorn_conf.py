@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
+
+from gunicorn.glogging import Logger, SafeAtoms
+
+from tasks.textsafe import visible
 
 
 def child_exit(server: Any, worker: Any) -> None:
@@ -20,6 +25,45 @@ def _access_log() -> str | None:
 
 
 accesslog = _access_log()
+
+
+def _wsgi_text(value: str) -> str:
+    # WSGI hands the request's bytes over as latin-1 text; read them as the UTF-8 they usually are,
+    # so an escaped U+202E shows as \u202e rather than as three unrelated characters.
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return value
+
+
+class EscapedAtoms(SafeAtoms):
+    """The access-log fields with every control character escaped: a ``%0a`` or ``%1b`` in a
+    request path (or a header) cannot start a forged log line or reach an operator's terminal."""
+
+    def __init__(self, atoms: dict[str, Any]) -> None:
+        super().__init__({k: visible(_wsgi_text(v)) if isinstance(v, str) else v for k, v in atoms.items()})
+
+
+class _OneLine(logging.Filter):
+    """gunicorn's own messages quote what a client sent (an invalid request line, a URI): escaped too."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = visible(record.getMessage()), ()
+        return True
+
+
+_ONE_LINE = _OneLine()
+
+
+class EscapingLogger(Logger):
+    atoms_wrapper_class = EscapedAtoms
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        self.error_log.addFilter(_ONE_LINE)
+
+
+logger_class = EscapingLogger
 
 
 def _logconfig() -> dict[str, Any]:

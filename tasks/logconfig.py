@@ -9,9 +9,11 @@ import contextvars
 import json
 import logging
 import time
+import traceback
 from typing import Any
 
 from tasks.settings import Settings
+from tasks.textsafe import visible
 
 test_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("test_id", default=None)
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
@@ -52,11 +54,42 @@ class JsonFormatter(logging.Formatter):
 
 
 class ConsoleFormatter(logging.Formatter):
+    """One line per record, whatever its message holds: a request path, a repository's file name or
+    a tool's output line cannot clear the operator's terminal or start a forged line, because every
+    control character in them is shown escaped (``tasks.textsafe``). A traceback follows the line,
+    indented, so a line that starts at the margin always starts a record."""
+
     def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
-        extras = [f"{k}={getattr(record, k)}" for k in ("test_id", "task_id", "request_id")
+        record.message = visible(record.getMessage())
+        if self.usesTime():
+            record.asctime = self.formatTime(record, self.datefmt)
+        line = self.formatMessage(record)
+        extras = [f"{k}={visible(getattr(record, k))}" for k in ("test_id", "task_id", "request_id")
                   if getattr(record, k, None)]
-        return f"{line} [{' '.join(extras)}]" if extras else line
+        if extras:
+            line += f" [{' '.join(extras)}]"
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        for block in (record.exc_text, self.formatStack(record.stack_info) if record.stack_info else None):
+            if block:
+                line += "".join(f"\n  {visible(part)}" for part in block.split("\n"))
+        return line
+
+    def formatException(self, ei: Any) -> str:
+        """The traceback's lines, with each exception's message kept to one line: a message that
+        quotes a request or a file name cannot add lines of its own."""
+        shown = traceback.TracebackException(*ei[:3])
+        messages: set[str] = set()
+        pending = [shown]
+        while pending:
+            exc = pending.pop()
+            messages.update(exc.format_exception_only())
+            pending += [e for e in (exc.__cause__, exc.__context__, *(exc.exceptions or ())) if e is not None]
+        lines: list[str] = []
+        for chunk in shown.format():
+            text = chunk.removesuffix("\n")
+            lines += [visible(text)] if chunk in messages else text.split("\n")
+        return "\n".join(lines)
 
 
 _configured = False

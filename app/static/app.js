@@ -1,5 +1,5 @@
 // Certus Assurance web page: plain JavaScript against the public API (no build step, no CDN).
-// Everything from the API is inserted with textContent, never as HTML.
+// Everything from the API is inserted with textContent, never as HTML, and passes through visible().
 "use strict";
 
 const API = "/v1/security-scans";
@@ -7,12 +7,29 @@ const SEVERITIES = ["critical", "high", "medium", "low", "info"];
 const UPLOAD_FINAL = ["uploaded", "denied", "upload_failed"];
 const $ = (sel) => document.querySelector(sel);
 
+// Text from a scanned repository or a client may hold control characters, bidirectional overrides
+// (U+202E shows "exe.txt" as "txt.exe") or zero-width characters: each is shown as an escape such as
+// \x1b or \u202e, so nothing is hidden or reordered and the attempt is visible. The same rule as
+// tasks/textsafe.py: Unicode's control, format, surrogate and line/paragraph separator categories.
+const UNSAFE = /[\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}]/gu;
+const SHORT_ESCAPES = { "\t": "\\t", "\n": "\\n", "\r": "\\r" };
+
+function visible(value) {
+  if (value === null || value === undefined) return "";
+  return String(value).replace(UNSAFE, (ch) => {
+    if (ch in SHORT_ESCAPES) return SHORT_ESCAPES[ch];
+    const code = ch.codePointAt(0);
+    const hex = code.toString(16);
+    return code < 0x100 ? `\\x${hex.padStart(2, "0")}` : code < 0x10000 ? `\\u${hex.padStart(4, "0")}` : `\\U${hex.padStart(8, "0")}`;
+  });
+}
+
 function el(tag, props, ...children) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(props || {})) {
-    if (k === "class") node.className = v; else if (k === "text") node.textContent = v; else node.setAttribute(k, v);
+    if (k === "class") node.className = v; else if (k === "text") node.textContent = visible(v); else node.setAttribute(k, v);
   }
-  for (const c of children) node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  for (const c of children) node.append(c instanceof Node ? c : document.createTextNode(visible(String(c))));
   return node;
 }
 
@@ -21,7 +38,7 @@ function apiKey() { return sessionStorage.getItem("certus-api-key") || ""; }
 class ApiError extends Error {
   constructor(status, body) {
     const e = (body && body.error) || {};
-    super(`${status} ${e.code || "error"}: ${e.message || "request failed"}`);
+    super(`${status} ${visible(e.code || "error")}: ${visible(e.message || "request failed")}`);
     this.status = status; this.code = e.code; this.fields = e.fields;
   }
 }
@@ -39,7 +56,7 @@ async function api(method, path, body) {
 
 function describe(err) {
   let text = err.message;
-  if (err.fields) for (const [k, v] of Object.entries(err.fields)) text += `\n  ${k}: ${[].concat(v).join("; ")}`;
+  if (err.fields) for (const [k, v] of Object.entries(err.fields)) text += `\n  ${visible(k)}: ${[].concat(v).map(visible).join("; ")}`;
   return text;
 }
 
@@ -211,7 +228,7 @@ class ScanView {
   render(r) {
     this.record = r;
     const badge = $("#scan-status");
-    badge.textContent = r.status; badge.className = `badge s-${r.status}`;
+    badge.textContent = visible(r.status); badge.className = `badge s-${r.status}`;
     const meta = $("#scan-meta"); meta.replaceChildren();
     const rows = [["workspace", r.workspace_id], ["component", r.component_id], ["assessment", r.assessment_id],
       ["profile", r.profile], ["source", r.git_url || r.directory_path || r.archive_path], ["branch", r.branch],
@@ -234,7 +251,7 @@ class ScanView {
     const us = r.upload_status;
     $("#upload-button").disabled = r.status !== "SUCCEEDED" || (us && !UPLOAD_FINAL.includes(us)) || us === "uploaded";
     const status = $("#upload-status");
-    status.textContent = us ? `upload: ${us}` : ""; status.className = us || "";
+    status.textContent = us ? `upload: ${visible(us)}` : ""; status.className = us || "";
     if (us && !UPLOAD_FINAL.includes(us)) {
       clearTimeout(this.refreshTimer);
       this.refreshTimer = setTimeout(() => { if (!this.closed) this.refresh(); }, 1500);
@@ -280,7 +297,7 @@ class ScanView {
     const ul = $("#artifacts"); ul.replaceChildren();
     const paths = [...new Set(Object.values(r.artifacts || {}).filter((p) => typeof p === "string"))].sort();
     if (!paths.length) { ul.append(el("li", { text: "—" })); return; }
-    for (const p of paths) ul.append(el("li", {}, el("a", { href: artifactUrl(this.id, p), download: p.split("/").pop(), text: p })));
+    for (const p of paths) ul.append(el("li", {}, el("a", { href: artifactUrl(this.id, p), download: visible(p.split("/").pop()), text: p })));
   }
 
   async loadSarif(r) {
@@ -308,7 +325,7 @@ class ScanView {
               message: (res.message && res.message.text) || (rules[res.ruleId] && rules[res.ruleId].name) || "", where });
           }
         }
-      } catch (err) { failures.push(`${path} (${err.message})`); }
+      } catch (err) { failures.push(`${visible(path)} (${visible(err.message)})`); }
     }
     const rank = (s) => { const i = [...SEVERITIES, "error", "warning", "note"].indexOf(s); return i < 0 ? 99 : i; };
     rows.sort((a, b) => rank(a.severity) - rank(b.severity) || a.tool.localeCompare(b.tool));
@@ -330,7 +347,7 @@ class ScanView {
     $("#upload-button").disabled = true;
     try {
       const res = await api("POST", scanPath(this.id, "/upload-request"), { tier: $("#upload-tier").value });
-      $("#upload-status").textContent = `upload: ${res.upload_status}`;
+      $("#upload-status").textContent = `upload: ${visible(res.upload_status)}`;
       this.refresh();
     } catch (err) {
       $("#upload-status").textContent = describe(err); $("#upload-status").className = "failed";

@@ -4,20 +4,25 @@ the config file, the polling fallback and path confinement of downloads."""
 
 from __future__ import annotations
 
+import io
 import json
 import threading
+import unicodedata
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TextIO, cast
 
 import pytest
 from flask import Flask, jsonify, request
 from werkzeug.serving import make_server
 
+from cli.progress import OWN_SEQUENCES, Progress
+from cli.textsafe import UNSAFE_CATEGORIES, GuardedStream
 from stack.ports import free_port
 from tests.support.cli import run_cli
 
 KEY = "ca_test_key_123"
 TEST_ID = "test_0123456789ab"
+HOSTILE_ID = "test_0000000000ee"  # answers with an error envelope full of control characters
 EVENTS = [
     {"id": "1-0", "type": "phase", "timestamp": 1.0, "phase": "clone", "message": "cloning"},
     {"id": "2-0", "type": "tool_start", "timestamp": 2.0, "tool": "bandit", "command": ["bandit"]},
@@ -67,6 +72,11 @@ def _app(fake: Fake) -> Flask:
     @app.get(f"/v1/security-scans/{TEST_ID}/artifacts/<path:rel>")
     def artifact(rel: str):
         return fake.files[rel]
+
+    @app.get(f"/v1/security-scans/{HOSTILE_ID}")
+    def hostile():
+        return jsonify({"error": {"code": "conflict\x1b[2J", "message": "no\nerror 200 ok: all fine\x9b",
+                                  "fields": {"name\u202e": ["bad\rvalue"]}, "request_id": "r\x1b]0;x\x07"}}), 409
 
     @app.get(f"/v1/security-scans/{TEST_ID}/events")
     def events():
@@ -167,3 +177,33 @@ def test_global_flags_work_before_and_after_the_command(fake_api):
     after = run_cli("status", TEST_ID, "--url", url, "--api-key", KEY, "--json")
     assert before.code == after.code == 0, before.err + after.err
     assert before.json()["test_id"] == after.json()["test_id"] == TEST_ID
+
+
+def test_error_envelopes_are_printed_escaped(fake_api):
+    url, _ = fake_api()
+    result = run_cli("status", HOSTILE_ID, url=url, api_key=KEY)
+    assert result.code == 5
+    assert result.err.split("\n")[:3] == [
+        "error 409 conflict\\x1b[2J: no\\nerror 200 ok: all fine\\x9b",
+        "  name\\u202e: bad\\rvalue",
+        "  (request id r\\x1b]0;x\\x07)"]
+    assert not any(unicodedata.category(c) in UNSAFE_CATEGORIES for c in result.err.replace("\n", ""))
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_on_a_terminal_only_the_clis_own_colours_pass():
+    screen = _Terminal()
+    progress = Progress(cast(TextIO, GuardedStream(screen, OWN_SEQUENCES)))
+    progress.event({"type": "log", "timestamp": 0, "tool": "bandit", "line": "\x1b[1;32mfake\x1b[0m \x1b[2J"})
+    progress.event({"type": "scan_complete", "timestamp": 0, "status": "FAILED\x1b[8m"})
+    lines = screen.getvalue().split("\n")
+    # a field is escaped even when it holds a sequence the CLI itself uses
+    assert lines[0].endswith("bandit | \\x1b[1;32mfake\\x1b[0m \\x1b[2J")
+    assert lines[1].endswith("\x1b[1;33m■ scan FAILED\\x1b[8m\x1b[0m")
+    # and whatever reaches the stream unescaped, only those colours get through
+    GuardedStream(screen, OWN_SEQUENCES).write("a\x1b[1;31mb\x1b[0m\x1b[2J\r\x9bc\n")
+    assert screen.getvalue().split("\n")[2] == "a\x1b[1;31mb\x1b[0m\\x1b[2J\\r\\x9bc"
