@@ -12,7 +12,7 @@ from celery import Celery
 from app.auth import confirm_deferred, current_principal, deferred_key, may_see, rate_limited, settle_deferred
 from app.errors import APIError, not_found
 from app.limits import wait_seconds
-from tasks import archives, enqueue, metrics, names
+from tasks import archives, enqueue, manifest_s3, metrics, names
 from tasks import manifest as manifests
 from tasks.clock import utcnow_iso
 from tasks.events import EventLog, encode_event, stream_key
@@ -65,11 +65,14 @@ class ScanService:
         self.inline_enqueue = enqueue.usable(celery, settings)
 
     # -- submit ------------------------------------------------------------------------------
-    def _check_manifest_uri(self, uri: str) -> None:
+    def _check_manifest_uri(self, uri: str, workspace_id: str) -> None:
         parts = urlsplit(uri)
         try:
             if parts.scheme == "https" and parts.hostname:
                 check_host(parts.hostname, parts.port, self.settings.git_allowed_hosts)
+            elif parts.scheme == "s3" and not manifest_s3.allowed(uri, workspace_id, self.settings.manifest_s3_allowed):
+                raise HostNotAllowed("manifest_source_not_allowed",
+                                     "s3:// manifests may only be read from the buckets and prefixes allowed for them")
             elif parts.scheme == "file" and not (self.settings.allow_local_sources
                                                  and _confined(parts.path, self.settings.allowed_source_roots)):
                 raise HostNotAllowed("manifest_uri_not_allowed",
@@ -80,7 +83,7 @@ class ScanService:
     def _check_source(self, data: dict[str, Any]) -> None:
         for name in ("manifest_uri", "manifest_signature_uri"):
             if data.get(name):
-                self._check_manifest_uri(data[name])
+                self._check_manifest_uri(data[name], data["workspace_id"])
         source_type = data["source_type"]
         if source_type == "git":
             try:

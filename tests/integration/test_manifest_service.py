@@ -28,7 +28,7 @@ def strict_service(tmp_path_factory):
     (tmp / "manifest.pub").write_bytes(keys.public_pem(key))
     s3 = start_s3()
     env = base_env(tmp, redis_url, **AWS_ENV,
-                   CERTUS_ASSURANCE_S3_ENDPOINT_URL=s3.url,
+                   CERTUS_ASSURANCE_S3_ENDPOINT_URL=s3.url, CERTUS_ASSURANCE_MANIFEST_S3_ALLOWED="cfg/shop",
                    CERTUS_ASSURANCE_MANIFEST_VERIFICATION_KEY_REF=str(tmp / "manifest.pub"),
                    CERTUS_ASSURANCE_MANIFEST_VERIFICATION_REQUIRED="true")
     svc = Service(env=env, workdir=tmp)

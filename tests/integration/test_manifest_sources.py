@@ -209,7 +209,7 @@ def test_manifest_path_confined_and_verified(tree: Path, pub_path: Path) -> None
 
 # -- s3:// ----------------------------------------------------------------------------------------
 def test_s3_sources(s3, pub_path: Path) -> None:
-    settings = _settings(pub_path, s3_endpoint_url=s3.url)
+    settings = _settings(pub_path, s3_endpoint_url=s3.url, manifest_s3_allowed=("manifests",))
     ok = _resolve(settings, manifest_uri="s3://manifests/team/manifest.json")
     assert ok.signature_verified and ok.data == MANIFEST and ok.source == "s3"
     assert ok.signature_location == "s3://manifests/team/manifest.sig"
@@ -272,11 +272,15 @@ def test_oci_sources(registry, pub_path: Path) -> None:
 def test_oci_basic_auth(auth_registry, pub_path: Path) -> None:
     uri = f"oci://{auth_registry.host}/private/manifests:v1"
     anonymous = _settings(pub_path, manifest_oci_plain_http=(auth_registry.host,))
-    assert _code(anonymous, manifest_uri=uri) == "manifest_fetch_failed"
-    wrong = replace(anonymous, manifest_oci_username="puller", manifest_oci_password="wrong")
+    assert _code(anonymous, manifest_uri=uri) == "manifest_auth_required"
+    listed = replace(anonymous, manifest_oci_credential_hosts=(auth_registry.host,))
+    wrong = replace(listed, manifest_oci_username="puller", manifest_oci_password="wrong")
     assert _code(wrong, manifest_uri=uri) == "manifest_fetch_failed"
-    right = replace(anonymous, manifest_oci_username="puller", manifest_oci_password="pull-secret")
+    right = replace(listed, manifest_oci_username="puller", manifest_oci_password="pull-secret")
     assert _resolve(right, manifest_uri=uri).signature_verified
+    # Credentials configured for no registry are sent to none: this one is asked anonymously.
+    unbound = replace(right, manifest_oci_credential_hosts=())
+    assert _code(unbound, manifest_uri=uri) == "manifest_auth_required"
 
 
 # -- file:// --------------------------------------------------------------------------------------
@@ -308,7 +312,7 @@ def test_cosign_sign_blob_signature_accepted(tmp_path: Path, s3) -> None:
     client = s3.client()
     client.put_object(Bucket="manifests", Key="cosigned/manifest.json", Body=MANIFEST)
     client.put_object(Bucket="manifests", Key="cosigned/manifest.sig", Body=(tmp_path / "manifest.sig").read_bytes())
-    settings = _settings(tmp_path / "cosign.pub", s3_endpoint_url=s3.url)
+    settings = _settings(tmp_path / "cosign.pub", s3_endpoint_url=s3.url, manifest_s3_allowed=("manifests",))
     assert _resolve(settings, manifest_uri="s3://manifests/cosigned/manifest.json").signature_verified
     # The same signature under our test key (another key) is refused.
     client.put_object(Bucket="manifests", Key="cosigned/manifest.json", Body=MANIFEST + b" ")
@@ -333,10 +337,15 @@ def test_oci_bearer_token_auth(tmp_path_factory: pytest.TempPathFactory, pub_pat
     try:
         uri = f"oci://{reg.host}/private/manifests:v1"
         anonymous = _settings(pub_path, manifest_oci_plain_http=(reg.host,))
-        assert _code(anonymous, manifest_uri=uri) == "manifest_fetch_failed"
-        assert _code(replace(anonymous, manifest_oci_username="puller", manifest_oci_password="bad"),
+        assert _code(anonymous, manifest_uri=uri) == "manifest_auth_required"
+        # The token service runs on another port: it receives the registry's credentials only when listed.
+        realm = tokens.url.split("/")[2]
+        listed = replace(anonymous, manifest_oci_credential_hosts=(reg.host,), manifest_oci_token_realms=(realm,))
+        assert _code(replace(listed, manifest_oci_username="puller", manifest_oci_password="bad"),
                      manifest_uri=uri) == "manifest_fetch_failed"
-        right = replace(anonymous, manifest_oci_username="puller", manifest_oci_password="pull-secret")
+        right = replace(listed, manifest_oci_username="puller", manifest_oci_password="pull-secret")
+        assert _code(replace(right, manifest_oci_token_realms=()), manifest_uri=uri) == \
+            "manifest_token_realm_not_allowed"
         resolved = _resolve(right, manifest_uri=uri)
         assert resolved.signature_verified and resolved.data == MANIFEST
         assert {"user": "puller", "access": [{"type": "repository", "name": "private/manifests",

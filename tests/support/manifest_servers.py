@@ -312,3 +312,86 @@ def start_registry(workdir: Path, auth: tuple[str, str] | None = None, token: To
         proc.kill()
         raise
     return Registry(f"127.0.0.1:{port}", proc, auth)
+
+
+# -- a server that records what it is sent (a registry or token service someone else runs) -------
+@dataclass
+class Seen:
+    method: str
+    path: str
+    authorization: str | None
+    host: str | None
+
+
+@dataclass
+class RecordingServer:
+    """Answers every request with ``answer(method, path)`` -> (status, headers, body) and records the
+    request's method, path, ``Authorization`` and ``Host`` headers."""
+
+    url: str  # scheme://127.0.0.1:port
+    httpd: http.server.ThreadingHTTPServer
+    seen: list[Seen] = field(default_factory=list)
+
+    @property
+    def host(self) -> str:
+        return self.url.split("/")[2]
+
+    @property
+    def authorizations(self) -> list[str]:
+        return [s.authorization for s in self.seen if s.authorization is not None]
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+Answer = tuple[int, dict[str, str], bytes]
+
+
+def start_recorder(answer: Any, tls: Any = None) -> RecordingServer:
+    """``tls``: a ``tests.support.tlscerts.TLSFiles`` to serve HTTPS with; plain HTTP otherwise."""
+    seen: list[Seen] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _answer(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                self.rfile.read(length)
+            seen.append(Seen(self.command, self.path, self.headers.get("Authorization"), self.headers.get("Host")))
+            status, headers, body = answer(self.command, self.path)
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = _answer
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    scheme = "http"
+    if tls is not None:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(tls.cert, tls.key)
+        httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+        scheme = "https"
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return RecordingServer(f"{scheme}://127.0.0.1:{httpd.server_address[1]}", httpd, seen)
+
+
+def challenging(challenge: str) -> Any:
+    """A registry that answers every request 401 with ``challenge``."""
+    def answer(method: str, path: str) -> Answer:
+        return 401, {"WWW-Authenticate": challenge, "Content-Type": "application/json"}, b'{"errors": []}'
+    return answer
+
+
+def token_service(method: str, path: str) -> Answer:
+    """A token realm that hands a token to anyone who asks."""
+    return 200, {"Content-Type": "application/json"}, b'{"token": "handed-out", "access_token": "handed-out"}'

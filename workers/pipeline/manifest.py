@@ -1,16 +1,23 @@
 """Resolve the manifest a scan runs with, and the profile it selects.
 
 Order matters: the manifest is fetched, its signature checked (fail closed), and only then parsed.
+A fetched document becomes the bundle's ``manifest.json`` only once it has been validated as a
+manifest: the service reads it with its own authority (S3 credentials, files, registries), so a
+document that is anything else is refused without its content reaching the bundle, the scan's
+errors or its events.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from tasks import manifest as manifests
 from tasks.profiles import builtin
@@ -69,6 +76,99 @@ class ManifestSignatureError(ManifestSourceError):
     """The manifest's signature is missing (when required) or does not verify."""
 
 
+# The fields a manifest may have (docs/manifests.md); a tool's ``config`` is the tool's own business.
+_FIELDS = {"product", "version", "owners", "profiles", "bundle"}
+_PROFILE_FIELDS = {"name", "tools", "thresholds"}
+_TOOL_FIELDS = {"id", "name", "config"}
+_BUNDLE_FIELDS = {"runtimeCeilingMinutes"}
+MAX_SIGNATURE_BYTES = 1024
+# Error paths that name only the schema, never a key taken from the document.
+_SCHEMA_PATH = re.compile(r"^(\$|product|version|owners|bundle(\.runtimeCeilingMinutes)?|profiles"
+                          r"(\[\d+\](\.name|\.tools(\[\d+\](\.config)?)?|\.thresholds"
+                          r"(\.(critical|high|medium|low|info))?)?)?)\Z")
+
+
+class _KeyTwice(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise _KeyTwice()
+    return obj
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError("NaN and Infinity are not JSON")
+
+
+def _schema_path(path: str) -> str:
+    """``path``, cut back to the part that names the schema only (a threshold's unknown severity is
+    a key of the document, so it is not repeated)."""
+    while not _SCHEMA_PATH.match(path):
+        path = path.rsplit(".", 1)[0] if "." in path else "$"
+    return path
+
+
+def _unknown_fields(obj: dict[str, Any]) -> dict[str, list[str]]:
+    problems: dict[str, list[str]] = {}
+    outside = "has fields outside the manifest schema"
+    if set(obj) - _FIELDS:
+        problems["$"] = [f"not a scan manifest: it {outside}"]
+    profiles = obj.get("profiles")
+    for i, prof in enumerate(profiles if isinstance(profiles, list) else []):
+        if isinstance(prof, dict) and set(prof) - _PROFILE_FIELDS:
+            problems[f"profiles[{i}]"] = [outside]
+        tools = prof.get("tools") if isinstance(prof, dict) else None
+        for j, tool in enumerate(tools if isinstance(tools, list) else []):
+            if isinstance(tool, dict) and set(tool) - _TOOL_FIELDS:
+                problems[f"profiles[{i}].tools[{j}]"] = [outside]
+    bundle = obj.get("bundle")
+    if isinstance(bundle, dict) and set(bundle) - _BUNDLE_FIELDS:
+        problems["bundle"] = [outside]
+    return problems
+
+
+def validated_document(data: bytes) -> tuple[str, manifests.Manifest]:
+    """``data`` as text and parsed, when it is a manifest: UTF-8 JSON, no key twice, only the
+    schema's fields, and valid by ``tasks.manifest.parse``. Otherwise ``ManifestInvalid`` whose
+    messages name schema paths only: nothing of the document is repeated."""
+    try:
+        text = data.decode("utf-8")
+        obj = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_refuse_constant)
+    except _KeyTwice as exc:
+        raise manifests.ManifestInvalid({"$": ["not a scan manifest: an object has the same key twice"]}) from exc
+    except (UnicodeDecodeError, ValueError) as exc:
+        problem = f"the manifest is not valid UTF-8 JSON ({exc.__class__.__name__})"
+        raise manifests.ManifestInvalid({"$": [problem]}) from exc
+    obj = manifests.unwrap(obj)
+    if not isinstance(obj, dict):
+        raise manifests.ManifestInvalid({"$": ["not a scan manifest: a manifest is a JSON object"]})
+    unknown = _unknown_fields(obj)
+    if unknown:
+        raise manifests.ManifestInvalid(unknown)
+    try:
+        return text, manifests.parse(obj)
+    except manifests.ManifestInvalid as exc:
+        errors: dict[str, list[str]] = {}
+        for path, problems in exc.errors.items():
+            errors.setdefault(_schema_path(path), []).extend(problems)
+        raise manifests.ManifestInvalid(errors) from None
+
+
+def check_signature_shape(signature: bytes) -> None:
+    """A signature is stored in the bundle as received, so it must be one: base64 of a DER ECDSA
+    signature, as ``cosign sign-blob`` writes it, and small."""
+    try:
+        if len(signature) > MAX_SIGNATURE_BYTES:
+            raise ValueError("too long for a signature")
+        decode_dss_signature(keys.decode_signature(signature))
+    except (keys.SigningKeyError, ValueError) as exc:
+        raise ManifestSignatureError("manifest_signature_invalid",
+                                     "the manifest signature is not a base64 ECDSA signature") from exc
+
+
 def resolve_manifest(record: dict[str, Any], settings: Settings, source_dir: Path | None = None,
                      known_tools: Collection[str] | None = None) -> ResolvedManifest:
     requested = record["profile"]
@@ -83,13 +183,7 @@ def resolve_manifest(record: dict[str, Any], settings: Settings, source_dir: Pat
         parsed = manifests.parse(record["manifest"])
         text = fetched.data.decode()
     else:
-        try:
-            text = fetched.data.decode("utf-8")
-            obj = json.loads(text)
-        except (UnicodeDecodeError, ValueError) as exc:
-            problem = f"the manifest is not valid UTF-8 JSON ({exc.__class__.__name__})"
-            raise manifests.ManifestInvalid({"$": [problem]}) from exc
-        parsed = manifests.parse(obj)
+        text, parsed = validated_document(fetched.data)
     resolved = select_profile(text, parsed, requested, source, known_tools)
     resolved.data = fetched.data
     resolved.signature = fetched.signature
@@ -119,7 +213,8 @@ def _fetch(record: dict[str, Any], settings: Settings, source_dir: Path | None) 
             raise ManifestSourceError("manifest_path_invalid", "manifest_path needs a source tree")
         return from_source_tree(source_dir, record["manifest_path"], settings)
     if record.get("manifest_uri"):
-        return fetch_uri(record["manifest_uri"], settings, record.get("manifest_signature_uri"))
+        return fetch_uri(record["manifest_uri"], settings, record.get("manifest_signature_uri"),
+                         workspace=record.get("workspace_id"))
     return None
 
 
@@ -131,6 +226,7 @@ def check_signature(fetched: Fetched, settings: Settings) -> tuple[bool, str | N
             raise ManifestSignatureError("manifest_signature_missing",
                                          "manifest verification is required and the manifest came without a signature")
         return False, None
+    check_signature_shape(fetched.signature)
     if not settings.manifest_verification_key_ref:
         return False, None  # nothing to check against; recorded as present but unverified
     try:

@@ -2,8 +2,9 @@
 
 * ``manifest_path``: a file inside the checked-out source; ``..``, absolute paths and symlinks that
   leave the tree are refused.
-* ``s3://bucket/key``: boto3, against S3_ENDPOINT_URL when set.
-* ``https://host/path``: TLS verified (MANIFEST_CA_BUNDLE for a private CA); redirects only to https.
+* ``s3://bucket/key``: boto3, against S3_ENDPOINT_URL when set; only under MANIFEST_S3_ALLOWED.
+* ``https://host/path``: TLS verified (MANIFEST_CA_BUNDLE for a private CA); redirects only to https;
+  every connection goes to the address the network policy checked (``pinned_http``).
 * ``oci://registry/repository[:tag|@digest]``: see ``workers.pipeline.oci``.
 * ``file:///path``: only under MANIFEST_FILE_ROOTS.
 
@@ -22,8 +23,9 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
-from tasks import netpolicy
+from tasks import manifest_s3, netpolicy
 from tasks.settings import Settings
+from workers.pipeline.pinned_http import pinned_session
 from workers.sources.errors import SourceError
 
 MAX_REDIRECTS = 5
@@ -104,7 +106,8 @@ def from_source_tree(root: Path, relative: str, settings: Settings) -> Fetched:
 
 
 # -- URIs --------------------------------------------------------------------------------------
-def fetch_uri(uri: str, settings: Settings, signature_uri: str | None) -> Fetched:
+def fetch_uri(uri: str, settings: Settings, signature_uri: str | None, workspace: str | None = None) -> Fetched:
+    """``workspace``: the scan's, for MANIFEST_S3_ALLOWED entries that belong to one workspace."""
     scheme = urlsplit(uri).scheme
     if scheme == "oci":
         from workers.pipeline import oci
@@ -113,14 +116,14 @@ def fetch_uri(uri: str, settings: Settings, signature_uri: str | None) -> Fetche
         sig_at = uri + "#manifest.sig" if artifact.signature else None
         fetched = Fetched(artifact.manifest, artifact.signature, uri, sig_at)
         if signature_uri:
-            fetched.signature = _require(signature_uri, settings, "signature")
+            fetched.signature = _require(signature_uri, settings, "signature", workspace)
             fetched.signature_location = signature_uri
         return fetched
-    data = _require(uri, settings, "manifest")
+    data = _require(uri, settings, "manifest", workspace)
     if signature_uri:
-        return Fetched(data, _require(signature_uri, settings, "signature"), uri, signature_uri)
+        return Fetched(data, _require(signature_uri, settings, "signature", workspace), uri, signature_uri)
     for candidate in _sibling_uris(uri):
-        sig = get_bytes(candidate, settings, "signature", missing_ok=True)
+        sig = get_bytes(candidate, settings, "signature", missing_ok=True, workspace=workspace)
         if sig is not None:
             return Fetched(data, sig, uri, candidate)
     return Fetched(data, None, uri)
@@ -133,19 +136,20 @@ def _sibling_uris(uri: str) -> Iterator[str]:
         yield parts._replace(path=posixpath.join(directory, sig)).geturl()
 
 
-def _require(uri: str, settings: Settings, what: str) -> bytes:
-    data = get_bytes(uri, settings, what)
+def _require(uri: str, settings: Settings, what: str, workspace: str | None) -> bytes:
+    data = get_bytes(uri, settings, what, workspace=workspace)
     if data is None:  # pragma: no cover - get_bytes raises instead when missing_ok is false
         raise ManifestSourceError("manifest_not_found", f"the {what} was not found")
     return data
 
 
-def get_bytes(uri: str, settings: Settings, what: str, missing_ok: bool = False) -> bytes | None:
+def get_bytes(uri: str, settings: Settings, what: str, missing_ok: bool = False,
+              workspace: str | None = None) -> bytes | None:
     parts = urlsplit(uri)
     if parts.username or parts.password:
         raise ManifestSourceError("manifest_uri_not_allowed", "manifest URIs must not carry credentials")
     if parts.scheme == "s3":
-        return _get_s3(parts.netloc, parts.path.lstrip("/"), settings, what, missing_ok)
+        return _get_s3(uri, settings, what, missing_ok, workspace)
     if parts.scheme == "https":
         return _get_https(uri, settings, what, missing_ok)
     if parts.scheme == "file":
@@ -171,13 +175,19 @@ def _get_file(path: str, settings: Settings, what: str, missing_ok: bool) -> byt
     return real.read_bytes()
 
 
-def _get_s3(bucket: str, key: str, settings: Settings, what: str, missing_ok: bool) -> bytes | None:
+def _get_s3(uri: str, settings: Settings, what: str, missing_ok: bool, workspace: str | None) -> bytes | None:
     import boto3
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError
 
+    bucket, key = manifest_s3.split_uri(uri)
     if not bucket or not key:
         raise ManifestSourceError("manifest_uri_invalid", "an s3:// URI needs a bucket and a key")
+    # The service's S3 credentials read far more than manifests: only the allowed places are read.
+    if not manifest_s3.allowed(uri, workspace, settings.manifest_s3_allowed):
+        raise ManifestSourceError("manifest_source_not_allowed",
+                                  f"the {what} is not under a bucket and prefix allowed for s3:// manifests "
+                                  "(CERTUS_ASSURANCE_MANIFEST_S3_ALLOWED)")
     client = boto3.client("s3", endpoint_url=settings.s3_endpoint_url or None, region_name=settings.s3_region,
                           config=Config(connect_timeout=settings.manifest_fetch_timeout,
                                         read_timeout=settings.manifest_fetch_timeout, retries={"max_attempts": 2}))
@@ -203,11 +213,12 @@ def _get_s3(bucket: str, key: str, settings: Settings, what: str, missing_ok: bo
     return _cap(data, settings.manifest_max_bytes, what)
 
 
-def check_network_host(host: str | None, port: int | None, settings: Settings) -> None:
+def check_network_host(host: str | None, port: int | None, settings: Settings) -> list[str]:
+    """The addresses ``host`` resolves to, all allowed by the network policy; refuses it otherwise."""
     if not host:
         raise ManifestSourceError("manifest_uri_invalid", "the manifest URI names no host")
     try:
-        netpolicy.check_host(host, port, (*settings.manifest_allowed_hosts, *settings.git_allowed_hosts))
+        return netpolicy.check_host(host, port, (*settings.manifest_allowed_hosts, *settings.git_allowed_hosts))
     except netpolicy.HostNotAllowed as exc:
         code = "manifest_fetch_failed" if exc.code.endswith("unresolvable") else "manifest_uri_not_allowed"
         raise ManifestSourceError(code, str(exc).replace("CERTUS_ASSURANCE_GIT_ALLOWED_HOSTS",
@@ -216,6 +227,13 @@ def check_network_host(host: str | None, port: int | None, settings: Settings) -
 
 def tls_verify(settings: Settings) -> bool | str:
     return settings.manifest_ca_bundle or True
+
+
+def checked_session(settings: Settings) -> requests.Session:
+    """A session that connects only to addresses the network policy checked, at the moment it connects."""
+    session = pinned_session(lambda host, port: check_network_host(host, port, settings))
+    session.verify = tls_verify(settings)
+    return session
 
 
 def read_capped(resp: requests.Response, limit: int, what: str) -> bytes:
@@ -232,15 +250,22 @@ def read_capped(resp: requests.Response, limit: int, what: str) -> bytes:
 
 
 def _get_https(uri: str, settings: Settings, what: str, missing_ok: bool) -> bytes | None:
+    with checked_session(settings) as session:
+        return _follow_https(session, uri, settings, what, missing_ok)
+
+
+def _follow_https(session: requests.Session, uri: str, settings: Settings, what: str,
+                  missing_ok: bool) -> bytes | None:
     url = uri
     for _ in range(MAX_REDIRECTS + 1):
         parts = urlsplit(url)
         if parts.scheme != "https":
             raise ManifestSourceError("manifest_uri_not_allowed", "manifest downloads must stay on https://")
-        check_network_host(parts.hostname, parts.port, settings)
+        if not parts.hostname:
+            raise ManifestSourceError("manifest_uri_invalid", "the manifest URI names no host")
         try:
-            with requests.get(url, timeout=settings.manifest_fetch_timeout, verify=tls_verify(settings),
-                              allow_redirects=False, stream=True) as resp:
+            with session.get(url, timeout=settings.manifest_fetch_timeout, allow_redirects=False,
+                             stream=True) as resp:
                 if resp.is_redirect:
                     url = urljoin(url, resp.headers.get("Location", ""))
                     continue

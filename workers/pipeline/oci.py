@@ -4,8 +4,12 @@
 is the layer titled ``manifest.json`` (annotation ``org.opencontainers.image.title``), its signature
 the layer titled ``manifest.sig``; an image without titled layers is searched for those two files at
 the root of its tar layers. Every blob is checked against its digest. Registries that answer 401 are
-retried with a bearer token (from the realm their ``WWW-Authenticate`` names) or basic auth, using
-MANIFEST_OCI_USERNAME / MANIFEST_OCI_PASSWORD when set, anonymously otherwise.
+retried with a bearer token (from the realm their ``WWW-Authenticate`` names) or basic auth.
+
+MANIFEST_OCI_USERNAME / MANIFEST_OCI_PASSWORD go only to the registries of MANIFEST_OCI_CREDENTIAL_HOSTS
+and to token realms ``workers.oci_credentials`` allows for them; every other registry is asked
+anonymously, and one that insists on credentials fails with ``manifest_auth_required``. Every
+connection (registry, realm, redirects) goes to an address the network policy checked.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from urllib.parse import urlsplit
 import requests
 
 from tasks.settings import Settings
-from workers.pipeline.manifest_sources import ManifestSourceError, check_network_host, read_capped, tls_verify
+from workers.oci_credentials import realm_refusal, registry_listed
+from workers.pipeline.manifest_sources import ManifestSourceError, checked_session, read_capped
 
 TITLE = "org.opencontainers.image.title"
 MANIFEST_TYPES = (
@@ -73,48 +78,64 @@ def parse_reference(uri: str) -> Reference:
     return Reference(parts.netloc.lower(), repo, ref)
 
 
+def _auth_required() -> ManifestSourceError:
+    return ManifestSourceError("manifest_auth_required",
+                               "the registry wants credentials and none are configured for it "
+                               "(CERTUS_ASSURANCE_MANIFEST_OCI_CREDENTIAL_HOSTS)")
+
+
 class RegistryClient:
     def __init__(self, ref: Reference, settings: Settings) -> None:
         self.ref = ref
         self.settings = settings
-        scheme = "http" if ref.registry in settings.manifest_oci_plain_http else "https"
-        self.base = f"{scheme}://{ref.registry}"
-        self.session = requests.Session()
-        self.session.verify = tls_verify(settings)
-        self.session.trust_env = False
+        self.plain_http = ref.registry in settings.manifest_oci_plain_http
+        self.base = f"{'http' if self.plain_http else 'https'}://{ref.registry}"
+        # Every connection, redirects and token realms included, meets the network policy.
+        self.session = checked_session(settings)
         self.auth_header: str | None = None
-        host = urlsplit(self.base)
-        check_network_host(host.hostname, host.port, settings)
+        self.sent_credentials = False
+        self.owns_credentials = bool(settings.manifest_oci_username) and registry_listed(
+            ref.registry, self.plain_http, settings.manifest_oci_credential_hosts)
 
     def _creds(self) -> tuple[str, str] | None:
+        """The configured credentials, when they belong to this registry; None otherwise."""
         s = self.settings
-        return (s.manifest_oci_username, s.manifest_oci_password) if s.manifest_oci_username else None
+        return (s.manifest_oci_username, s.manifest_oci_password) if self.owns_credentials else None
 
     def _authenticate(self, challenge: str) -> None:
         scheme, _, params_text = challenge.partition(" ")
         params = dict(re.findall(r'(\w+)="([^"]*)"', params_text))
+        creds = self._creds()
         if scheme.lower() == "basic":
-            creds = self._creds()
             if creds is None:
-                raise ManifestSourceError("manifest_fetch_failed", "the registry requires credentials "
-                                                                   "(CERTUS_ASSURANCE_MANIFEST_OCI_USERNAME)")
-            self.session.auth = creds
+                raise _auth_required()
+            # Sent by ``get`` to this registry's own URLs only (requests drops it on a redirect elsewhere).
+            self.auth_header = requests.auth._basic_auth_str(*creds)
+            self.sent_credentials = True
             return
         if scheme.lower() != "bearer" or "realm" not in params:
             raise ManifestSourceError("manifest_fetch_failed", "the registry asks for an unsupported authentication")
-        realm = urlsplit(params["realm"])
-        if realm.scheme not in ("https", "http") or (realm.scheme == "http" and self.base.startswith("https")):
-            raise ManifestSourceError("manifest_fetch_failed", "the registry's token realm is not usable")
-        check_network_host(realm.hostname, realm.port, self.settings)
+        realm = params["realm"]
+        if creds is not None:
+            refusal = realm_refusal(realm, self.ref.registry, self.plain_http, self.settings.manifest_oci_token_realms)
+            if refusal is not None:
+                raise ManifestSourceError("manifest_token_realm_not_allowed",
+                                          f"{refusal} (CERTUS_ASSURANCE_MANIFEST_OCI_TOKEN_REALMS)")
+        else:
+            parts = urlsplit(realm)
+            if parts.scheme not in ("https", "http") or (parts.scheme == "http" and not self.plain_http):
+                raise ManifestSourceError("manifest_fetch_failed", "the registry's token realm is not usable")
         query = {"scope": params.get("scope") or f"repository:{self.ref.repository}:pull"}
         if "service" in params:
             query["service"] = params["service"]
         try:
-            resp = requests.get(params["realm"], params=query, auth=self._creds(), verify=tls_verify(self.settings),
-                                timeout=self.settings.manifest_fetch_timeout)
+            resp = self.session.get(realm, params=query, auth=creds, timeout=self.settings.manifest_fetch_timeout)
         except requests.RequestException as exc:
             raise ManifestSourceError("manifest_fetch_failed", f"the registry's token service failed: "
                                                                f"{exc.__class__.__name__}") from exc
+        self.sent_credentials = creds is not None
+        if resp.status_code in (401, 403) and creds is None:
+            raise _auth_required()
         if resp.status_code != 200:
             raise ManifestSourceError("manifest_fetch_failed",
                                       f"the registry refused a pull token: HTTP {resp.status_code}")
@@ -136,7 +157,9 @@ class RegistryClient:
             try:
                 with self.session.get(url, headers=headers, timeout=self.settings.manifest_fetch_timeout,
                                       stream=True) as resp:
-                    if resp.status_code == 401 and attempt == 0:
+                    if resp.status_code == 401:
+                        if attempt:
+                            break  # refused again, with whatever credentials it was given
                         self._authenticate(resp.headers.get("WWW-Authenticate", ""))
                         continue
                     if resp.status_code == 404:
@@ -152,6 +175,8 @@ class RegistryClient:
             except requests.RequestException as exc:
                 raise ManifestSourceError("manifest_fetch_failed", f"the registry is unreachable: "
                                                                    f"{exc.__class__.__name__}") from exc
+        if not self.sent_credentials:
+            raise _auth_required()
         raise ManifestSourceError("manifest_fetch_failed", "the registry refused the credentials")
 
     def manifest(self, reference: str) -> tuple[dict[str, Any], str]:
@@ -219,6 +244,11 @@ def _from_tar(data: bytes, media_type: str) -> dict[str, bytes]:
 def pull_manifest(uri: str, settings: Settings) -> Artifact:
     ref = parse_reference(uri)
     client = RegistryClient(ref, settings)
+    with client.session:
+        return _pull(client, ref, settings)
+
+
+def _pull(client: RegistryClient, ref: Reference, settings: Settings) -> Artifact:
     doc, digest = client.manifest(ref.reference)
     if doc.get("mediaType") in INDEX_TYPES or ("manifests" in doc and "layers" not in doc):
         doc, digest = client.manifest(_pick_from_index(doc))

@@ -84,7 +84,7 @@ class UploadEngine:
         if s.registry:
             return RegistryClient(s.registry, s.registry_repository, plain_http=s.registry_plain_http,
                                   username=s.registry_username, password=s.registry_password,
-                                  ca_bundle=s.registry_ca_bundle)
+                                  ca_bundle=s.registry_ca_bundle, token_realms=s.registry_token_realms)
         return OciLayout(s.oci_layout_root, s.registry_repository)
 
     @property

@@ -2,7 +2,10 @@
 
 Both offer the same small interface (``OciTarget``). The registry client speaks plain HTTP(S) with
 ``requests``: monolithic blob uploads (POST then PUT ?digest=), manifests by tag, and the two auth
-schemes registries use (Basic, and Bearer tokens fetched from the realm a 401 names).
+schemes registries use (Basic, and Bearer tokens fetched from the realm a 401 names). The credentials
+belong to the configured registry: the Authorization header goes only to its own origin, and a token
+realm receives them only as ``workers.oci_credentials.realm_refusal`` allows (the registry's own host
+and port or a listed realm; plain HTTP only for a plain-HTTP registry and a realm on its host).
 """
 
 from __future__ import annotations
@@ -14,11 +17,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import requests
 
 from workers.bundle import confine
+from workers.oci_credentials import realm_refusal
 from workers.uploads.errors import PermanentUploadError, TransientUploadError
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -48,9 +52,11 @@ def sha256_digest(data: bytes) -> str:
 class RegistryClient:
     def __init__(self, registry: str, repository: str, *, plain_http: bool = False, username: str = "",
                  password: str = "", ca_bundle: str = "", timeout: float = 60,
-                 session: requests.Session | None = None) -> None:
+                 session: requests.Session | None = None, token_realms: tuple[str, ...] = ()) -> None:
         self.registry = registry
         self.repository = repository
+        self.plain_http = plain_http
+        self.token_realms = token_realms
         self.base = f"{'http' if plain_http else 'https'}://{registry}"
         self.username, self.password = username, password
         self.verify: bool | str = ca_bundle or True
@@ -63,9 +69,14 @@ class RegistryClient:
         return f"{self.registry}/{self.repository}"
 
     # -- HTTP with auth --------------------------------------------------------------------------
+    def _own_origin(self, url: str) -> bool:
+        ours, theirs = urlsplit(self.base), urlsplit(url)
+        return (theirs.scheme, theirs.netloc.lower()) == (ours.scheme, ours.netloc.lower())
+
     def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         headers = dict(kwargs.pop("headers", {}))
-        if self._auth_header:
+        # An upload location may name another host: the credentials stay with the registry.
+        if self._auth_header and self._own_origin(url):
             headers["Authorization"] = self._auth_header
         try:
             return self.session.request(method, url, headers=headers, timeout=self.timeout, verify=self.verify,
@@ -99,6 +110,10 @@ class RegistryClient:
         realm = params.pop("realm", "")
         if not realm.startswith(("https://", "http://")):
             raise PermanentUploadError("registry_auth_unsupported", "the registry's token realm is not a URL")
+        refusal = realm_refusal(realm, self.registry, self.plain_http, self.token_realms)
+        if refusal is not None:
+            raise PermanentUploadError("registry_token_realm_not_allowed",
+                                       f"{refusal} (CERTUS_ASSURANCE_REGISTRY_TOKEN_REALMS)")
         params.setdefault("scope", f"repository:{self.repository}:pull,push")
         try:
             resp = self.session.get(realm, params=params, auth=(self.username, self.password),
