@@ -61,6 +61,7 @@ def _download(url: str, target: Path, timeout: float) -> str:
 def _install(db: Path, ecosystem: str, tmp: Path, record: dict[str, Any]) -> dict[str, Any]:
     members = _check_dump(tmp)
     target = db / f"{ecosystem}{SUFFIX}"
+    tmp.chmod(0o644)  # public advisories, read by the osv scanner as the sandbox's user
     os.replace(tmp, target)
     index = write_index(ecosystem, target)
     meta = read_metadata(db)
