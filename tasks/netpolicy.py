@@ -4,6 +4,7 @@ connects (DNS may answer differently the second time)."""
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 from collections.abc import Iterable
 from typing import Any
@@ -26,6 +27,30 @@ def _is_internal(address: str) -> bool:
 
 def is_local_source(url: str) -> bool:
     return url.startswith("/") or urlsplit(url).scheme == "file"
+
+
+def local_source_path(url: str) -> str:
+    """The folder a local git source names, read as the clone reads it: a path as given, a
+    ``file://`` URL's path part (not percent-decoded)."""
+    return url if url.startswith("/") else urlsplit(url).path
+
+
+def check_local_source(url: str, allow_local: bool, roots: Iterable[str]) -> str:
+    """The real folder (every link on the way followed) a local git source names, refused unless
+    local sources are allowed and that folder lies under one of ``roots`` (each resolved too), as
+    for directory sources. No roots refuse every local source."""
+    if not allow_local:
+        raise HostNotAllowed("git_url_not_allowed",
+                             "local git sources are disabled (CERTUS_ASSURANCE_ALLOW_LOCAL_SOURCES)")
+    path = local_source_path(url)
+    if path.startswith("/") and "\x00" not in path:
+        real = os.path.realpath(path)
+        for root in roots:
+            base = os.path.realpath(root)
+            if real == base or real.startswith(base.rstrip("/") + "/"):
+                return real
+    raise HostNotAllowed("path_not_allowed", "a local git source must lie inside a folder of "
+                                             "CERTUS_ASSURANCE_ALLOWED_SOURCE_ROOTS")
 
 
 def _literal(host: str) -> list[str]:

@@ -7,10 +7,13 @@ import re
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
+from flask import current_app, has_app_context
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
+from app.errors import APIError
 from app.schemas.patterns import Whole
 from tasks import manifest as manifests
+from tasks.netpolicy import HostNotAllowed, check_local_source
 from tasks.profiles import DEFAULT_PROFILE
 from tasks.store import STATUSES
 
@@ -61,6 +64,21 @@ def _split(value: str) -> SplitResult:
         raise ValidationError("not a valid URL") from exc
 
 
+def check_local_git_url(value: str) -> None:
+    """With local sources on, a local repository must lie inside ``ALLOWED_SOURCE_ROOTS`` once every
+    link on its way is followed: 422 ``path_not_allowed`` otherwise. With them off, the service
+    answers ``git_url_not_allowed``. Only the serving app's settings can judge it."""
+    if not has_app_context():
+        raise ValidationError("a local repository can only be checked by the service")
+    settings = current_app.extensions["certus"].settings
+    if not settings.allow_local_sources:
+        return
+    try:
+        check_local_source(value, settings.allow_local_sources, settings.allowed_source_roots)
+    except HostNotAllowed as exc:
+        raise APIError(422, exc.code, str(exc), fields={"git_url": [str(exc)]}) from exc
+
+
 def check_git_url(value: str) -> None:
     if value.startswith("-"):
         raise ValidationError("must not begin with '-'")
@@ -72,7 +90,8 @@ def check_git_url(value: str) -> None:
     if not parts.scheme and value.startswith("/"):
         if any(part == ".." for part in value.split("/")):
             raise ValidationError("a local path must not contain '..'")
-        return  # a local path; the service decides whether local sources are allowed
+        check_local_git_url(value)
+        return
     if parts.scheme not in GIT_SCHEMES:
         raise ValidationError(f"scheme must be one of {', '.join(GIT_SCHEMES)}")
     if parts.query or parts.fragment or "?" in value or "#" in value:
@@ -80,6 +99,7 @@ def check_git_url(value: str) -> None:
     if parts.scheme == "file":
         if parts.netloc not in ("", "localhost") or any(p == ".." for p in parts.path.split("/")):
             raise ValidationError("a file URL must name a local absolute path without '..'")
+        check_local_git_url(value)
         return
     if not parts.hostname:
         raise ValidationError("must name a host")

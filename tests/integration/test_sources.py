@@ -275,6 +275,48 @@ def test_hostile_uploaded_archives_fail_with_stable_codes(svc):
     assert not list((svc.workdir / "work").glob("*/evil.py")) and not list(svc.workdir.glob("**/evil.py"))
 
 
+def test_links_that_dangle_loop_or_leave_once_followed_are_removed_from_every_source(svc, env):
+    marker = "beside-the-workspaces-" + secrets.token_hex(6)
+    (env["tmp"] / "work" / "outside-marker.py").write_text(f"import os\nos.system('echo {marker}')\n")
+    # directory: each link's text stays inside the folder; followed, d1/d2/up2 is the folder itself,
+    # and two '..' from there reach WORK_ROOT, beside the scan's workspace
+    proj = env["roots"] / "link-proj"
+    (proj / "d1" / "d2").mkdir(parents=True)
+    (proj / "pkg").mkdir()
+    (proj / "app.py").write_bytes(FIXTURE_FILES["app.py"])
+    os.symlink("../..", proj / "d1" / "d2" / "up2")
+    os.symlink("../d1/d2/up2/../../outside-marker.py", proj / "pkg" / "esc.py")
+    os.symlink("../app.py", proj / "pkg" / "alias.py")
+    # archive: links archive.py lets through (their text stays inside) that dangle or loop
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        app = tarfile.TarInfo("app.py")
+        app.size = len(FIXTURE_FILES["app.py"])
+        tar.addfile(app, io.BytesIO(FIXTURE_FILES["app.py"]))
+        for name, target in {"gone.py": "missing.py", "loop-a.py": "loop-b.py", "loop-b.py": "loop-a.py",
+                             "self": ".", "alias.py": "app.py"}.items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tar.addfile(info)
+    (env["roots"] / "links.tgz").write_bytes(buf.getvalue())
+    sources = {"directory": ({"directory_path": str(proj)}, "2 symbolic links were removed (1 leading outside "
+                             "the source, 1 looping): d1/d2/up2, pkg/esc.py"),
+               "archive": ({"archive_path": str(env["roots"] / "links.tgz")}, "4 symbolic links were removed "
+                           "(1 dangling, 3 looping): gone.py, loop-a.py, loop-b.py, self")}
+    for kind, (fields, message) in sources.items():
+        resp = svc.submit(source_type=kind, profile="smoke", **fields)
+        assert resp.status_code == 202, resp.text
+        test_id = resp.json()["test_id"]
+        record = svc.wait_done(test_id)
+        assert record["status"] == "SUCCEEDED", record["errors"]
+        assert {"code": "symlinks_removed", "message": message} in record["warnings"], kind
+        bundle = svc.artifact_root / test_id
+        sarif = json.loads((bundle / "reports/sast/bandit.sarif.json").read_text())
+        uris = {r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] for r in sarif["runs"][0]["results"]}
+        assert "app.py" in uris and ("pkg/alias.py" if kind == "directory" else "alias.py") in uris
+        assert not any(marker in p.read_text(errors="replace") for p in bundle.rglob("*") if p.is_file())
+
+
 def _raw_get(svc: Service, raw_path: str) -> requests.Response:
     """GET a path exactly as written (no client-side normalisation of `..` or `%2e`)."""
     req = svc.http.prepare_request(requests.Request("GET", svc.url("/")))  # with the session's key

@@ -111,3 +111,22 @@ def test_tree_hash_depends_on_content_only(tmp_path):
     assert tree_hash(a) == tree_hash(b)
     (b / "y.py").write_text("3")
     assert tree_hash(a) != tree_hash(b)
+
+
+def test_a_directory_source_goes_through_the_link_check_and_is_hashed_after_it(tmp_path):
+    from tasks.settings import Settings
+    from workers.redact import Redactor
+    from workers.sources.fetch import fetch_source
+
+    src = _tree(tmp_path)
+    dest = tmp_path / "work" / "src"
+    settings = Settings(allowed_source_roots=(str(tmp_path / "roots"),))
+    fetched = fetch_source(settings, {"source_type": "directory", "directory_path": str(src)}, dest, Redactor())
+    # `dot -> .` stays inside by its text, so the copy keeps it; followed, it leads back to the root.
+    assert fetched.warnings == [
+        {"code": "source_entries_skipped", "message": "3 links leaving the folder were not copied"},
+        {"code": "source_entries_skipped", "message": "1 special files were not copied"},
+        {"code": "symlinks_removed", "message": "1 symbolic links were removed (1 looping): dot"},
+    ]
+    assert not os.path.lexists(dest / "dot") and os.readlink(dest / "pkg" / "ok-link") == "../app.py"
+    assert fetched.hash == tree_hash(dest)

@@ -1,8 +1,10 @@
 """Directory sources: a copy of a folder under an allowed root, made without following any link
 out of it, and the content hash every source type records.
 
-Only regular files, folders and links that stay inside the folder are copied; links that leave
-it, device files, fifos and sockets are skipped and counted (a warning names how many).
+Only regular files, folders and links whose text stays inside the folder are copied; links that
+leave it, device files, fifos and sockets are skipped and counted (a warning names how many).
+Links that leave the copy only once other links are followed are judged, as for every source
+type, by ``workers.sources.links`` once the copy is complete.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from tasks.pathsafe import inside, link_stays_inside
 from workers.bundle import sha256_file
 from workers.sources.errors import SourceError
+from workers.sources.links import links_leaving as links_leaving
 
 
 @dataclass
@@ -38,25 +41,7 @@ def copy_directory(source: str, dest: Path, roots: tuple[str, ...], *, max_files
     report = CopyReport()
     dest.mkdir(parents=True, exist_ok=True)
     _copy(real, real, dest, report, max_files, max_bytes, should_stop)
-    # A link may lead through other links; judge where each really ends up, now that all exist.
-    for link in links_leaving(dest):
-        link.unlink()
-        report.skipped["links leaving the folder"] = report.skipped.get("links leaving the folder", 0) + 1
     return report
-
-
-def links_leaving(root: Path) -> list[Path]:
-    """Every symlink under ``root`` whose fully resolved target lies outside ``root``."""
-    base = root.resolve()
-    out = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = Path(dirpath) / name
-            if path.is_symlink():
-                real = Path(os.path.realpath(path))
-                if real != base and base not in real.parents:
-                    out.append(path)
-    return out
 
 
 def _copy(root: Path, folder: Path, dest: Path, report: CopyReport, max_files: int, max_bytes: int,

@@ -1,4 +1,5 @@
-"""The clone phase: bring any source type into the scan's workspace and hash what arrived."""
+"""The clone phase: bring any source type into the scan's workspace, remove the links in it that
+are not safe to follow (``workers.sources.links``), and hash what is left."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks import archives
+from tasks.netpolicy import HostNotAllowed, check_local_source, is_local_source
 from tasks.pathsafe import inside
 from tasks.settings import Settings
 from workers.bundle import sha256_file
@@ -15,6 +17,7 @@ from workers.redact import Redactor
 from workers.sources import archive, credentials, git
 from workers.sources.directory import copy_directory, tree_hash
 from workers.sources.errors import SourceError
+from workers.sources.links import remove_unsafe_links
 
 
 @dataclass
@@ -30,6 +33,17 @@ class FetchedSource:
 def fetch_source(settings: Settings, record: dict[str, Any], dest: Path, redactor: Redactor,
                  should_stop: Callable[[], bool] | None = None, full_history: bool = False) -> FetchedSource:
     """``full_history``: a git source is cloned with its whole history (a scanner reads it)."""
+    fetched = _fetch(settings, record, dest, redactor, should_stop, full_history)
+    warning = remove_unsafe_links(dest).warning()
+    if warning is not None:
+        fetched.warnings.append(warning)
+    if fetched.source_type != "archive":  # an archive's hash is the archive file's own
+        fetched.hash = tree_hash(dest)
+    return fetched
+
+
+def _fetch(settings: Settings, record: dict[str, Any], dest: Path, redactor: Redactor,
+           should_stop: Callable[[], bool] | None, full_history: bool) -> FetchedSource:
     kind = record["source_type"]
     if kind == "git":
         return _git(settings, record, dest, redactor, should_stop, full_history)
@@ -39,7 +53,7 @@ def fetch_source(settings: Settings, record: dict[str, Any], dest: Path, redacto
                                 should_stop=should_stop)
         warnings = [{"code": "source_entries_skipped", "message": f"{count} {what} were not copied"}
                     for what, count in sorted(report.skipped.items())]
-        return FetchedSource("directory", tree_hash(dest), detail={"files": report.files, "bytes": report.bytes},
+        return FetchedSource("directory", "", detail={"files": report.files, "bytes": report.bytes},
                              warnings=warnings)
     if kind == "archive":
         path, upload = resolve_archive(settings, record["archive_path"])
@@ -57,6 +71,13 @@ def fetch_source(settings: Settings, record: dict[str, Any], dest: Path, redacto
 def _git(settings: Settings, record: dict[str, Any], dest: Path, redactor: Redactor,
          should_stop: Callable[[], bool] | None, full_history: bool) -> FetchedSource:
     url = record["git_url"]
+    if is_local_source(url):
+        # The API checked this at submit; the folder (or a link on its way) may have changed since.
+        # The clone is given the real folder, so no link swapped in later redirects it.
+        try:
+            url = check_local_source(url, settings.allow_local_sources, settings.allowed_source_roots)
+        except HostNotAllowed as exc:
+            raise SourceError(exc.code, str(exc)) from exc
     creds = credentials.for_source(settings, record["workspace_id"], url)
     if creds is not None and creds.token:
         # Registered before anything runs, so no event, log line or error can carry it.
@@ -65,7 +86,7 @@ def _git(settings: Settings, record: dict[str, Any], dest: Path, redactor: Redac
                          credentials=(creds.username, creds.token) if creds and creds.token else None,
                          ssh_key=creds.ssh_key if creds else None, should_stop=should_stop,
                          full_history=full_history)
-    return FetchedSource("git", tree_hash(dest), commit=checkout.commit, branch=checkout.branch)
+    return FetchedSource("git", "", commit=checkout.commit, branch=checkout.branch)
 
 
 def resolve_archive(settings: Settings, value: str) -> tuple[Path, dict[str, Any] | None]:
