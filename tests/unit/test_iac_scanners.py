@@ -164,6 +164,22 @@ def test_reported_paths_are_made_relative_or_dropped(tmp_path):
     assert relative(root, None) is None
 
 
+def test_shellcheck_disable_directives_are_blanked_in_place(tmp_path):
+    from workers.scanners.shellcheck import _without_disable_directives
+
+    src = tmp_path / "src"
+    src.mkdir()
+    script = "#!/bin/bash\n# shellcheck disable=SC2164 shell=bash # why\ncd $T # shellcheck disable=SC2086\necho ok\n"
+    (src / "run.sh").write_text(script)
+    (src / "plain.sh").write_text("#!/bin/sh\n# shellcheck source=lib.sh\n. ./lib.sh\n")
+    copies, changed = _without_disable_directives(src, ["run.sh", "plain.sh"], tmp_path / "copies")
+    assert set(copies) == {"run.sh"} and changed == {"run.sh": 2}
+    copy = (tmp_path / "copies" / "run.sh").read_text()
+    assert "disable" not in copy and "shell=bash # why" in copy and "cd $T #" in copy
+    assert [len(line) for line in copy.splitlines()] == [len(line) for line in script.splitlines()]
+    assert (src / "run.sh").read_text() == script  # the checkout is never written
+
+
 def test_repository_configs_do_not_hide_hadolint_or_zizmor_findings(source, tmp_path):
     (source / ".hadolint.yaml").write_text("ignored:\n  - DL3007\n")
     (source / ".github" / "zizmor.yml").write_text("rules:\n  template-injection:\n    disable: true\n")

@@ -66,6 +66,18 @@ def test_ruff_runs_isolated_from_the_repository_config(source: Path, tmp_path: P
     (source / "pyproject.toml").write_text('[tool.ruff.lint]\nignore = ["S"]\nexclude = ["*.py"]\n')
     out = run_scanner(RuffSecurity(), source, tmp_path / "scratch")
     assert ("S602", "app.py", 9) in located(out)
+    assert [w["code"] for w in out.warnings] == ["tool_config_ignored"]
+    assert out.details["suppressions"] == {"config_files_ignored": ["pyproject.toml"]}
+
+
+def test_a_manifest_cannot_make_ruff_honour_noqa(source: Path, tmp_path: Path) -> None:
+    """The tool config that once chose whether `# noqa` applied is gone: noqa never applies."""
+    app = source / "app.py"
+    app.write_text(app.read_text().replace("shell=True)", "shell=True)  # noqa: S602"))
+    out = run_scanner(RuffSecurity(), source, tmp_path / "scratch", config={"honor_noqa": True})
+    flagged = next(f for f in out.findings if (f.rule_id, f.line) == ("S602", 9))
+    assert flagged.properties["suppression_ignored"] is True
+    assert out.details["suppressions"]["inline_suppressions_ignored"] == {"app.py": 1}
 
 
 def test_semgrep_project_rules(source: Path, tmp_path: Path) -> None:
@@ -95,6 +107,8 @@ def test_semgrep_command_is_offline_and_uses_only_project_rules(tmp_path: Path) 
 
     argv = Semgrep().command(ToolContext(tmp_path, tmp_path, {}, tmp_path))
     assert "--metrics=off" in argv and "--disable-version-check" in argv
+    # no .semgrepignore, .gitignore or nosemgrep comment of the repository decides what is found
+    assert {"--x-ignore-semgrepignore-files", "--no-git-ignore", "--disable-nosem"} <= set(argv)
     configs = [argv[i + 1] for i, a in enumerate(argv) if a == "--config"]
     assert configs and all(Path(c).is_file() and Path(c).parent == rule_files()[0].parent for c in configs)
 

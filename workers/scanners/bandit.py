@@ -1,9 +1,16 @@
-"""bandit: Python SAST. Runs with a JSON report, converted to SARIF by the service."""
+"""bandit: Python SAST. Runs with a JSON report, converted to SARIF by the service.
+
+bandit would take its options from any ``.bandit`` file in the tree (skips, excludes, even other
+targets) and honour ``# nosec`` comments; it gets the service's own (empty) ``--ini`` file and
+``--ignore-nosec`` instead, and what the repository tried is reported (``suppressions.py``).
+"""
 
 from __future__ import annotations
 
+import re
 from importlib import metadata
 
+from workers.scanners import suppressions
 from workers.scanners.base import Finding, ToolContext, ToolOutput, find_executable, read_json_report
 from workers.scanners.toolenv import mask_literals
 from workers.toolrun import ProcessResult
@@ -11,6 +18,11 @@ from workers.toolrun import ProcessResult
 # Hard-coded password checks: the flagged line holds the secret, so its literals are masked.
 _CREDENTIAL_TESTS = {"B105", "B106", "B107"}
 _SEVERITY = {"HIGH": "high", "MEDIUM": "medium", "LOW": "low", "UNDEFINED": "info"}
+NOSEC = re.compile(r"#\s*nosec\b")
+# bandit reads .bandit files itself; the YAML and TOML ones are what a repository's CI passes with -c.
+CONFIG_FILES = (suppressions.named(".bandit", "bandit.yaml", "bandit.yml", ".bandit.yaml", ".bandit.yml"),
+                suppressions.with_section("pyproject.toml", "[tool.bandit"),
+                suppressions.with_section("setup.cfg", "[bandit]"), suppressions.with_section("tox.ini", "[bandit]"))
 
 
 class Bandit:
@@ -28,8 +40,10 @@ class Bandit:
 
     def command(self, ctx: ToolContext) -> list[str]:
         exe = find_executable("bandit") or "bandit"
-        return [exe, "-r", ".", "-f", "json", "-o", str(ctx.out_dir / "bandit.json"),
-                "--exclude", "./.git"]
+        ini = ctx.out_dir / "bandit.ini"
+        ini.write_text("[bandit]\n")  # an --ini file stops bandit looking for .bandit files in the tree
+        return [exe, "-r", ".", "-f", "json", "-o", str(ctx.out_dir / "bandit.json"), "--ini", str(ini),
+                "--ignore-nosec", "--exclude", "./.git"]
 
     def parse(self, ctx: ToolContext, result: ProcessResult) -> ToolOutput:
         # bandit exits 1 when it finds issues; anything else non-zero is a crash.
@@ -58,7 +72,13 @@ class Bandit:
                 properties={"confidence": str(item.get("issue_confidence", "")).lower(),
                             "cwe": (item.get("issue_cwe") or {}).get("id")},
             ))
-        return ToolOutput(findings=findings)
+        found = suppressions.Suppressions(self.id, "# nosec",
+                                          config_files=suppressions.config_files(ctx.source_dir, *CONFIG_FILES))
+        scanned = [str(name).removeprefix("./") for name in (data.get("metrics") or {}) if name != "_totals"]
+        for path, count in suppressions.count_comments(ctx.source_dir, scanned, NOSEC).items():
+            found.add_inline(path, count)
+        suppressions.mark(findings, ctx.source_dir, NOSEC)
+        return found.apply(ToolOutput(findings=findings))
 
 
 def _code_line(code: str, line: int | None) -> str | None:

@@ -47,6 +47,9 @@ class ToolOutput:
     notes: list[str] = field(default_factory=list)
     # Facts about the run a reader of the summary needs (e.g. the age of a vulnerability database).
     details: dict[str, Any] = field(default_factory=dict)
+    # Scan warnings ({"code", "message"}), e.g. the repository's own tool configuration or inline
+    # suppression comments that were not honoured (workers/scanners/suppressions.py).
+    warnings: list[dict[str, str]] = field(default_factory=list)
 
 
 class ToolFailed(RuntimeError):

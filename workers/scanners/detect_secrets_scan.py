@@ -5,6 +5,10 @@ The tool runs through ``secrets_runner.py`` under detect-secrets' own Python, so
 stay inside that process: the report it writes holds only the type, detect-secrets' hash, the place
 and the source line with the value masked. The history scan needs the whole history, so it sets
 ``needs_history`` and the engine then clones without ``depth``.
+
+No baseline is used (a repository's ``.secrets.baseline`` would mark its secrets as known) and
+inline ``pragma: allowlist secret`` comments are not honoured; both are reported
+(``suppressions.py``).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from workers.scanners import suppressions
 from workers.scanners.base import Finding, ToolContext, ToolOutput, read_json_report
 from workers.scanners.toolenv import dist_version, executable, interpreter_of
 from workers.toolrun import ProcessResult
@@ -46,6 +51,9 @@ _SEVERITY = {
     "Hex High Entropy String": "low",
     "Base64 High Entropy String": "low",
 }
+
+
+CONFIG_FILES = (suppressions.named(".secrets.baseline"),)
 
 
 def severity(secret_type: str) -> str:
@@ -94,7 +102,9 @@ class _DetectSecretsBase:
         findings = []
         for item in data.get("results", []):
             kind = str(item.get("type", "secret"))
-            props = {"secret_type": kind}
+            props: dict[str, object] = {"secret_type": kind}
+            if item.get("allowlisted"):
+                props["suppression_ignored"] = True
             where = ""
             if item.get("commit"):
                 props["commit"] = item["commit"]
@@ -111,7 +121,15 @@ class _DetectSecretsBase:
                 snippet=item.get("snippet") or f"[{kind} redacted]",
                 properties=props,
             ))
-        return ToolOutput(findings=findings, notes=list(data.get("notes", [])))
+        found = suppressions.Suppressions(self.id, "pragma: allowlist secret",  # type: ignore[attr-defined]
+                                          config_files=self._config_files(ctx))
+        for path, count in (data.get("allowlist_comments") or {}).items():
+            if isinstance(count, int):
+                found.add_inline(str(path), count)
+        return found.apply(ToolOutput(findings=findings, notes=list(data.get("notes", []))))
+
+    def _config_files(self, ctx: ToolContext) -> list[str]:
+        return suppressions.config_files(ctx.source_dir, *CONFIG_FILES)
 
 
 class DetectSecrets(_DetectSecretsBase):
@@ -122,3 +140,6 @@ class DetectSecretsHistory(_DetectSecretsBase):
     id = "detect-secrets-history"
     mode = "history"
     needs_history = True
+
+    def _config_files(self, ctx: ToolContext) -> list[str]:
+        return []  # the tree scan reports the checkout's baseline; the history has none of its own

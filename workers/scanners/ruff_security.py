@@ -1,13 +1,21 @@
 """ruff's security rules (the ``S`` set, ruff's port of bandit): fast Python SAST.
 
 ruff runs isolated (``--isolated``): a scanned repository's own ruff configuration can neither
-switch rules off nor widen the scan outside the checkout. Severities follow what the rule lets an
-attacker do; see docs/scanners-sast.md.
+switch rules off nor widen the scan outside the checkout. It also ignores the repository's
+``.gitignore`` and ``.ignore`` files (``--no-respect-gitignore``: a committed file is scanned
+whatever they say) and its ``# noqa`` comments (``--ignore-noqa``); what the repository tried is
+reported (``suppressions.py``). Severities follow what the rule lets an attacker do; see
+docs/scanners-sast.md.
 """
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
+from workers.scanners import suppressions
 from workers.scanners.base import Finding, ToolContext, ToolFailed, ToolOutput, read_json_report
+from workers.scanners.sourcefiles import walk
 from workers.scanners.toolenv import cli_version, executable, mask_literals, relative_path, source_line
 from workers.toolrun import ProcessResult
 
@@ -22,6 +30,12 @@ _MEDIUM = {"S103", "S104", "S105", "S106", "S107", "S108", "S202", "S303", "S304
 _LOW = {"S110", "S112", "S113", "S311", "S603", "S606", "S607"}
 # Hard-coded passwords: the flagged line holds the secret, so its string literals are masked.
 CREDENTIAL_RULES = {"S105", "S106", "S107"}
+# noqa comments, with or without codes, and the file-wide ruff/flake8 forms, in any case, as ruff reads them.
+NOQA = re.compile(r"#\s*(?:(?:ruff|flake8)\s*:\s*)?noqa\b", re.IGNORECASE)
+CONFIG_FILES = (suppressions.named("ruff.toml", ".ruff.toml"),
+                suppressions.with_section("pyproject.toml", "[tool.ruff"))
+PYTHON_SUFFIXES = (".py", ".pyi", ".pyw")
+MAX_COUNTED_FILES = 20_000
 
 
 def severity(code: str) -> str:
@@ -46,11 +60,9 @@ class RuffSecurity:
         return cli_version(exe) if exe else "unknown"
 
     def command(self, ctx: ToolContext) -> list[str]:
-        argv = [executable("ruff") or "ruff", "check", "--isolated", "--no-cache", "--select", "S",
-                "--output-format", "json", "--output-file", str(ctx.out_dir / "ruff.json"), "--exit-zero"]
-        if ctx.config.get("honor_noqa") is False:
-            argv.append("--disable-noqa")
-        return [*argv, "."]
+        return [executable("ruff") or "ruff", "check", "--isolated", "--no-respect-gitignore", "--ignore-noqa",
+                "--no-cache", "--select", "S", "--output-format", "json",
+                "--output-file", str(ctx.out_dir / "ruff.json"), "--exit-zero", "."]
 
     def parse(self, ctx: ToolContext, result: ProcessResult) -> ToolOutput:
         # With --exit-zero any non-zero exit is a crash or a usage error.
@@ -82,4 +94,13 @@ class RuffSecurity:
                 snippet=snippet,
                 help_uri=item.get("url"),
             ))
-        return ToolOutput(findings=findings)
+        suppressions.mark(findings, ctx.source_dir, NOQA)
+        return _suppressions(ctx.source_dir).apply(ToolOutput(findings=findings))
+
+
+def _suppressions(root: Path) -> suppressions.Suppressions:
+    found = suppressions.Suppressions("ruff", "# noqa", config_files=suppressions.config_files(root, *CONFIG_FILES))
+    python = walk(root, lambda path: path.suffix in PYTHON_SUFFIXES, limit=MAX_COUNTED_FILES)
+    for path, count in suppressions.count_comments(root, python, NOQA).items():
+        found.add_inline(path, count)
+    return found

