@@ -318,6 +318,8 @@ class ScanJob:
         self.check_stop()
         for tool, reason in self.tools.skipped.items():
             self.warnings.append({"code": "tool_skipped", "message": f"{tool}: {reason}"})
+        # Tools finish in any order: their warnings are sorted so a rescan says the same.
+        self.warnings.extend(sorted(self.tools.warnings, key=lambda w: (w["code"], w["message"])))
         self._phase_end(phase, "failed" if self.tools.errors else "succeeded")
 
     def _wants_history(self) -> bool:

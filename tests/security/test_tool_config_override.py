@@ -192,3 +192,19 @@ def test_a_file_name_in_a_warning_cannot_forge_a_line(tmp_path: Path) -> None:
     output, _ = run_scanner(Hadolint(), source, tmp_path / "scratch")
     message = output.warnings[0]["message"]
     assert "\n" not in message and "sub\\n00:00:00" in message
+
+
+def test_through_the_service_the_warning_reaches_the_scan_record_and_the_finding_stays(service, git_server):
+    from tests.support.gitrepos import make_repo
+
+    make_repo(git_server.base, "switch-off", {
+        "app.py": "import subprocess\n\ndef run(cmd):\n    return subprocess.call(cmd, shell=True)\n",
+        ".bandit": "[bandit]\nskips: B602,B604\nexclude: app.py\n",
+    })
+    resp = service.submit(git_url=git_server.url("switch-off"), profile="smoke")
+    assert resp.status_code == 202, resp.text
+    record = service.wait_done(resp.json()["test_id"], timeout=300)
+    assert record["status"] == "SUCCEEDED", record["errors"]
+    warned = [w for w in record["warnings"] if w["code"] == "tool_config_ignored"]
+    assert warned and ".bandit" in warned[0]["message"] and warned[0]["message"].startswith("bandit")
+    assert record["summary"]["by_tool"]["bandit"]["high"] >= 1  # B602 still reported

@@ -36,6 +36,8 @@ class ToolRunReport:
     versions: dict[str, str] = field(default_factory=dict)
     durations: dict[str, float] = field(default_factory=dict)
     details: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # What the tools found worth a scan warning (a repository that tried to switch a check off).
+    warnings: list[dict[str, str]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         by_tool = {tool: sarif.severity_counts(found) for tool, found in sorted(self.findings.items())}
@@ -123,6 +125,7 @@ def run_tools(selection: Selection, source: Path, scratch: Path, bundle: Bundle,
             try:
                 output = scanner.parse(ctx, result)
                 findings = output.findings
+                report.warnings.extend(output.warnings)
                 for note in output.notes:
                     _emit_line(emitter, scanner.id, "stderr", f"note: {note}")
                 if output.sarif:
