@@ -10,6 +10,7 @@ for a link after the submit is refused too. No roots refuse every local reposito
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -141,3 +142,23 @@ def test_a_local_repository_inside_a_root_is_cloned_from_its_real_folder(root, t
     assert clones == [str(root / "ok")]  # the link was resolved once, here, and the clone given its end
     assert fetched.commit == git(root / "ok", "rev-parse", "HEAD")
     assert (tmp_path / "src" / "app.py").read_text() == "print('ok')\n"
+
+
+@pytest.mark.parametrize("sandbox", ["bubblewrap", "off"])
+def test_a_local_repository_that_reads_another_repository_is_refused(root, tmp_path, sandbox):
+    """Inside a root, but borrowing from outside it: alternates, a ``gitdir:`` file, a worktree."""
+    outside = tmp_path / "elsewhere"
+    make_repo(outside, "secret", {"secret.py": "TOKEN = 'outside-the-root'\n"})
+    subprocess.run(["git", "clone", "-q", "--shared", str(outside / "secret"), str(root / f"alt-{sandbox}")],
+                   check=True)
+    subprocess.run(["git", "init", "-q", f"--separate-git-dir={outside / f'sep-{sandbox}.git'}",
+                    str(root / f"sep-{sandbox}")], check=True)
+    subprocess.run(["git", "-C", str(outside / "secret"), "worktree", "add", "-q",
+                    str(root / f"wt-{sandbox}")], check=True)
+    settings = Settings(allow_local_sources=True, allowed_source_roots=(str(root),), sandbox=sandbox,
+                        work_root=str(tmp_path / "work"))
+    for name in (f"alt-{sandbox}", f"sep-{sandbox}", f"wt-{sandbox}"):
+        with pytest.raises(SourceError) as err:
+            fetch_mod.fetch_source(settings, _record(f"file://{root}/{name}"), tmp_path / f"src-{name}", Redactor())
+        assert err.value.code == "path_not_allowed", (name, err.value.message)
+        assert not (tmp_path / f"src-{name}").exists()

@@ -167,11 +167,29 @@ def _size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
 
+def _self_contained(repo: Path) -> None:
+    """A local repository must hold its own objects: a ``.git`` file (``gitdir:``), a ``commondir``,
+    ``objects/info/alternates`` or a linked objects folder would make the clone read a repository
+    outside the allowed source roots."""
+    git_dir = repo / ".git" if os.path.lexists(repo / ".git") else repo
+    refused = None
+    if git_dir.is_symlink() or git_dir.is_file():
+        refused = "its .git points to another folder"
+    elif (git_dir / "commondir").exists():
+        refused = "it is a worktree of another repository"
+    elif (git_dir / "objects").is_symlink() or os.path.lexists(git_dir / "objects" / "info" / "alternates"):
+        refused = "it borrows objects from another repository"
+    if refused:
+        raise CloneError("path_not_allowed", f"the local repository cannot be cloned: {refused}")
+
+
 def clone(url: str, dest: Path, branch: str | None, commit: str | None, *, max_files: int,
           max_bytes: int, allowed_hosts: list[str] | None = None, full_history: bool = False,
           username: str | None = None, password: str | None = None, ssh_key: str | None = None,
           known_hosts: str | None = None) -> dict[str, Any]:
     source = url if url.startswith("/") or urlsplit(url).scheme != "file" else urlsplit(url).path
+    if is_local_source(url):
+        _self_contained(Path(source))
     kwargs = _transport_kwargs(source, allowed_hosts or [], username, password, ssh_key, known_hosts)
     # Only the branch tip is needed when no commit is pinned and no scanner reads the history: ask
     # for it shallowly, and fall back to a full clone where the server cannot serve a shallow one.
