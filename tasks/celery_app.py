@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import warnings
+
 from celery import Celery
+from celery.exceptions import CPendingDeprecationWarning
 
 from tasks import names
 from tasks.redis_client import celery_ssl_options, is_sentinel, tls_options, uses_tls
 from tasks.settings import Settings
+
+# Running tasks are deliberately not cancelled when the broker connection drops (the scan's lease
+# keeps a second delivery from running it twice): Celery's notice about that default is noise.
+warnings.filterwarnings("ignore", message=r"\s*In Celery 5\.1 we introduced an optional breaking change",
+                        category=CPendingDeprecationWarning)
 
 
 def broker_transport_options(settings: Settings) -> dict[str, object]:

@@ -16,11 +16,15 @@ Three kinds of URL are accepted, for state, streams and the broker alike:
 from __future__ import annotations
 
 import ssl
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import redis
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from tasks.settings import Settings
@@ -28,6 +32,8 @@ from tasks.settings import Settings
 # Blocking stream reads wait at most ws_block_ms (< 4 s); keep the socket timeout above that so a
 # quiet stream never raises TimeoutError (redis-py 8 defaults to 5 s).
 SOCKET_TIMEOUT = 10.0
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -88,13 +94,40 @@ def celery_ssl_options(settings: Settings) -> dict[str, Any]:
     return {**tls_options(settings), "ssl_cert_reqs": ssl.CERT_REQUIRED}
 
 
-def connect(url: str, *, settings: Settings | None = None, max_connections: int = 2000) -> redis.Redis:
+class OutageRetry(Retry):
+    """Retries a command that failed on a lost connection, with backoff, until ``seconds`` have
+    passed since it was first sent: a Redis restart shorter than that goes unnoticed by the caller."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(ExponentialWithJitterBackoff(base=0.1, cap=2.0), retries=-1)
+        self.seconds = seconds
+
+    def call_with_retry(self, do: Callable[[], T], fail: Callable[..., Any],
+                        is_retryable: Callable[[Exception], bool] | None = None,
+                        with_failure_count: bool = False) -> T:
+        started = time.monotonic()
+
+        def fail_or_give_up(error: Exception, *count: int) -> None:
+            fail(error, *count)
+            if time.monotonic() - started > self.seconds:
+                raise error
+
+        return super().call_with_retry(do, fail_or_give_up, is_retryable, with_failure_count)
+
+
+def connect(url: str, *, settings: Settings | None = None, max_connections: int = 2000,
+            outage_seconds: float = 0) -> redis.Redis:
+    """A client for ``url``. With ``outage_seconds``, a command that meets a lost connection is
+    retried until Redis is back or that long has passed (workers, whose scans should ride out a
+    Redis restart); without, it fails within a few seconds (the API, which answers 503 then)."""
     common: dict[str, Any] = {
         "decode_responses": True,
         "socket_timeout": SOCKET_TIMEOUT,
         "socket_connect_timeout": 5.0,
         "health_check_interval": 30,
     }
+    if outage_seconds > 0:
+        common["retry"] = OutageRetry(outage_seconds)
     if is_sentinel(url):
         if settings is None or not settings.redis_sentinel_master:
             raise ValueError("a sentinel:// URL needs REDIS_SENTINEL_MASTER")

@@ -12,7 +12,7 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_shutdown, worker_ready, worker_shutdown
 
-from tasks import metrics, scan_tasks, upload_tasks
+from tasks import broker_recovery, metrics, scan_tasks, upload_tasks
 from tasks.celery_app import create_celery
 from tasks.logconfig import bind_celery_task_context, configure_logging
 from tasks.redis_client import connect
@@ -31,9 +31,12 @@ def create_worker_app(settings: Settings | None = None) -> Celery:
     configure_logging(settings)
     bind_celery_task_context()
     app = create_celery(settings)
+    broker_recovery.install()
+    app.steps["consumer"].add(broker_recovery.RestoreStranded)
     scan_tasks.register(app)
     upload_tasks.register(app)
-    client = connect(settings.redis_url, settings=settings)
+    # A Redis restart shorter than a lease goes unnoticed by running scans: their writes wait for it.
+    client = connect(settings.redis_url, settings=settings, outage_seconds=settings.lease_seconds)
     app.certus_engine = ScanEngine(settings, client)  # type: ignore[attr-defined,unused-ignore]
     app.certus_uploads = UploadEngine(settings, client)  # type: ignore[attr-defined,unused-ignore]
     presence.install()

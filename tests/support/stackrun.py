@@ -52,12 +52,14 @@ class StackRun:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CERTUS_ASSURANCE_")}
         env.update(base_env(self.tmp, ""))
         del env["CERTUS_ASSURANCE_REDIS_URL"]  # unset: `make run` embeds its own Redis
+        del env["CERTUS_ASSURANCE_LEASE_SECONDS"]  # `make run`'s own lease and sweep timing
         env["CERTUS_ASSURANCE_ADMIN_KEY_FILE"] = str(self.var / "admin-key")
         env["PYTHONPATH"] = str(ROOT)
         env.update(self.extra_env)
         return env
 
     def start(self, timeout: float = 180) -> StackRun:
+        self.tmp.mkdir(parents=True, exist_ok=True)
         out = open(self.log, "ab")  # noqa: SIM115 - the launcher's output, closed with it
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "stack", "run", "--bind", f"127.0.0.1:{self.port}",
