@@ -1,6 +1,7 @@
 """``python -m stack run``: the service on this machine, stopped cleanly with Ctrl-C.
 
-Starts an embedded Redis (data under var/redis) when CERTUS_ASSURANCE_REDIS_URL is unset.
+Starts an embedded Redis (data under var/redis) when CERTUS_ASSURANCE_REDIS_URL is unset. Every
+process is supervised (``stack/supervisor.py``): one that exits is started again.
 """
 
 from __future__ import annotations
@@ -9,64 +10,88 @@ import argparse
 import json
 import os
 import signal
+import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 from stack import processes
 from stack.adminkey import ensure_admin_key
-from stack.ports import wait_port
+from stack.ports import answers
 from stack.private_file import ensure_secret, read_private, write_private
 from stack.redis_server import REDIS_PASSWORD_FILE, RedisServer, with_password
+from stack.supervisor import CrashLoop, Policy, Supervisor
 from tasks.settings import Settings
 
 
+def _stop_on_sigterm() -> threading.Event:
+    """SIGTERM to the launcher stops everything in order, as Ctrl-C does."""
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    return stopping
+
+
+def _gave_up(exc: Exception) -> int:
+    print(f"supervisor: {exc}. Stopping everything.", file=sys.stderr, flush=True)
+    return 1
+
+
 def run(args: argparse.Namespace) -> int:
+    """The API, ``--workers`` workers and (without CERTUS_ASSURANCE_REDIS_URL) an embedded Redis,
+    each restarted when it exits; Ctrl-C stops the API, then the workers, then Redis."""
     var = Path(args.folder).resolve()
     env: dict[str, str] = {}
-    redis = None
-    if not os.environ.get("CERTUS_ASSURANCE_REDIS_URL"):
-        password = ensure_secret(var / REDIS_PASSWORD_FILE)
-        redis = RedisServer(var / "redis", port=args.redis_port, password=password).start()
-        env["CERTUS_ASSURANCE_REDIS_URL"] = redis.url
-        print(f"embedded Redis on {redis.public_url} (password in {var / REDIS_PASSWORD_FILE}, mode 0600; "
-              f"data in {var / 'redis'})", flush=True)
-    redis_url = env.get("CERTUS_ASSURANCE_REDIS_URL") or os.environ["CERTUS_ASSURANCE_REDIS_URL"]
-    ensure_admin_key(redis_url, Path(Settings.from_env().admin_key_file))
+    redis: RedisServer | None = None
+    workers = [f"worker{i + 1}" for i in range(args.workers)]
     host, _, port = args.bind.rpartition(":")
-    children = []
-    try:
-        children.append(processes.spawn(processes.api_argv(args.bind, workers=args.api_workers), env))
-        for i in range(args.workers):
-            children.append(processes.spawn(processes.worker_argv(f"worker{i + 1}"), env))
-        wait_port(host or "127.0.0.1", int(port), 60)
+    sup = Supervisor(Policy(limit=args.restart_limit, window=args.restart_window))
+    stopping = _stop_on_sigterm()
+
+    def write_state() -> None:
         # Which processes run, for tools and tests (no secret in it).
+        pids = sup.pids()
         write_private(var / "run.json", json.dumps({
             "url": f"http://{args.bind}", "redis_url": redis.public_url if redis else None,
-            "redis_pid": redis.proc.pid if redis and redis.proc else None,
-            "pids": {"api": children[0].pid, **{f"worker{i}": c.pid for i, c in enumerate(children[1:], 1)}},
-        }, indent=2))
+            "redis_pid": pids.pop("redis", None), "pids": pids}, indent=2))
+
+    try:
+        if not os.environ.get("CERTUS_ASSURANCE_REDIS_URL"):
+            password = ensure_secret(var / REDIS_PASSWORD_FILE)
+            server = redis = RedisServer(var / "redis", port=args.redis_port, password=password, new_session=True)
+            sup.add("redis", lambda: _started(server.start()), lambda _proc: server.stop())
+            env["CERTUS_ASSURANCE_REDIS_URL"] = redis.url
+            print(f"embedded Redis on {redis.public_url} (password in {var / REDIS_PASSWORD_FILE}, mode 0600; "
+                  f"data in {var / 'redis'})", flush=True)
+        redis_url = env.get("CERTUS_ASSURANCE_REDIS_URL") or os.environ["CERTUS_ASSURANCE_REDIS_URL"]
+        ensure_admin_key(redis_url, Path(Settings.from_env().admin_key_file))
+        api_argv = processes.api_argv(args.bind, workers=args.api_workers)
+        sup.add("api", lambda: processes.spawn(api_argv, env, new_session=True))
+        for name in workers:
+            argv = processes.worker_argv(name)
+            sup.add(name, lambda argv=argv: processes.spawn(argv, env, new_session=True),  # type: ignore[misc]
+                    lambda proc: processes.stop(proc, timeout=60))
+        sup.on_change = write_state
+        write_state()
+        sup.wait_until(lambda: answers(host or "127.0.0.1", int(port)), 120, f"the API does not answer on {args.bind}")
         print(f"Certus Assurance API on http://{args.bind}  (Ctrl-C stops everything)", flush=True)
-        stopping = False
-
-        def _stop(*_: object) -> None:
-            nonlocal stopping
-            stopping = True
-
-        signal.signal(signal.SIGTERM, _stop)
-        while not stopping:
-            if any(c.poll() is not None for c in children):
-                print("a service process exited; stopping", file=sys.stderr)
-                return 1
+        while not stopping.is_set():
+            sup.check()
             time.sleep(0.5)
+        return 0
     except KeyboardInterrupt:
-        pass
+        return 0
+    except (CrashLoop, TimeoutError) as exc:
+        return _gave_up(exc)
     finally:
-        for child in children:
-            processes.stop(child)
-        if redis:
-            redis.stop()
-    return 0
+        print("stopping", flush=True)
+        sup.stop(["api", *workers, "redis"])
+        print("stopped", flush=True)
+
+
+def _started(server: RedisServer) -> subprocess.Popen[bytes]:
+    assert server.proc is not None
+    return server.proc
 
 
 def cluster(args: argparse.Namespace) -> int:
@@ -74,32 +99,26 @@ def cluster(args: argparse.Namespace) -> int:
 
     folder = Path(args.folder).resolve()
     c = Cluster(folder, bind=args.bind, api_replicas=args.api, scan_workers=args.scan_workers,
-                upload_workers=args.upload_workers, redis_url=os.environ.get("CERTUS_ASSURANCE_REDIS_URL"))
-    stopping = False
-
-    def _stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, _stop)
+                upload_workers=args.upload_workers, redis_url=os.environ.get("CERTUS_ASSURANCE_REDIS_URL"),
+                policy=Policy(limit=args.restart_limit, window=args.restart_window))
+    stopping = _stop_on_sigterm()
     try:
         c.start()
         print(f"Certus Assurance cluster on {c.url} (HAProxy) -> {c.api_ports}", flush=True)
-        print(f"Redis {c.redis_url}; worker metrics {c.metrics_ports}; logs in {folder / 'logs'}", flush=True)
+        print(f"Redis {c.public_redis_url}; worker metrics {c.metrics_ports}; logs in {folder / 'logs'}", flush=True)
         print("Ctrl-C stops everything", flush=True)
-        while not stopping:
-            gone = c.exited()
-            if gone:
-                print(f"stopping: {', '.join(gone)} exited", file=sys.stderr, flush=True)
-                return 1
+        while not stopping.is_set():
+            c.check()
             time.sleep(0.5)
+        return 0
     except KeyboardInterrupt:
-        pass
+        return 0
+    except (CrashLoop, TimeoutError) as exc:
+        return _gave_up(exc)
     finally:
         print("stopping the cluster", flush=True)
         c.stop()
         print("stopped", flush=True)
-    return 0
 
 
 def embedded_redis_url(args: argparse.Namespace) -> str | None:
@@ -136,6 +155,13 @@ def flower(args: argparse.Namespace) -> int:
     os.execve(argv[0], argv, env)  # noqa: S606 - a fixed argv, no shell
 
 
+def _restart_options(parser: argparse.ArgumentParser) -> None:
+    defaults = Policy()
+    parser.add_argument("--restart-limit", type=int, default=defaults.limit,
+                        help="restarts of one process allowed within --restart-window before giving up")
+    parser.add_argument("--restart-window", type=float, default=defaults.window, help="seconds")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stack")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -146,12 +172,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--redis-port", type=int, default=6390)
     p.add_argument("--folder", default=str(processes.ROOT / "var"),
                    help="where the embedded Redis keeps its data and password")
+    _restart_options(p)
     c = sub.add_parser("cluster", help="HAProxy, 2 API replicas, 2 scan workers, 1 upload worker, one Redis")
     c.add_argument("--bind", default=os.environ.get("CERTUS_ASSURANCE_CLUSTER_BIND", "127.0.0.1:8080"))
     c.add_argument("--folder", default=str(processes.ROOT / "var" / "cluster"))
     c.add_argument("--api", type=int, default=2)
     c.add_argument("--scan-workers", type=int, default=2)
     c.add_argument("--upload-workers", type=int, default=1)
+    _restart_options(c)
     f = sub.add_parser("flower", help="Flower on the configured broker")
     f.add_argument("--address", default="127.0.0.1")
     f.add_argument("--port", type=int, default=5555)

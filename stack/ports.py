@@ -12,6 +12,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def answers(host: str, port: int) -> bool:
+    """Whether something accepts a connection on host:port now."""
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
 def wait_port(host: str, port: int, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -1,6 +1,7 @@
 """`make run` (``python -m stack run``, its embedded Redis, the API and one worker) rides out a
-Redis restart while scans run: Redis is stopped with SIGTERM and started again on the same data
-folder after 3 s and after 30 s (shorter than a lease, so running scans need not start again).
+Redis restart while scans run: Redis is stopped with SIGTERM and started again by the launcher on
+the same data folder after 3 s and after 30 s (shorter than a lease, so running scans need not
+start again).
 
 In each outage two scans are caught at known points: one mid-clone (its clone held by a gated
 proxy, let through once Redis is down), one mid-tool (its scanner frozen with SIGSTOP the moment
@@ -21,7 +22,6 @@ from pathlib import Path
 import pytest
 import requests
 
-from stack.redis_server import RedisServer
 from tests.support.gate import GateProxy
 from tests.support.gitrepos import GitDaemon, make_repo
 from tests.support.stackrun import StackRun
@@ -80,13 +80,10 @@ def sources(tmp_path_factory):
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     stack = StackRun(tmp_path_factory.mktemp("run")).start()
-    stack.restarted_redis = None  # type: ignore[attr-defined]
     try:
         yield stack
     finally:
         stack.stop()
-        if stack.restarted_redis is not None:  # type: ignore[attr-defined]
-            stack.restarted_redis.stop()  # type: ignore[attr-defined]
 
 
 def internal(run: StackRun, test_id: str) -> dict:
@@ -111,19 +108,28 @@ def freeze_tool_when_it_starts(run: StackRun, test_id: str, timeout: float = 120
     raise TimeoutError(f"{TOOL} of {test_id} never started")
 
 
-def stop_redis(run: StackRun) -> None:
-    pid = run.state()["redis_pid"] if run.restarted_redis is None else run.restarted_redis.proc.pid  # type: ignore[attr-defined]
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 30
-    while alive(pid):
-        assert time.monotonic() < deadline, "redis-server did not stop"
-        time.sleep(0.05)
-
-
-def start_redis(run: StackRun) -> None:
-    """Start redis-server again on the same port, data folder and password."""
-    server = RedisServer(run.var / "redis", port=run.redis_port, password=run.redis_password()).start()
-    run.restarted_redis = server  # type: ignore[attr-defined]
+def stop_redis_for(run: StackRun, seconds: float, meanwhile) -> None:
+    """SIGTERM the embedded Redis and keep it down about ``seconds``: the launcher, which would
+    start it again within a second, is held (SIGSTOP) until then; released, it restarts Redis on
+    the same port, data folder and password. ``meanwhile()`` runs once Redis is down."""
+    launcher = run.proc.pid  # type: ignore[union-attr]
+    pid = run.state()["redis_pid"]
+    os.kill(launcher, signal.SIGSTOP)
+    try:
+        os.kill(pid, signal.SIGTERM)
+        started = time.monotonic()
+        deadline = started + 30
+        while alive(pid):
+            assert time.monotonic() < deadline, "redis-server did not stop"
+            time.sleep(0.05)
+        meanwhile()
+        time.sleep(max(0.0, seconds - 1 - (time.monotonic() - started)))  # the launcher waits 1 s more
+    finally:
+        os.kill(launcher, signal.SIGCONT)
+    deadline = time.monotonic() + 60
+    while run.state()["redis_pid"] in (None, pid):
+        assert time.monotonic() < deadline, f"the launcher did not restart Redis: {run.output()[-3000:]}"
+        time.sleep(0.2)
 
 
 def assert_completed_once(run: StackRun, test_id: str) -> dict:
@@ -162,23 +168,22 @@ def test_redis_restart_mid_scan(run, sources, point, down):
         test_id = run.submit(git_url=daemon.url("resilience"), profile="smoke").json()["test_id"]
         frozen = freeze_tool_when_it_starts(run, test_id)
 
-    stop_redis(run)
-    started = time.monotonic()
-    down_answer = run.http.get(f"{run.base_url}/v1/security-scans/{test_id}", timeout=30)
-    assert down_answer.status_code == 503 and down_answer.json()["error"]["code"] == "redis_unavailable"
-    assert down_answer.headers["Retry-After"]
-    time.sleep(1)
-    gate.open()  # the clone goes on while Redis is away
-    for pid in frozen:
-        os.kill(pid, signal.SIGCONT)  # and so does the scanner: its output waits for Redis
-    time.sleep(max(0.0, down - (time.monotonic() - started)))
-    start_redis(run)
+    def meanwhile() -> None:
+        answer = run.http.get(f"{run.base_url}/v1/security-scans/{test_id}", timeout=30)
+        assert answer.status_code == 503 and answer.json()["error"]["code"] == "redis_unavailable"
+        assert answer.headers["Retry-After"]
+        time.sleep(1)
+        gate.open()  # the clone goes on while Redis is away
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)  # and so does the scanner: its output waits for Redis
 
+    stop_redis_for(run, down, meanwhile)
     assert_completed_once(run, test_id)
     # The same worker process ran the scan through the outage.
     assert alive(worker_pid) and run.state()["pids"]["worker1"] == worker_pid
     assert "Unrecoverable error" not in run.output()
     assert run.proc is not None and run.proc.poll() is None
+    assert "supervisor: redis (pid" in run.output() and "supervisor: redis restarted" in run.output()
     # Nothing left behind in the broker: no message unacknowledged, none queued again.
     client = run.redis()
     deadline = time.monotonic() + 30
