@@ -11,10 +11,17 @@ from tasks import names
 from tasks.redis_client import celery_ssl_options, is_sentinel, tls_options, uses_tls
 from tasks.settings import Settings
 
-# Running tasks are deliberately not cancelled when the broker connection drops (the scan's lease
-# keeps a second delivery from running it twice): Celery's notice about that default is noise.
-warnings.filterwarnings("ignore", message=r"\s*In Celery 5\.1 we introduced an optional breaking change",
-                        category=CPendingDeprecationWarning)
+
+def quiet_known_warnings() -> None:
+    """Running tasks are deliberately not cancelled when the broker connection drops (the scan's
+    lease keeps a second delivery from running it twice): Celery's notice about that default, on
+    every reconnect, is noise. Celery resets warning filters when it sets up a worker's logging,
+    so a worker calls this again after that."""
+    warnings.filterwarnings("ignore", message=r"\s*In Celery 5\.1 we introduced an optional breaking change",
+                            category=CPendingDeprecationWarning)
+
+
+quiet_known_warnings()
 
 
 def broker_transport_options(settings: Settings) -> dict[str, object]:

@@ -12,8 +12,8 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_shutdown, worker_ready, worker_shutdown
 
-from tasks import broker_recovery, metrics, scan_tasks, upload_tasks
-from tasks.celery_app import create_celery
+from tasks import broker_recovery, metrics, scan_tasks, threadlogs, upload_tasks
+from tasks.celery_app import create_celery, quiet_known_warnings
 from tasks.logconfig import bind_celery_task_context, configure_logging
 from tasks.redis_client import connect
 from tasks.settings import Settings
@@ -31,6 +31,7 @@ def create_worker_app(settings: Settings | None = None) -> Celery:
     configure_logging(settings)
     bind_celery_task_context()
     app = create_celery(settings)
+    threadlogs.install_in_worker(app, after_setup=quiet_known_warnings)
     broker_recovery.install()
     app.steps["consumer"].add(broker_recovery.RestoreStranded)
     scan_tasks.register(app)
