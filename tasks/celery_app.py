@@ -67,6 +67,9 @@ def create_celery(settings: Settings) -> Celery:
         task_send_sent_event=False,
         worker_hijack_root_logger=False,
         worker_cancel_long_running_tasks_on_connection_loss=False,
+        # A refusal from Redis reaching the worker's consumer (a full Redis refusing a write, say)
+        # reconnects it instead of ending the worker; see tasks/broker_recovery.py.
+        broker_channel_error_retry=True,
     )
     app.certus_settings = settings
     return app

@@ -33,6 +33,7 @@ def create_worker_app(settings: Settings | None = None) -> Celery:
     app = create_celery(settings)
     threadlogs.install_in_worker(app, after_setup=quiet_known_warnings)
     broker_recovery.install()
+    broker_recovery.install_connect_probe()
     app.steps["consumer"].add(broker_recovery.RestoreStranded)
     scan_tasks.register(app)
     upload_tasks.register(app)
