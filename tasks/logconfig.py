@@ -109,8 +109,11 @@ def configure_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
-    # Python warnings become log records too, so JSON mode writes nothing unstructured.
-    logging.captureWarnings(True)
+    # Python warnings, and exceptions no one caught (in threads too), become log records, one each,
+    # so JSON mode writes nothing unstructured.
+    from tasks.threadlogs import install_excepthooks
+
+    install_excepthooks()
 
 
 def bind_celery_task_context() -> None:

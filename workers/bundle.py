@@ -35,8 +35,9 @@ class Bundle:
         self.root = Path(artifact_root)
         self.test_id = test_id
         self.final = self.root / test_id
+        # Created by the first write: a scan that stops before writing anything (a full disk
+        # among the reasons) leaves no folder behind.
         self.staging = self.root / ".staging" / f"{test_id}.{attempt_token}"
-        self.staging.mkdir(parents=True, exist_ok=True)
 
     def path(self, relative: str) -> Path:
         return confine(self.staging, relative)

@@ -3,6 +3,7 @@ and runs the phases source -> manifest -> scanners -> bundle."""
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -55,6 +56,12 @@ CEILING_UNIT_SECONDS = 60.0
 
 
 CANCEL_POLL_SECONDS = 1.0
+STORAGE_FULL = "storage_full"
+
+
+def storage_full(exc: OSError) -> bool:
+    """The disk (or the user's quota) is full: a condition of the machine, not of the scan."""
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 class Stop(Exception):
@@ -232,6 +239,13 @@ class ScanJob:
         except SoftTimeLimitExceeded:
             self.cancel.set()
             status, code, message = FAILED, "scan_timeout", "the scan exceeded its time limit"
+        except OSError as exc:
+            if not storage_full(exc):
+                log.exception("scan %s failed unexpectedly", self.test_id)
+                status, code, message = FAILED, "internal_error", "the scan failed unexpectedly"
+            else:
+                log.error("scan %s: out of disk space (%s)", self.test_id, exc.strerror)
+                status, code, message = FAILED, STORAGE_FULL, "the worker's disk is full; the scan was stopped"
         except Exception:
             log.exception("scan %s failed unexpectedly", self.test_id)
             status, code, message = FAILED, "internal_error", "the scan failed unexpectedly"
@@ -372,30 +386,21 @@ class ScanJob:
             self.emitter.error("signing_failed", sign_msg)
         summary = self._summary()
         policy = evaluate(self.manifest, summary) if self.manifest and status == SUCCEEDED else None
-        if policy is not None:
-            self.bundle.write_json("policy-result.json", policy)
-        if self.tools is not None:
-            self.bundle.write_json("summary.json", summary)
         completed_at = utcnow_iso()
-        digest = self.manifest.digest if self.manifest else self.record.get("manifest_digest")
-        bundle_ref = {"test_id": self.test_id, "artifacts_url": f"/v1/security-scans/{self.test_id}/artifacts"}
-        event_fields = {"status": status, "manifest_digest": digest, "bundle": bundle_ref, "summary": summary}
-        if policy is not None:
-            event_fields["policy"] = {"passed": policy["passed"]}
-        events = self.engine.events
-        event_id = events.next_id(self.test_id)
-        payload = encode_event("scan_complete", self.redactor.value(event_fields))
-        history = events.all(self.test_id) + [{"id": event_id, **json.loads(payload)}]
-        self.bundle.write_bytes("logs/stream.jsonl",
-                                "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in history).encode())
-        self.bundle.write_bytes("logs/runner.log", "".join(_log_line(e) for e in history).encode())
-        scan_json = self._scan_json(status, completed_at, summary, policy)
-        self.bundle.write_json("scan.json", scan_json)
-        if signer is not None:
-            # Last: every other file, the final stream included, is now in place and is covered.
-            attestation.attest(self.bundle.staging, self._predicate(scan_json, signer), signer)
-        artifacts = {_artifact_key(p): p for p in self.bundle.files()}
-        self.bundle.publish()
+        try:
+            event_id, payload, artifacts = self._write_bundle(status, summary, policy, completed_at, signer)
+        except OSError as exc:
+            if not storage_full(exc):
+                raise
+            # Nothing half-written stays visible: the staging folder goes, and the scan still ends,
+            # with its final event, only without a bundle.
+            log.error("scan %s: the bundle could not be written: %s", self.test_id, exc.strerror)
+            self.bundle.discard()
+            status, policy, artifacts = FAILED, None, {}
+            full = "the artifact folder is full: the bundle could not be written"
+            self.errors.append({"code": STORAGE_FULL, "message": full})
+            self.emitter.error(STORAGE_FULL, full)
+            event_id, payload = self._final_event(status, summary, None)
         done = self.store.transition(
             self.test_id, status, allowed_from=[RUNNING],
             event=StreamAppend(stream_key(self.test_id), event_id, payload, self.settings.stream_maxlen),
@@ -409,6 +414,40 @@ class ScanJob:
             metrics.SCANS_FINISHED.labels(status=status, profile=profile).inc()
             metrics.SCAN_DURATION.labels(status=status, profile=profile).observe(time.monotonic() - self.started_mono)
         log.info("scan %s finished %s", self.test_id, status)
+
+    def _final_event(self, status: str, summary: dict[str, Any],
+                     policy: dict[str, Any] | None) -> tuple[str, str]:
+        """The id and the encoded payload of the scan's last event, ``scan_complete``."""
+        digest = self.manifest.digest if self.manifest else self.record.get("manifest_digest")
+        bundle_ref = {"test_id": self.test_id, "artifacts_url": f"/v1/security-scans/{self.test_id}/artifacts"}
+        event_fields = {"status": status, "manifest_digest": digest, "bundle": bundle_ref, "summary": summary}
+        if policy is not None:
+            event_fields["policy"] = {"passed": policy["passed"]}
+        return self.engine.events.next_id(self.test_id), encode_event("scan_complete",
+                                                                      self.redactor.value(event_fields))
+
+    def _write_bundle(self, status: str, summary: dict[str, Any], policy: dict[str, Any] | None,
+                      completed_at: str, signer: Signer | None) -> tuple[str, str, dict[str, str]]:
+        """Every bundle file, the attestation last, then the bundle moved into place. Returns the
+        final event (it is part of the bundle's stream) and the artifact listing."""
+        assert self.bundle is not None
+        if policy is not None:
+            self.bundle.write_json("policy-result.json", policy)
+        if self.tools is not None:
+            self.bundle.write_json("summary.json", summary)
+        event_id, payload = self._final_event(status, summary, policy)
+        history = self.engine.events.all(self.test_id) + [{"id": event_id, **json.loads(payload)}]
+        self.bundle.write_bytes("logs/stream.jsonl",
+                                "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in history).encode())
+        self.bundle.write_bytes("logs/runner.log", "".join(_log_line(e) for e in history).encode())
+        scan_json = self._scan_json(status, completed_at, summary, policy)
+        self.bundle.write_json("scan.json", scan_json)
+        if signer is not None:
+            # Last: every other file, the final stream included, is now in place and is covered.
+            attestation.attest(self.bundle.staging, self._predicate(scan_json, signer), signer)
+        artifacts = {_artifact_key(p): p for p in self.bundle.files()}
+        self.bundle.publish()
+        return event_id, payload, artifacts
 
     def _scan_json(self, status: str, completed_at: str, summary: dict[str, Any],
                    policy: dict[str, Any] | None) -> dict[str, Any]:

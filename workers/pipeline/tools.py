@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -151,6 +152,10 @@ def run_tools(selection: Selection, source: Path, scratch: Path, bundle: Bundle,
             exc = future.exception()
             if exc is not None:
                 log.error("tool runner crashed: %s", exc.__class__.__name__, exc_info=exc)
+    for future in futures:
+        exc = future.exception()
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise exc  # the disk is full: the scan ends storage_full, not with a tool error
     for (scanner, _), future in zip(runnable, futures, strict=True):
         if future.exception() is not None:
             metrics.TOOL_FAILURES.labels(tool=scanner.id, reason="crashed").inc()  # ops: metrics hook
