@@ -57,7 +57,7 @@ def test_verify_command_ok(bundle: Path, signer: keys.Signer, capsys: pytest.Cap
     assert code == 0 and "Verified OK" in text
 
 
-@pytest.mark.parametrize("tamper", ["change", "remove", "add", "replace_attestation_key"])
+@pytest.mark.parametrize("tamper", ["change", "remove", "add", "link", "replace_attestation_key"])
 def test_any_change_fails(bundle: Path, signer: keys.Signer, tamper: str, tmp_path: Path,
                           capsys: pytest.CaptureFixture[str]) -> None:
     if tamper == "change":
@@ -69,6 +69,13 @@ def test_any_change_fails(bundle: Path, signer: keys.Signer, tamper: str, tmp_pa
     elif tamper == "add":
         (bundle / "reports/extra.txt").write_text("sneaked in\n")
         expect = "not covered by the attestation: reports/extra.txt"
+    elif tamper == "link":
+        # A link to a file with the very same content: following it would verify.
+        copy = tmp_path / "copy.json"
+        copy.write_text(FILES["scan.json"])
+        (bundle / "scan.json").unlink()
+        (bundle / "scan.json").symlink_to(copy)
+        expect = "symbolic links or special files (never followed): scan.json"
     else:
         # Re-signing the edited bundle with another key does not fool a verifier holding the real key.
         (bundle / "scan.json").write_text('{"test_id": "forged"}\n')

@@ -1,4 +1,7 @@
-"""``certus-assurance verify``: a DSSE-signed in-toto statement checked offline with cryptography."""
+"""``certus-assurance verify``: a DSSE-signed in-toto statement checked offline with cryptography.
+
+The bundles here are signed by hand (cryptography only), independently of the service's signing
+code, so the CLI is checked against the format rather than against itself."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cli.verify import pae
 from tests.support.cli import run_cli
 
+PREDICATE = "https://certus-assurance.dev/attestations/security-scan/v1"
 FILES = {"scan.json": b'{"status": "SUCCEEDED"}', "reports/sast/bandit.sarif.json": b'{"version": "2.1.0"}',
          "logs/runner.log": b"line\n"}
 
@@ -25,7 +29,7 @@ def _write_key(path: Path) -> ec.EllipticCurvePrivateKey:
     return key
 
 
-def _make_bundle(root: Path, key: ec.EllipticCurvePrivateKey) -> Path:
+def _make_bundle(root: Path, key: ec.EllipticCurvePrivateKey, predicate_type: str = PREDICATE) -> Path:
     bundle = root / "test_0123456789ab"
     for rel, data in FILES.items():
         (bundle / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -33,7 +37,7 @@ def _make_bundle(root: Path, key: ec.EllipticCurvePrivateKey) -> Path:
     statement = {"_type": "https://in-toto.io/Statement/v1",
                  "subject": [{"name": rel, "digest": {"sha256": hashlib.sha256(data).hexdigest()}}
                              for rel, data in FILES.items()],
-                 "predicateType": "https://certus.example/scan-bundle/v1", "predicate": {}}
+                 "predicateType": predicate_type, "predicate": {}}
     payload = json.dumps(statement).encode()
     sig = key.sign(pae("application/vnd.in-toto+json", payload), ec.ECDSA(hashes.SHA256()))
     envelope = {"payloadType": "application/vnd.in-toto+json", "payload": base64.b64encode(payload).decode(),
@@ -65,6 +69,13 @@ def test_modified_file_fails(signed):
     assert result.json()["mismatched"] == ["reports/sast/bandit.sarif.json"] and not result.json()["verified"]
 
 
+def test_a_missing_file_fails(signed):
+    bundle, pub = signed
+    (bundle / "logs/runner.log").unlink()
+    result = run_cli("verify", str(bundle), "--key", str(pub))
+    assert result.code == 7 and "✗ missing:  logs/runner.log" in result.out and "NOT verified" in result.out
+
+
 def test_missing_file_and_extra_file(signed):
     bundle, pub = signed
     (bundle / "logs/runner.log").unlink()
@@ -75,12 +86,60 @@ def test_missing_file_and_extra_file(signed):
     assert body["missing"] == ["logs/runner.log"] and body["unattested"] == ["extra.txt"]
 
 
-def test_unattested_file_fails_only_when_strict(signed):
+def test_a_file_not_covered_by_the_attestation_is_refused_by_default(signed):
     bundle, pub = signed
     (bundle / "extra.txt").write_text("not signed")
-    assert run_cli("verify", str(bundle), "--key", str(pub)).code == 0
-    strict = run_cli("verify", str(bundle), "--key", str(pub), "--strict")
-    assert strict.code == 7 and "not covered by the attestation: extra.txt" in strict.out
+    for flags in ((), ("--strict",)):  # --strict is the default and still accepted
+        result = run_cli("verify", str(bundle), "--key", str(pub), *flags)
+        assert result.code == 7 and "not covered by the attestation: extra.txt" in result.out
+        assert "NOT verified" in result.out
+
+
+def test_a_download_left_over_is_not_ignored(signed):
+    bundle, pub = signed
+    (bundle / "scan.json.part").write_text("half a download")
+    result = run_cli("verify", str(bundle), "--key", str(pub), "--json")
+    assert result.code == 7 and result.json()["unattested"] == ["scan.json.part"]
+
+
+def test_another_predicate_type_is_refused(tmp_path):
+    key = _write_key(tmp_path / "cosign.pub")
+    bundle = _make_bundle(tmp_path, key, predicate_type="https://slsa.dev/provenance/v1")
+    result = run_cli("verify", str(bundle), "--key", str(tmp_path / "cosign.pub"))
+    assert result.code == 7
+    assert "predicateType is 'https://slsa.dev/provenance/v1'" in result.err and PREDICATE in result.err
+
+
+def test_a_symlink_in_the_bundle_is_never_followed(signed, tmp_path):
+    bundle, pub = signed
+    # The link points at a file with exactly the signed content: following it would verify.
+    outside = tmp_path / "elsewhere.log"
+    outside.write_bytes(FILES["logs/runner.log"])
+    (bundle / "logs/runner.log").unlink()
+    (bundle / "logs/runner.log").symlink_to(outside)
+    result = run_cli("verify", str(bundle), "--key", str(pub))
+    assert result.code == 7 and "never followed: logs/runner.log" in result.err
+
+
+def test_a_symlinked_folder_is_never_followed(signed, tmp_path):
+    bundle, pub = signed
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "runner.log").write_bytes(FILES["logs/runner.log"])
+    (bundle / "logs/runner.log").unlink()
+    (bundle / "logs").rmdir()
+    (bundle / "logs").symlink_to(tmp_path / "logs", target_is_directory=True)
+    result = run_cli("verify", str(bundle), "--key", str(pub))
+    assert result.code == 7 and "never followed: logs" in result.err
+
+
+def test_a_symlinked_attestation_is_refused(signed, tmp_path):
+    bundle, pub = signed
+    att = bundle / "reports/signing/attestation.intoto.json"
+    moved = tmp_path / "attestation.json"
+    att.rename(moved)
+    att.symlink_to(moved)
+    result = run_cli("verify", str(bundle), "--key", str(pub))
+    assert result.code == 7 and "is not a regular file" in result.err
 
 
 def test_other_key_or_tampered_payload_fails(signed, tmp_path):
@@ -103,7 +162,8 @@ def test_subject_outside_the_bundle_is_refused(tmp_path):
     bundle = tmp_path / "b"
     bundle.mkdir()
     statement = {"_type": "https://in-toto.io/Statement/v1",
-                 "subject": [{"name": "../cosign.pub", "digest": {"sha256": "0" * 64}}]}
+                 "subject": [{"name": "../cosign.pub", "digest": {"sha256": "0" * 64}}],
+                 "predicateType": PREDICATE, "predicate": {}}
     payload = json.dumps(statement).encode()
     sig = key.sign(pae("application/vnd.in-toto+json", payload), ec.ECDSA(hashes.SHA256()))
     (bundle / "att.json").write_text(json.dumps({

@@ -29,10 +29,10 @@ from typing import Any
 
 import nacl.exceptions
 import nacl.secret
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from tasks import bundle_verifier
 from tasks.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -154,14 +154,10 @@ def public_pem(key: ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey) -> b
 
 
 def load_public_key(pem: bytes | str) -> ec.EllipticCurvePublicKey:
-    data = pem.encode() if isinstance(pem, str) else pem
     try:
-        key = serialization.load_pem_public_key(data)
-    except ValueError as exc:
-        raise SigningKeyError("key_unreadable", "not a PEM public key") from exc
-    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
-        raise SigningKeyError("key_unsupported", "only ECDSA P-256 public keys are supported")
-    return key
+        return bundle_verifier.load_public_key(pem)
+    except bundle_verifier.VerifyError as exc:
+        raise SigningKeyError(exc.code, exc.message) from exc
 
 
 def key_id(key: ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey) -> str:
@@ -178,11 +174,7 @@ def sign_bytes(key: ec.EllipticCurvePrivateKey, data: bytes) -> bytes:
 
 def verify_bytes(public_key: ec.EllipticCurvePublicKey | bytes | str, data: bytes, signature: bytes) -> bool:
     key = public_key if isinstance(public_key, ec.EllipticCurvePublicKey) else load_public_key(public_key)
-    try:
-        key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
-    except (InvalidSignature, ValueError):
-        return False
-    return True
+    return bundle_verifier.signature_valid(key, data, signature)
 
 
 def decode_signature(text: bytes | str) -> bytes:
