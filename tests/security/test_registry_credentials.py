@@ -211,3 +211,40 @@ def test_push_to_the_configured_registry_with_htpasswd(tmp_path):
         assert digest.startswith("sha256:")
     finally:
         reg.stop()
+
+
+# -- no way from https to plain http --------------------------------------------------------------
+def test_a_pull_redirected_from_https_to_http_is_refused(tls):
+    plain = start_recorder(lambda method, path: (200, {"Content-Type": "application/json"}, MANIFEST))
+    registry = start_recorder(lambda method, path: (302, {"Location": f"{plain.url}{path}"}, b""), tls)
+    try:
+        settings = _pull_settings("registry.example.com", tls)
+        assert _pull_code(f"oci://{registry.host}/team/manifests:v1", settings) == "manifest_uri_not_allowed"
+        assert plain.seen == []
+    finally:
+        registry.stop()
+        plain.stop()
+
+
+def test_a_push_never_follows_https_to_http(tls):
+    plain = start_recorder(lambda method, path: (201, {}, b""))
+
+    def registry_answer(method: str, path: str):
+        if method == "GET":
+            return 302, {"Location": f"{plain.url}{path}"}, b""
+        if method == "HEAD":
+            return 404, {}, b""
+        return 202, {"Location": f"{plain.url}/upload/1"}, b""
+
+    registry = start_recorder(registry_answer, tls)
+    try:
+        client = RegistryClient(registry.host, "certus/scans", username=USER, password=PASSWORD,
+                                ca_bundle=str(tls.ca), timeout=10)
+        for call in (lambda: client.get_manifest("sha256-abc.sig"), lambda: client.put_blob(b"layer")):
+            with pytest.raises(PermanentUploadError) as err:
+                call()
+            assert err.value.code == "registry_refused" and "plain HTTP" in err.value.message
+        assert plain.seen == []
+    finally:
+        registry.stop()
+        plain.stop()

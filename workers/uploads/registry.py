@@ -1,40 +1,38 @@
 """Where OCI content goes: a registry over the OCI distribution API, or an OCI image layout folder.
 
-Both offer the same small interface (``OciTarget``). The registry client speaks plain HTTP(S) with
-``requests``: monolithic blob uploads (POST then PUT ?digest=), manifests by tag, and the two auth
-schemes registries use (Basic, and Bearer tokens fetched from the realm a 401 names). The credentials
-belong to the configured registry: the Authorization header goes only to its own origin, and a token
-realm receives them only as ``workers.oci_credentials.realm_refusal`` allows (the registry's own host
-and port or a listed realm; plain HTTP only for a plain-HTTP registry and a realm on its host).
+Both offer the same small interface (``OciTarget``). A registry is spoken to with
+``workers.oci_client`` (the client manifest pulls use too): monolithic blob uploads (POST then
+PUT ?digest=), manifests by tag, Basic auth and Bearer tokens from the realm a 401 names. The
+credentials belong to the configured registry: the Authorization header goes only to its own
+origin, a token realm receives them only as ``workers.oci_credentials.realm_refusal`` allows (the
+registry's own host and port or a listed realm; plain HTTP only for a plain-HTTP registry and a
+realm on its host), and no redirect or upload location leads from https to plain http.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urljoin, urlsplit
 
 import requests
 
+from workers import oci_client
 from workers.bundle import confine
-from workers.oci_credentials import realm_refusal
+from workers.oci_client import OCI_INDEX, OCI_MANIFEST, PutResult, RegistryError, sha256_digest
 from workers.uploads.errors import PermanentUploadError, TransientUploadError
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-_ACCEPT = ", ".join([OCI_MANIFEST, OCI_INDEX, "application/vnd.docker.distribution.manifest.v2+json"])
-_CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
+__all__ = ["OCI_INDEX", "OCI_MANIFEST", "OciLayout", "OciTarget", "PutResult", "RegistryClient", "sha256_digest"]
 
-
-@dataclass(frozen=True)
-class PutResult:
-    digest: str
-    subject_supported: bool  # the registry answered OCI-Subject: it indexes referrers itself
+_CODES = {
+    oci_client.AUTH_REQUIRED: "registry_auth_required",
+    oci_client.AUTH_FAILED: "registry_auth_failed",
+    oci_client.AUTH_UNSUPPORTED: "registry_auth_unsupported",
+    oci_client.REALM_UNUSABLE: "registry_auth_unsupported",
+    oci_client.REALM_NOT_ALLOWED: "registry_token_realm_not_allowed",
+    oci_client.DIGEST_MISMATCH: "registry_digest_mismatch",
+}
 
 
 class OciTarget(Protocol):
@@ -45,128 +43,54 @@ class OciTarget(Protocol):
     def get_manifest(self, ref: str) -> bytes | None: ...
 
 
-def sha256_digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+def upload_error(exc: RegistryError) -> PermanentUploadError | TransientUploadError:
+    """What a publish does about a registry failure: retry it later, or end the upload."""
+    if exc.reason in (oci_client.UNREACHABLE, oci_client.TLS):
+        return TransientUploadError(f"registry request failed: {exc.message}")
+    if exc.reason == oci_client.STATUS and exc.status is not None:
+        if exc.status == 429 or exc.status >= 500:
+            return TransientUploadError(f"registry answered HTTP {exc.status}")
+        if exc.status in (401, 403):
+            return PermanentUploadError("registry_auth_failed",
+                                        f"the registry refused the credentials (HTTP {exc.status})")
+    if exc.reason == oci_client.AUTH_REQUIRED:
+        return PermanentUploadError("registry_auth_required", "the registry needs credentials; none are set")
+    message = exc.message
+    if exc.reason == oci_client.REALM_NOT_ALLOWED:
+        message += " (CERTUS_ASSURANCE_REGISTRY_TOKEN_REALMS)"
+    return PermanentUploadError(_CODES.get(exc.reason, "registry_refused"), message)
 
 
 class RegistryClient:
+    """The configured registry as an ``OciTarget``; ``username`` and ``password`` are its own."""
+
     def __init__(self, registry: str, repository: str, *, plain_http: bool = False, username: str = "",
                  password: str = "", ca_bundle: str = "", timeout: float = 60,
                  session: requests.Session | None = None, token_realms: tuple[str, ...] = ()) -> None:
-        self.registry = registry
-        self.repository = repository
-        self.plain_http = plain_http
-        self.token_realms = token_realms
-        self.base = f"{'http' if plain_http else 'https'}://{registry}"
-        self.username, self.password = username, password
-        self.verify: bool | str = ca_bundle or True
-        self.timeout = timeout
-        self.session = session or requests.Session()
-        self._auth_header: str | None = None
+        if session is None:
+            session = requests.Session()
+            session.verify = ca_bundle or True
+        self.client = oci_client.DistributionClient(
+            registry, repository, session=session, plain_http=plain_http,
+            credentials=(username, password) if username else None, token_realms=token_realms,
+            actions="pull,push", timeout=timeout)
 
     @property
     def reference_base(self) -> str:
-        return f"{self.registry}/{self.repository}"
+        return self.client.reference_base
 
-    # -- HTTP with auth --------------------------------------------------------------------------
-    def _own_origin(self, url: str) -> bool:
-        ours, theirs = urlsplit(self.base), urlsplit(url)
-        return (theirs.scheme, theirs.netloc.lower()) == (ours.scheme, ours.netloc.lower())
-
-    def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
-        headers = dict(kwargs.pop("headers", {}))
-        # An upload location may name another host: the credentials stay with the registry.
-        if self._auth_header and self._own_origin(url):
-            headers["Authorization"] = self._auth_header
-        try:
-            return self.session.request(method, url, headers=headers, timeout=self.timeout, verify=self.verify,
-                                        allow_redirects=method in ("GET", "HEAD"), **kwargs)
-        except requests.RequestException as exc:
-            raise TransientUploadError(f"registry {method} failed: {exc.__class__.__name__}") from exc
-
-    def _request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
-        resp = self._send(method, url, **kwargs)
-        if resp.status_code == 401:
-            self._authenticate(resp.headers.get("WWW-Authenticate", ""))
-            resp = self._send(method, url, **kwargs)
-        if resp.status_code in (401, 403):
-            raise PermanentUploadError("registry_auth_failed",
-                                       f"the registry refused the credentials (HTTP {resp.status_code})")
-        if resp.status_code == 429 or resp.status_code >= 500:
-            raise TransientUploadError(f"registry {method} answered HTTP {resp.status_code}")
-        return resp
-
-    def _authenticate(self, challenge: str) -> None:
-        scheme = challenge.split(" ", 1)[0].lower()
-        if not self.username:
-            raise PermanentUploadError("registry_auth_required", "the registry needs credentials; none are set")
-        if scheme == "basic":
-            token = requests.auth._basic_auth_str(self.username, self.password)
-            self._auth_header = token
-            return
-        if scheme != "bearer":
-            raise PermanentUploadError("registry_auth_unsupported", f"unsupported registry auth scheme {scheme!r}")
-        params = dict(_CHALLENGE.findall(challenge))
-        realm = params.pop("realm", "")
-        if not realm.startswith(("https://", "http://")):
-            raise PermanentUploadError("registry_auth_unsupported", "the registry's token realm is not a URL")
-        refusal = realm_refusal(realm, self.registry, self.plain_http, self.token_realms)
-        if refusal is not None:
-            raise PermanentUploadError("registry_token_realm_not_allowed",
-                                       f"{refusal} (CERTUS_ASSURANCE_REGISTRY_TOKEN_REALMS)")
-        params.setdefault("scope", f"repository:{self.repository}:pull,push")
-        try:
-            resp = self.session.get(realm, params=params, auth=(self.username, self.password),
-                                    timeout=self.timeout, verify=self.verify)
-        except requests.RequestException as exc:
-            raise TransientUploadError(f"registry token request failed: {exc.__class__.__name__}") from exc
-        if resp.status_code != 200:
-            raise PermanentUploadError("registry_auth_failed", f"the token service answered HTTP {resp.status_code}")
-        body = resp.json()
-        token = body.get("token") or body.get("access_token")
-        if not isinstance(token, str):
-            raise PermanentUploadError("registry_auth_failed", "the token service answered no token")
-        self._auth_header = f"Bearer {token}"
-
-    def _fail(self, what: str, resp: requests.Response) -> PermanentUploadError:
-        return PermanentUploadError("registry_refused", f"the registry refused {what}: HTTP {resp.status_code} "
-                                                        f"{resp.text[:200]}")
-
-    # -- OCI distribution ------------------------------------------------------------------------
     def put_blob(self, data: bytes) -> str:
-        digest = sha256_digest(data)
-        url = f"{self.base}/v2/{self.repository}/blobs/{digest}"
-        if self._request("HEAD", url).status_code == 200:
-            return digest
-        start = self._request("POST", f"{self.base}/v2/{self.repository}/blobs/uploads/")
-        if start.status_code != 202 or "Location" not in start.headers:
-            raise self._fail("a blob upload", start)
-        location = urljoin(self.base + "/", start.headers["Location"])
-        sep = "&" if "?" in location else "?"
-        done = self._request("PUT", f"{location}{sep}digest={digest}", data=data,
-                             headers={"Content-Type": "application/octet-stream"})
-        if done.status_code != 201:
-            raise self._fail(f"blob {digest}", done)
-        return digest
+        with oci_client.errors_as(upload_error):
+            return self.client.put_blob(data)
 
     def put_manifest(self, ref: str, body: bytes, media_type: str) -> PutResult:
-        resp = self._request("PUT", f"{self.base}/v2/{self.repository}/manifests/{ref}", data=body,
-                             headers={"Content-Type": media_type})
-        if resp.status_code != 201:
-            raise self._fail(f"manifest {ref}", resp)
-        digest = sha256_digest(body)
-        returned = resp.headers.get("Docker-Content-Digest")
-        if returned and returned != digest:
-            raise PermanentUploadError("registry_digest_mismatch", f"the registry stored {returned}, not {digest}")
-        return PutResult(digest, bool(resp.headers.get("OCI-Subject")))
+        with oci_client.errors_as(upload_error):
+            return self.client.put_manifest(ref, body, media_type)
 
     def get_manifest(self, ref: str) -> bytes | None:
-        resp = self._request("GET", f"{self.base}/v2/{self.repository}/manifests/{ref}", headers={"Accept": _ACCEPT})
-        if resp.status_code == 404:
-            return None
-        if resp.status_code != 200:
-            raise self._fail(f"reading manifest {ref}", resp)
-        return resp.content
+        with oci_client.errors_as(upload_error):
+            found = self.client.get_manifest(ref)
+        return None if found is None else found[0]
 
 
 class OciLayout:
