@@ -1,8 +1,11 @@
 """Uploaded archives, shared by the API (which stores them) and the worker (which extracts them).
 
 ``{UPLOADS_ROOT}/{id}{suffix}`` holds the archive and ``{UPLOADS_ROOT}/{id}.json`` its metadata
-(``filename``, ``stored``, ``sha256``, ``size``, ``created_at``). The id is what a client passes as
-``archive_path``.
+(``filename``, ``stored``, ``archive_hash``, ``size``, ``created_at``, ``workspaces``). The id is
+what a client passes as ``archive_path``.
+
+An upload belongs to workspaces (``workspaces``: the one the client named, or the uploading key's):
+only a scan of one of them may use it (``usable_in``).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 UPLOAD_ID = re.compile(r"^upload_[0-9a-f]{32}\Z")
+ALL_WORKSPACES = "*"
 SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tar", ".zip")
 
 
@@ -44,3 +48,14 @@ def load(root: str | Path, upload_id: str) -> tuple[Path, dict[str, Any]] | None
             or not stored.is_file():
         return None
     return stored, meta
+
+
+def usable_in(meta: dict[str, Any], workspace_id: str, all_workspaces: bool) -> bool:
+    """Whether a scan of ``workspace_id``, submitted by a key holding every workspace or not
+    (``all_workspaces``), may use the upload described by ``meta``: the scan's workspace must be one
+    of the upload's. An upload of ``*`` (from a key of every workspace that named none) serves only
+    keys of every workspace; so does one stored before uploads recorded their workspaces."""
+    owners = meta.get("workspaces", [ALL_WORKSPACES])
+    if not isinstance(owners, list):
+        return False
+    return workspace_id in owners or (ALL_WORKSPACES in owners and all_workspaces)

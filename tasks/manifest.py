@@ -10,8 +10,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tasks.profiles import builtin
+from tasks.textsafe import visible
 
 SEVERITIES = ("critical", "high", "medium", "low", "info")
+# The longest `bundle.runtimeCeilingMinutes`: a day. A scan is stopped by the task's own time limit
+# long before; a larger figure is a mistake (and one past float range broke the worker's deadline).
+MAX_RUNTIME_CEILING_MINUTES = 24 * 60
+HIDDEN = "must not contain control, format or bidirectional characters"
+
+
+def _hidden(text: str) -> bool:
+    """Whether a name holds a character not shown as itself (``tasks.textsafe``)."""
+    return visible(text) != text
 
 
 class ManifestInvalid(ValueError):
@@ -63,11 +73,17 @@ def unwrap(obj: Any) -> Any:
 
 def _tool_entry(entry: Any, where: str, errors: dict[str, list[str]]) -> tuple[str, Any] | None:
     if isinstance(entry, str) and entry.strip():
+        if _hidden(entry):
+            errors.setdefault(where, []).append(HIDDEN)
+            return None
         return entry.strip().lower(), None
     if isinstance(entry, dict):
         name = entry.get("id", entry.get("name"))
         if not isinstance(name, str) or not name.strip():
             errors.setdefault(where, []).append("a tool object needs a non-empty `id` or `name`")
+            return None
+        if _hidden(name):
+            errors.setdefault(where, []).append(HIDDEN)
             return None
         config = entry.get("config")
         if config is not None and not isinstance(config, dict):
@@ -86,9 +102,14 @@ def parse(obj: Any) -> Manifest:
     for key in ("product", "version"):
         if key in obj and not isinstance(obj[key], str | int | float):
             errors.setdefault(key, []).append("must be a string")
+        elif isinstance(obj.get(key), str) and _hidden(obj[key]):
+            errors.setdefault(key, []).append(HIDDEN)
     owners = obj.get("owners", [])
     if not isinstance(owners, list) or not all(isinstance(o, str) for o in owners):
         errors.setdefault("owners", []).append("must be a list of strings")
+        owners = []
+    elif any(_hidden(o) for o in owners):
+        errors.setdefault("owners", []).append(HIDDEN)
         owners = []
     profiles: dict[str, ManifestProfile] = {}
     raw_profiles = obj.get("profiles", [])
@@ -103,6 +124,9 @@ def parse(obj: Any) -> Manifest:
         name = prof.get("name")
         if not isinstance(name, str) or not name.strip():
             errors.setdefault(f"{where}.name", []).append("required, a non-empty string")
+            continue
+        if _hidden(name):
+            errors.setdefault(f"{where}.name", []).append(HIDDEN)
             continue
         tools: list[str] = []
         config: dict[str, Any] = {}
@@ -123,10 +147,10 @@ def parse(obj: Any) -> Manifest:
             raw_thresholds = {}
         for sev, value in raw_thresholds.items():
             if sev not in SEVERITIES:
-                errors.setdefault(f"{where}.thresholds.{sev}", []).append(
+                errors.setdefault(f"{where}.thresholds.{visible(sev)}", []).append(
                     f"unknown severity; use one of {', '.join(SEVERITIES)}")
             elif isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                errors.setdefault(f"{where}.thresholds.{sev}", []).append("must be an integer >= 0")
+                errors.setdefault(f"{where}.thresholds.{visible(sev)}", []).append("must be an integer >= 0")
             else:
                 thresholds[sev] = value
         profiles[name.strip().lower()] = ManifestProfile(name.strip(), tuple(tools), config, thresholds)
@@ -136,8 +160,9 @@ def parse(obj: Any) -> Manifest:
         errors.setdefault("bundle", []).append("must be an object")
     elif "runtimeCeilingMinutes" in bundle:
         value = bundle["runtimeCeilingMinutes"]
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            errors.setdefault("bundle.runtimeCeilingMinutes", []).append("must be an integer > 0")
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_RUNTIME_CEILING_MINUTES:
+            errors.setdefault("bundle.runtimeCeilingMinutes", []).append(
+                f"must be an integer from 1 to {MAX_RUNTIME_CEILING_MINUTES}")
         else:
             ceiling = value
     if errors:

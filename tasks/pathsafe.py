@@ -7,6 +7,7 @@ outside the root can be reached, whatever the links in it point at.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -23,14 +24,18 @@ class UnsafePath(ValueError):
 
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
+NAME_MAX = 255  # bytes in one part of a path (Linux)
+PATH_MAX = 4095  # bytes in a whole path (Linux, without the NUL)
 
 
 def clean_relative(relative: str, *, percent_ok: bool = False) -> list[str]:
     """The parts of a relative path, refusing anything that could leave its root.
 
     Refused: empty, absolute (``/x``, ``\\x``, ``C:x``), ``..`` or ``.`` parts, empty parts, NUL and
-    control characters, and ``%`` (an encoded traversal such as ``%2e%2e`` that one more decoding
-    step somewhere would turn into ``..``) unless ``percent_ok`` (names that are never decoded).
+    control characters, ``%`` (an encoded traversal such as ``%2e%2e`` that one more decoding
+    step somewhere would turn into ``..``) unless ``percent_ok`` (names that are never decoded),
+    and names no file system takes (a part over ``NAME_MAX`` or a path over ``PATH_MAX`` bytes, a
+    lone surrogate).
     """
     if not relative or "\x00" in relative or any(ord(c) < 0x20 for c in relative):
         raise UnsafePath("path_invalid", "the path is empty or holds control characters")
@@ -43,13 +48,21 @@ def clean_relative(relative: str, *, percent_ok: bool = False) -> list[str]:
         raise UnsafePath("path_traversal", "the path must not contain '..'")
     if any(p in ("", ".") for p in parts):
         raise UnsafePath("path_invalid", "the path has empty or '.' parts")
+    try:
+        sizes = [len(os.fsencode(p)) for p in parts]
+    except UnicodeEncodeError as exc:  # a lone surrogate: no file has that name
+        raise UnsafePath("path_invalid", "the path is not a valid file name") from exc
+    if sum(sizes) + len(sizes) - 1 > PATH_MAX or max(sizes) > NAME_MAX:
+        raise UnsafePath("path_invalid", "the path, or a part of it, is too long")
     return parts
 
 
 def confine(root: Path, relative: str, *, percent_ok: bool = False) -> Path:
     """``root/relative`` when it names something inside ``root`` reached without any symlink.
 
-    The result may not exist yet (callers check); an existing symlink on the way is refused.
+    The result may not exist yet (callers check); an existing symlink on the way is refused. A path
+    that runs through a file (``ENOTDIR``) names nothing, like a missing one; one the file system
+    finds too long (with the root in front) is ``path_invalid``.
     """
     parts = clean_relative(relative, percent_ok=percent_ok)
     current = Path(root)
@@ -57,8 +70,12 @@ def confine(root: Path, relative: str, *, percent_ok: bool = False) -> Path:
         current = current / part
         try:
             mode = os.lstat(current).st_mode
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return Path(root).joinpath(*parts)
+        except OSError as exc:
+            if exc.errno == errno.ENAMETOOLONG:
+                raise UnsafePath("path_invalid", "the path is too long") from exc
+            raise
         if stat.S_ISLNK(mode):
             raise UnsafePath("path_symlink", "the path runs through a symbolic link")
     return current

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import RAISE, Schema, fields, validate
 
-from app.schemas.patterns import Whole
+from app.schemas.patterns import Whole, shown_as_is
 from app.schemas.scans import SLUG
 from tasks.keys import ROLES
 
@@ -24,5 +24,5 @@ class KeyCreateSchema(Schema):
         metadata={"example": ["acme"]})
     name = fields.String(load_default="", validate=[
         validate.Length(max=200),
-        Whole(r"^[^\x00-\x1f\x7f]*$", error="printable text, no control characters")],
+        Whole(r"^[^\x00-\x1f\x7f]*$", error="printable text, no control characters"), shown_as_is],
         metadata={"description": "a label shown in listings", "example": "ci"})

@@ -1,4 +1,5 @@
-"""A pattern validator that checks the whole value."""
+"""Validators shared by the schemas: a pattern that checks the whole value, and text that shows as
+itself."""
 
 from __future__ import annotations
 
@@ -6,6 +7,10 @@ import re
 from typing import Any, cast
 
 from marshmallow import ValidationError, validate
+
+from tasks.textsafe import visible
+
+HIDDEN_MESSAGE = "must not contain control, format or bidirectional characters"
 
 
 class Whole(validate.Regexp):
@@ -18,3 +23,13 @@ class Whole(validate.Regexp):
         if not isinstance(value, str) or pattern.fullmatch(value) is None:
             raise ValidationError(self._format_error(value))
         return value
+
+
+def shown_as_is(value: Any) -> Any:
+    """Refuse text holding a character that is not shown as itself (``tasks.textsafe``: control
+    characters, C1 included, bidirectional and other format characters such as U+202E and U+200B,
+    lone surrogates, line and paragraph separators): such a name reads as another one in a log, a
+    terminal or the web page."""
+    if isinstance(value, str) and visible(value) != value:
+        raise ValidationError(HIDDEN_MESSAGE)
+    return value

@@ -152,6 +152,8 @@ class ArchiveUploadSchema(_Open):
     archive_hash = fields.String(required=True, metadata={"description": "sha256 of the archive"})
     filename = fields.String(required=True, metadata={"example": "src.tar.gz"})
     size = fields.Integer(required=True)
+    workspaces = fields.List(fields.String(), required=True, metadata={
+        "description": "the workspaces whose scans may use the archive", "example": ["acme"]})
 
 
 class UploadAcceptedSchema(_Open):

@@ -11,7 +11,7 @@ from flask import current_app, has_app_context
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from app.errors import APIError
-from app.schemas.patterns import Whole
+from app.schemas.patterns import Whole, shown_as_is
 from tasks import manifest as manifests
 from tasks.netpolicy import HostNotAllowed, check_local_source
 from tasks.profiles import DEFAULT_PROFILE
@@ -23,13 +23,15 @@ COMMIT = r"^[0-9a-fA-F]{7,40}$"
 GIT_SCHEMES = ("https", "http", "ssh", "git", "file")
 MANIFEST_SCHEMES = ("s3", "oci", "https", "file")
 
-# git check-ref-format rules, plus: no leading '-' (option injection), printable ASCII only.
+# git check-ref-format rules, plus: no leading '-' (option injection), and no character that is not
+# shown as itself (C1 controls, bidirectional and other format characters: `shown_as_is`).
 _BAD_REF = re.compile(r"(^[-/.])|(\.\.)|(@\{)|([\x00-\x20\x7f~^:?*\[\\])|(//)|(/$)|(\.lock$)|(\.$)|(/\.)")
 
 
 def check_branch(value: str) -> None:
     if not value or len(value) > 255 or _BAD_REF.search(value) or value == "@":
         raise ValidationError("not a valid branch name")
+    shown_as_is(value)
 
 
 # A DNS name or an IPv4 literal (IPv6 literals are checked with ipaddress); never a leading '-'.
@@ -86,6 +88,7 @@ def check_git_url(value: str) -> None:
         raise ValidationError("transport helpers (such as ext::) are not allowed")
     if any(ord(c) < 0x21 or ord(c) == 0x7F for c in value) or "\\" in value:
         raise ValidationError("must not contain spaces, backslashes or control characters")
+    shown_as_is(value)
     parts = _split(value)
     if not parts.scheme and value.startswith("/"):
         if any(part == ".." for part in value.split("/")):
@@ -115,6 +118,7 @@ def check_git_url(value: str) -> None:
 def check_manifest_uri(value: str) -> None:
     if any(ord(c) < 0x21 or ord(c) == 0x7F for c in value) or value.startswith("-"):
         raise ValidationError("must not contain spaces or control characters, nor begin with '-'")
+    shown_as_is(value)
     parts = _split(value)
     if parts.scheme not in MANIFEST_SCHEMES:
         raise ValidationError(f"scheme must be one of {', '.join(MANIFEST_SCHEMES)}")
@@ -132,6 +136,7 @@ def check_manifest_uri(value: str) -> None:
 def check_relative_path(value: str) -> None:
     if not value or value.startswith(("/", "\\", "-")) or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
         raise ValidationError("must be a relative path inside the source")
+    shown_as_is(value)
     if any(part == ".." for part in re.split(r"[\\/]", value)):
         raise ValidationError("must not leave the source tree")
 
@@ -147,8 +152,8 @@ class ScanRequestSchema(Schema):
     git_url = fields.String(validate=[validate.Length(max=2048), check_git_url])
     branch = fields.String(validate=check_branch)
     commit = fields.String(validate=Whole(COMMIT))
-    directory_path = fields.String(validate=validate.Length(min=1, max=4096))
-    archive_path = fields.String(validate=validate.Length(min=1, max=4096))
+    directory_path = fields.String(validate=[validate.Length(min=1, max=4096), shown_as_is])
+    archive_path = fields.String(validate=[validate.Length(min=1, max=4096), shown_as_is])
     profile = fields.String(load_default=DEFAULT_PROFILE,
                             validate=Whole(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"))
     manifest = fields.Dict(keys=fields.String())
@@ -159,7 +164,7 @@ class ScanRequestSchema(Schema):
     # manifest's canonical text (`json.dumps(manifest, sort_keys=True)`, the text its digest is of).
     manifest_signature = fields.String(validate=[validate.Length(min=16, max=4096),
                                                  Whole(r"^[A-Za-z0-9+/]+={0,2}\s*$")])
-    requested_by = fields.String(validate=validate.Length(max=256))
+    requested_by = fields.String(validate=[validate.Length(max=256), shown_as_is])
 
     @validates_schema(skip_on_field_errors=False)
     def _check_sources(self, data: dict[str, Any], **_: Any) -> None:

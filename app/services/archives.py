@@ -1,4 +1,5 @@
-"""Storing uploaded archives under UPLOADS_ROOT (see tasks/archives.py for the layout)."""
+"""Storing uploaded archives under UPLOADS_ROOT (see tasks/archives.py for the layout), each with
+the workspaces it belongs to, and checking that a scan may use one."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 
 from werkzeug.datastructures import FileStorage
 
+from app.auth import current_principal
 from app.errors import APIError
 from tasks import archives
 from tasks.clock import utcnow_iso
@@ -37,7 +39,8 @@ def _looks_like(path: Path, suffix: str) -> bool:
         return False
 
 
-def store_upload(settings: Settings, upload: FileStorage) -> dict[str, Any]:
+def store_upload(settings: Settings, upload: FileStorage, workspaces: list[str]) -> dict[str, Any]:
+    """Store the archive for scans of ``workspaces`` (already checked against the key)."""
     filename = clean_filename(upload.filename or "")
     suffix = archives.archive_suffix(filename)
     if suffix is None:
@@ -68,8 +71,18 @@ def store_upload(settings: Settings, upload: FileStorage) -> dict[str, Any]:
     finally:
         partial.unlink(missing_ok=True)
     meta = {"archive_path": upload_id, "archive_hash": digest.hexdigest(), "filename": filename, "size": size,
-            "stored": stored.name, "created_at": utcnow_iso()}
+            "stored": stored.name, "created_at": utcnow_iso(), "workspaces": sorted(set(workspaces))}
     tmp = folder / f"{upload_id}.json.tmp"
     tmp.write_text(json.dumps(meta))
     os.replace(tmp, folder / f"{upload_id}.json")
-    return {k: meta[k] for k in ("archive_path", "archive_hash", "filename", "size")}
+    return {k: meta[k] for k in ("archive_path", "archive_hash", "filename", "size", "workspaces")}
+
+
+def usable_upload(settings: Settings, upload_id: str, workspace_id: str) -> bool:
+    """Whether the upload exists and a scan of ``workspace_id`` by the caller may use it
+    (``tasks.archives.usable_in``). Unknown and another workspace's answer alike."""
+    found = archives.load(settings.uploads_root, upload_id)
+    if found is None:
+        return False
+    principal = current_principal()
+    return archives.usable_in(found[1], workspace_id, principal is None or principal.all_workspaces)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
@@ -59,14 +60,23 @@ def open_file(root: Path, relative: str) -> IO[bytes]:
     except UnsafePath as exc:
         status = 403 if exc.code == "path_symlink" else 400
         raise APIError(status, _CODES.get(exc.code, "artifact_path_invalid"), str(exc)) from exc
+    except OSError as exc:  # a part of the path the service cannot read
+        raise _open_error(exc) from exc
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except FileNotFoundError as exc:
-        raise APIError(404, "artifact_not_found", "no such file in the bundle") from exc
     except OSError as exc:
-        # ELOOP: the last part is a link (created after the check); anything else: unreadable.
-        raise APIError(403, "artifact_path_symlink", "the path runs through a symbolic link") from exc
+        raise _open_error(exc) from exc
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise APIError(404, "artifact_not_found", "no such file in the bundle")
     return os.fdopen(fd, "rb")
+
+
+def _open_error(exc: OSError) -> APIError:
+    """The answer for a bundle file that cannot be opened: a link (``ELOOP``, created after the
+    check) is 403, a name too long for the file system 400, anything else is no file of the bundle."""
+    if exc.errno == errno.ELOOP:
+        return APIError(403, "artifact_path_symlink", "the path runs through a symbolic link")
+    if exc.errno == errno.ENAMETOOLONG:
+        return APIError(400, "artifact_path_invalid", "the path is too long")
+    return APIError(404, "artifact_not_found", "no such file in the bundle")

@@ -12,6 +12,7 @@ from celery import Celery
 from app.auth import confirm_deferred, current_principal, deferred_key, may_see, rate_limited, settle_deferred
 from app.errors import APIError, not_found
 from app.limits import wait_seconds
+from app.services.archives import usable_upload
 from tasks import archives, enqueue, manifest_s3, metrics, names
 from tasks import manifest as manifests
 from tasks.clock import utcnow_iso
@@ -94,7 +95,8 @@ class ScanService:
         field = "directory_path" if source_type == "directory" else "archive_path"
         path = data[field]
         if source_type == "archive" and archives.is_upload_id(path):
-            if archives.load(self.settings.uploads_root, path) is None:
+            # Another workspace's upload answers as an unknown one.
+            if not usable_upload(self.settings, path, data["workspace_id"]):
                 raise APIError(422, "archive_not_found", "no uploaded archive has that id",
                                fields={field: ["unknown upload id"]})
             return

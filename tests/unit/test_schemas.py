@@ -181,3 +181,18 @@ def test_too_deep_agrees_with_the_depth_scan(value, limit):
     data = json.dumps(value).encode()
     assert too_deep(data, limit) == (json_depth(data) > limit)
 
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["branch", "requested_by", "manifest_path", "git_url"]),
+       st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x3000), min_size=1, max_size=30))
+def test_no_accepted_identifier_or_name_holds_a_hidden_character(field, text):
+    from tasks.textsafe import visible
+
+    value = {"git_url": f"https://git.example.com/{text}"}.get(field, text)
+    try:
+        data = load(**{field: value})
+    except ValidationError as exc:
+        assert field in exc.messages
+        return
+    assert visible(data[field]) == data[field]

@@ -3,10 +3,13 @@
 
 Refused, each with a stable code: absolute member paths (``archive_absolute_path``), ``..``
 (``archive_path_traversal``), links whose target leaves the tree (``archive_link_escape``),
-device files, fifos and sockets (``archive_special_file``), and decompression bombs: more bytes
-than ``ARCHIVE_MAX_BYTES`` (``archive_too_large``), more members than ``MAX_REPO_FILES``
+device files, fifos and sockets (``archive_special_file``), members nested more than ``MAX_DEPTH``
+folders deep (``archive_too_deep``: every tool that walks the tree, the extraction's own folder
+creation included, recurses per level), and decompression bombs: more bytes than
+``ARCHIVE_MAX_BYTES`` (``archive_too_large``), more members than ``MAX_REPO_FILES``
 (``archive_too_many_files``), or more than ``ARCHIVE_MAX_RATIO`` times the archive's own size
 (``archive_ratio_exceeded``). Sizes are counted on the bytes actually written, not on headers.
+Nothing but ``SourceError`` leaves ``extract``.
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ from workers.sources.errors import SourceError
 
 SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tar", ".zip")
 _CHUNK = 1 << 16
+# Folders a member may be nested in, the file's own name included: real source trees stay far below,
+# and Python's tree walks (os.walk, shutil.rmtree, Path.mkdir) recurse once per level.
+MAX_DEPTH = 100
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,7 @@ class Limits:
     max_bytes: int
     max_files: int
     max_ratio: int
+    max_depth: int = MAX_DEPTH
 
 
 @dataclass
@@ -132,6 +139,10 @@ def _extract_one(member: _Member, dest: Path, budget: _Budget) -> None:
     if target is None:
         return
     rel = target.relative_to(dest).as_posix()
+    if rel.count("/") >= budget.limits.max_depth:
+        raise SourceError("archive_too_deep",
+                          f"archive member {member.name[:200]!r} is nested more than "
+                          f"{budget.limits.max_depth} levels deep")
     if member.kind == "dir":
         target.mkdir(parents=True, exist_ok=True)
         return
@@ -169,7 +180,10 @@ def _extract_one(member: _Member, dest: Path, budget: _Budget) -> None:
 def _mkparents(dest: Path, target: Path) -> None:
     parent = target.parent
     if parent != dest:
-        confine(dest, parent.relative_to(dest).as_posix())
+        try:
+            confine(dest, parent.relative_to(dest).as_posix(), percent_ok=True)
+        except UnsafePath as exc:
+            raise SourceError("archive_link_escape", "an archive member runs through a link") from exc
         parent.mkdir(parents=True, exist_ok=True)
 
 
