@@ -152,8 +152,9 @@ class ScanRequestSchema(Schema):
     git_url = fields.String(validate=[validate.Length(max=2048), check_git_url])
     branch = fields.String(validate=check_branch)
     commit = fields.String(validate=Whole(COMMIT))
-    directory_path = fields.String(validate=[validate.Length(min=1, max=4096), shown_as_is])
-    archive_path = fields.String(validate=[validate.Length(min=1, max=4096), shown_as_is])
+    # Server paths, judged by the service against ALLOWED_SOURCE_ROOTS (422 path_not_allowed).
+    directory_path = fields.String(validate=validate.Length(min=1, max=4096))
+    archive_path = fields.String(validate=validate.Length(min=1, max=4096))
     profile = fields.String(load_default=DEFAULT_PROFILE,
                             validate=Whole(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"))
     manifest = fields.Dict(keys=fields.String())

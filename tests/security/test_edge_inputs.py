@@ -86,8 +86,6 @@ SUBMIT_FIELDS = {
     "manifest_path": lambda c: {"manifest_path": f"certus{c}.json"},
     "git_url": lambda c: {"git_url": f"https://127.0.0.1/org/re{c}po.git"},
     "manifest_uri": lambda c: {"manifest_uri": f"https://127.0.0.1/m{c}.json"},
-    "directory_path": lambda c: {"source_type": "directory", "git_url": None, "directory_path": f"/srv/x{c}"},
-    "archive_path": lambda c: {"source_type": "archive", "git_url": None, "archive_path": f"/srv/x{c}.tar"},
     "manifest": lambda c: {"manifest": {"profiles": [{"name": f"light{c}", "tools": ["bandit"]}]}},
 }
 
