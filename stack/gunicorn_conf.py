@@ -90,3 +90,10 @@ def post_worker_init(worker: Any) -> None:
     import gc
 
     gc.freeze()
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    # Out of file descriptors, a new connection is answered 503 rather than left waiting.
+    from stack.fd_shedding import install
+
+    install(worker)
