@@ -25,6 +25,9 @@ class UnsafePath(ValueError):
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
 NAME_MAX = 255  # bytes in one part of a path (Linux)
+# Folders a source tree may nest: real trees stay far below, and Python's own tree walks (os.walk,
+# shutil.rmtree, Path.mkdir) recurse once per level, so a deeper tree would crash them.
+MAX_TREE_DEPTH = 100
 PATH_MAX = 4095  # bytes in a whole path (Linux, without the NUL)
 
 

@@ -26,15 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from tasks.pathsafe import UnsafePath, clean_relative, confine, link_stays_inside
+from tasks.pathsafe import MAX_TREE_DEPTH, UnsafePath, clean_relative, confine, link_stays_inside
 from workers.sources.directory import links_leaving
 from workers.sources.errors import SourceError
 
 SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tar", ".zip")
 _CHUNK = 1 << 16
-# Folders a member may be nested in, the file's own name included: real source trees stay far below,
-# and Python's tree walks (os.walk, shutil.rmtree, Path.mkdir) recurse once per level.
-MAX_DEPTH = 100
+# Folders a member may be nested in, the file's own name included (see tasks.pathsafe).
+MAX_DEPTH = MAX_TREE_DEPTH
 
 
 @dataclass(frozen=True)

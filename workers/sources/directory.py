@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tasks.pathsafe import inside, link_stays_inside
+from tasks.pathsafe import MAX_TREE_DEPTH, inside, link_stays_inside
 from workers.bundle import sha256_file
 from workers.sources.errors import SourceError
 from workers.sources.links import links_leaving as links_leaving
@@ -45,16 +45,18 @@ def copy_directory(source: str, dest: Path, roots: tuple[str, ...], *, max_files
 
 
 def _copy(root: Path, folder: Path, dest: Path, report: CopyReport, max_files: int, max_bytes: int,
-          should_stop: Callable[[], bool] | None) -> None:
+          should_stop: Callable[[], bool] | None, depth: int = 0) -> None:
     if should_stop is not None and should_stop():
         raise SourceError("cancelled", "the scan was cancelled while copying the directory")
+    if depth >= MAX_TREE_DEPTH:
+        raise SourceError("source_too_deep", f"the directory nests folders more than {MAX_TREE_DEPTH} levels deep")
     with os.scandir(folder) as entries:
         for entry in sorted(entries, key=lambda e: e.name):
             st = entry.stat(follow_symlinks=False)
             target = dest / entry.name
             if stat.S_ISDIR(st.st_mode):
                 target.mkdir()
-                _copy(root, Path(entry.path), target, report, max_files, max_bytes, should_stop)
+                _copy(root, Path(entry.path), target, report, max_files, max_bytes, should_stop, depth + 1)
                 continue
             if stat.S_ISLNK(st.st_mode):
                 rel = Path(entry.path).relative_to(root).as_posix()

@@ -19,6 +19,7 @@ import os
 import shlex
 import shutil
 import socket
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -32,6 +33,7 @@ from dulwich.objectspec import parse_commit
 from dulwich.repo import Repo
 
 from tasks.netpolicy import HostNotAllowed, check_url, guard_resolver, is_local_source
+from tasks.pathsafe import MAX_TREE_DEPTH
 
 # What a clone would otherwise import on first use, loaded with the rest while the process waits
 # for its job (see workers.sources.git.SpareClone): none of it on the clone's own time.
@@ -204,6 +206,7 @@ def clone(url: str, dest: Path, branch: str | None, commit: str | None, *, max_f
         pack_bytes = _size(dest / ".git")
         if pack_bytes > max_bytes:
             raise CloneError("repository_too_large", f"the repository exceeds {max_bytes} bytes")
+        _check_tree(repo, head, max_files)
         porcelain.reset(repo, "hard", head)
         files = _count_files(dest, max_files)
         if files > max_files:
@@ -219,6 +222,33 @@ def clone(url: str, dest: Path, branch: str | None, commit: str | None, *, max_f
             except (KeyError, UnicodeDecodeError):
                 resolved_branch = None
         return {"commit": head.decode(), "branch": resolved_branch}
+
+
+def _check_tree(repo: Repo, commit: bytes, max_files: int) -> None:
+    """Refuse, before checking anything out, a tree nesting folders deeper than MAX_TREE_DEPTH or
+    holding more than ``max_files`` files. Measured on the tree objects without recursion, each
+    subtree once: a tree may name the same subtree many times, so a few kilobytes of objects can
+    stand for millions of files (a "tree bomb")."""
+    root: bytes = repo[commit].tree  # type: ignore[attr-defined]
+    heights: dict[bytes, int] = {}
+    files: dict[bytes, int] = {}
+    todo: list[tuple[bytes, bool]] = [(root, False)]
+    while todo:
+        sha, children_done = todo.pop()
+        if sha in heights:
+            continue
+        entries = list(repo[sha].iteritems())  # type: ignore[attr-defined]
+        subtrees = [entry.sha for entry in entries if stat.S_ISDIR(entry.mode)]
+        if not children_done:
+            todo.append((sha, True))
+            todo.extend((sub, False) for sub in subtrees if sub not in heights)
+            continue
+        heights[sha] = 1 + max((heights[sub] for sub in subtrees), default=0)
+        files[sha] = len(entries) - len(subtrees) + sum(files[sub] for sub in subtrees)
+        if heights[sha] > MAX_TREE_DEPTH:
+            raise CloneError("source_too_deep", f"the repository nests folders more than {MAX_TREE_DEPTH} levels deep")
+        if files[sha] > max_files:
+            raise CloneError("too_many_files", f"the checkout has more than {max_files} files")
 
 
 def _target(repo: Repo, branch: str | None, commit: str | None) -> bytes:
