@@ -499,7 +499,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("bundle", help="folder holding the downloaded bundle")
     p.add_argument("--key", required=True, help="cosign public key (PEM, ECDSA P-256), e.g. cosign.pub")
     p.add_argument("--attestation", help="DSSE envelope (default BUNDLE/reports/signing/attestation.intoto.json)")
-    p.add_argument("--strict", action="store_true", help="kept for old scripts: an uncovered file always fails the check now")
+    p.add_argument("--strict", action="store_true",
+                   help="kept for old scripts: an uncovered file always fails the check now")
     p.set_defaults(func=None)
     return parser
 
