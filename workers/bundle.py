@@ -65,10 +65,15 @@ class Bundle:
         return {rel: sha256_file(self.staging / rel) for rel in self.files()}
 
     def publish(self) -> Path:
-        """Move the finished bundle into place, replacing any left by an earlier attempt."""
+        """Move the finished bundle into place, replacing any left by an earlier attempt, and
+        remove what earlier attempts of the scan left in staging (killed mid-write: only the
+        attempt holding the scan's lease publishes, so none of them can finish any more)."""
         if self.final.exists():
             shutil.rmtree(self.final)
         os.replace(self.staging, self.final)
+        for leftover in self.staging.parent.glob(f"{self.test_id}.*"):
+            if leftover.name.split(".", 1)[0] == self.test_id:
+                shutil.rmtree(leftover, ignore_errors=True)
         return self.final
 
     def discard(self) -> None:
