@@ -44,6 +44,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 ROOT = Path(__file__).resolve().parents[2]
 SCANS = 30
 UPLOADS = 10
+# Each kind at least once and 3 more at random: no process is restarted more often than the
+# cluster's crash-loop limit (5 within 300 s) allows.
 EVENTS = 10
 KINDS = ("api", "worker", "pool_child", "redis", "trust", "s3", "registry")
 FINISHED = ("SUCCEEDED", "FAILED", "CANCELLED")
@@ -259,8 +261,10 @@ class Chaos:
                 return
 
     def _kill(self, name: str, sig: int = signal.SIGKILL) -> str:
-        pid = state(self.cluster)["pids" if name != "redis" else "redis_pid"]
-        pid = pid if name == "redis" else pid[name]
+        deadline = time.monotonic() + 60
+        while not (pid := state(self.cluster)["redis_pid"] if name == "redis" else state(self.cluster)["pids"][name]):
+            assert time.monotonic() < deadline, f"{name} was not started again"
+            time.sleep(0.2)  # still being restarted after the last fault
         os.kill(pid, sig)
         return f"{signal.Signals(sig).name} {name} (pid {pid})"
 
@@ -270,7 +274,7 @@ class Chaos:
     def _busy(self, names: list[str]) -> dict[str, list[int]]:
         """The pool children of each named worker that are running something (a clone, a scanner)."""
         pids = state(self.cluster)["pids"]
-        return {name: [c for c in _children(pids[name]) if _children(c)] for name in names}
+        return {name: [c for c in _children(pids[name]) if _children(c)] if pids[name] else [] for name in names}
 
     def worker(self) -> str:
         names = ["scans1", "scans2", "uploads1"]
@@ -280,7 +284,8 @@ class Chaos:
     def pool_child(self) -> str:
         busy = self._busy(["scans1", "scans2"])
         name = self.rng.choice(sorted(n for n in busy if busy[n]) or ["scans1", "scans2"])
-        children = busy[name] or _children(state(self.cluster)["pids"][name])
+        main = state(self.cluster)["pids"][name]
+        children = busy[name] or (_children(main) if main else [])
         if not children:
             return f"{name} had no pool child"
         child = self.rng.choice(children)
@@ -307,10 +312,12 @@ class Chaos:
 
 
 # -- the clients ----------------------------------------------------------------------------------
-def call(method: str, url: str, http: requests.Session, deadline: float, **kwargs) -> requests.Response | None:
+def call(method: str, url: str, http: requests.Session, deadline: float, launcher: subprocess.Popen[bytes],
+         **kwargs) -> requests.Response | None:
     """A request retried while the cluster answers it with an outage (502/503/504 or no answer);
     None if it never got another answer."""
     while time.monotonic() < deadline:
+        assert launcher.poll() is None, "the cluster stopped (see its cluster-stdout.log)"
         try:
             resp = http.request(method, url, timeout=30, **kwargs)
         except requests.RequestException:
@@ -330,14 +337,17 @@ class Follower:
     ids: list[str] = field(default_factory=list)
     types: list[str] = field(default_factory=list)
     reconnects: int = 0
+    stop: threading.Event = field(default_factory=threading.Event)
 
     def run(self, deadline: float) -> None:
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not self.stop.is_set():
             after = self.ids[-1] if self.ids else "0-0"
             try:
-                ws = websocket.create_connection(f"{self.url}?after={after}", timeout=40, header=self.headers)
+                ws = websocket.create_connection(f"{self.url}?after={after}", timeout=30, header=self.headers)
                 try:
                     while True:
+                        if self.stop.is_set():
+                            return
                         opcode, frame = ws.recv_data_frame(True)
                         if opcode == websocket.ABNF.OPCODE_CLOSE:
                             break
@@ -388,7 +398,7 @@ def test_chaos_loses_nothing_doubles_nothing_and_leaves_nothing_running(cluster,
     follow_jobs = []
     ws_base = url.replace("http://", "ws://")
     def record(test_id: str) -> dict:
-        resp = call("GET", f"{url}/v1/security-scans/{test_id}", http, deadline)
+        resp = call("GET", f"{url}/v1/security-scans/{test_id}", http, deadline, cluster["proc"])
         assert resp is not None and resp.status_code == 200
         return dict(resp.json())
 
@@ -402,7 +412,8 @@ def test_chaos_loses_nothing_doubles_nothing_and_leaves_nothing_running(cluster,
                 continue
             pending.remove(test_id)
             if status == "SUCCEEDED":
-                resp = call("POST", f"{url}/v1/security-scans/{test_id}/upload-request", http, deadline, json={})
+                resp = call("POST", f"{url}/v1/security-scans/{test_id}/upload-request", http, deadline,
+                            cluster["proc"], json={})
                 assert resp is not None and resp.status_code in (202, 409), resp and resp.text
                 uploads.append(test_id)
 
@@ -410,7 +421,7 @@ def test_chaos_loses_nothing_doubles_nothing_and_leaves_nothing_running(cluster,
     try:
         # The scans go in over the chaos' whole run, and the uploads as the first scans succeed.
         for i in range(SCANS):
-            resp = call("POST", url + "/v1/security-scans", http, deadline, json={
+            resp = call("POST", url + "/v1/security-scans", http, deadline, cluster["proc"], json={
                 "workspace_id": "ws-chaos", "component_id": f"c{i}", "assessment_id": "a-1",
                 "git_url": repos[i % len(repos)], "profile": "smoke"})
             if resp is not None and resp.status_code == 202:
@@ -445,6 +456,8 @@ def test_chaos_loses_nothing_doubles_nothing_and_leaves_nothing_running(cluster,
     finally:
         chaos.stop.set()
         chaos_thread.join(60)
+        for follower in followers.values():
+            follower.stop.set()
         pool.shutdown(wait=False, cancel_futures=True)
         slow_git.stop()
         print("chaos:", *chaos.done, sep="\n  ", flush=True)
@@ -492,6 +505,9 @@ def test_chaos_loses_nothing_doubles_nothing_and_leaves_nothing_running(cluster,
             assert attested and attested <= names and "permit.json" in names, (test_id, names)
             assert manifest.status_code == 200, (test_id, manifest.status_code)
         else:
+            # A Trust that cannot be reached when asked ends the upload denied: it fails closed.
+            assert rec["upload_status"] == "upload_failed" or rec.get("upload_reason", "").startswith(
+                ("trust_unreachable", "trust_timeout")), rec
             assert rec.get("upload_reason"), rec
             assert "permit.json" not in names and not any(n.startswith("golden/") for n in names), (test_id, names)
     print("uploads:", {t: (records[t]["upload_status"], records[t].get("upload_reason")) for t in uploads}, flush=True)
