@@ -268,3 +268,41 @@ def _probe(as_root: bool, uid: int, gid: int) -> None:
     if done.returncode != 0:
         said = (done.stderr or done.stdout).strip().splitlines()[-1:] or [f"exit {done.returncode}"]
         raise SandboxUnavailable(f"bubblewrap cannot create a sandbox here ({said[0][:200]}); {FIX}")
+
+
+def scrub(folder: Path, max_depth: int) -> int:
+    """After a tool has ended, leave in its output folder only regular files and folders at most
+    ``max_depth`` deep, so that the worker, which reads the tool's reports as itself, never follows
+    a link the tool planted (to a key, a credentials file) nor trips over a FIFO or a device, and
+    its own clean-up never meets a tree too deep to walk. Works at any depth: it moves from folder
+    to folder by descriptor, without recursion and without building long paths. Returns how many
+    entries it removed."""
+    removed = 0
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+    # Each frame: the folder's descriptor, its entries still to look at, its depth, its name in
+    # the folder above, and whether the whole folder goes.
+    stack: list[tuple[int, list[tuple[str, bool, bool]], int, str, bool]] = []
+    top = os.open(folder, flags)
+    stack.append((top, _entries(top), 0, "", False))
+    while stack:
+        fd, entries, depth, name, doomed = stack[-1]
+        if entries:
+            child, is_dir, is_file = entries.pop()
+            if is_dir:
+                sub = os.open(child, flags, dir_fd=fd)
+                stack.append((sub, _entries(sub), depth + 1, child, doomed or depth + 1 > max_depth))
+            elif doomed or not is_file:
+                os.unlink(child, dir_fd=fd)
+                removed += 1
+            continue
+        stack.pop()
+        os.close(fd)
+        if doomed and stack:
+            os.rmdir(name, dir_fd=stack[-1][0])
+            removed += 1
+    return removed
+
+
+def _entries(fd: int) -> list[tuple[str, bool, bool]]:
+    with os.scandir(fd) as found:
+        return [(e.name, e.is_dir(follow_symlinks=False), e.is_file(follow_symlinks=False)) for e in found]

@@ -9,7 +9,9 @@ adapter around it is the test's own.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import socket
 import sys
 import textwrap
@@ -286,3 +288,29 @@ def test_settings_never_let_tools_run_as_root():
                 {"CERTUS_ASSURANCE_SANDBOX": "maybe"}):
         with pytest.raises(SettingsError):
             Settings.from_env(env)
+
+
+def test_what_the_tool_leaves_is_read_without_following_its_links_fifos_or_depth(world, tmp_path):
+    """The worker reads the tool's report as itself: a report that is a link to a credentials
+    file, a FIFO that would block the read, or folders nested past what a tree walk can recurse
+    must not turn that read against the worker."""
+    secret = tmp_path / "credentials.json"
+    secret.write_text('{"token": "WORKER-ONLY-SECRET"}')
+    report, _ = _run(world, tmp_path, f"""
+        folder = os.path.dirname(sys.argv[1])
+        os.symlink({str(secret)!r}, sys.argv[1])
+        os.mkfifo(os.path.join(folder, "results.fifo"))
+        os.chdir(folder)
+        for _ in range(1500):
+            os.mkdir("d")
+            os.chdir("d")
+        open("deepest.json", "w").write("{{}}")
+        os._exit(0)
+    """)
+    assert "without a report" in report.errors.get("hostile", ""), report.errors
+    assert "WORKER-ONLY-SECRET" not in json.dumps(report.errors)
+    out = world["work"] / "tools" / "hostile"
+    assert not (out / "report.json").exists() and not (out / "results.fifo").exists()
+    deepest = max(len(p.relative_to(out).parts) for p in out.rglob("*"))
+    assert deepest <= 100 + 1
+    shutil.rmtree(out)  # the worker's own clean-up copes with what is left

@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from tasks import metrics
+from tasks.pathsafe import MAX_TREE_DEPTH
 from tasks.settings import Settings
 from workers import sarif, toolrun
 from workers.bundle import Bundle
 from workers.emitter import ScanEmitter
 from workers.pipeline.manifest import ResolvedManifest
-from workers.sandbox import KILLED_BY, Confinement, Sandbox, tool_paths
+from workers.sandbox import KILLED_BY, Confinement, Sandbox, scrub, tool_paths
 from workers.scanners.base import Finding, Scanner, ToolContext, ToolFailed
 from workers.sizewatch import SizeWatch
 
@@ -106,6 +107,12 @@ def run_tools(selection: Selection, source: Path, scratch: Path, bundle: Bundle,
                              capture_stdout=getattr(scanner, "report_on_stdout", False))
         report.durations[scanner.id] = result.duration_s
         metrics.TOOL_DURATION.labels(tool=scanner.id).observe(result.duration_s)  # ops: metrics hook
+        # The tool and all it started have ended: what it left is read by the worker itself, so
+        # links, special files and over-deep folders go first.
+        scrubbed = scrub(out_dir, MAX_TREE_DEPTH)
+        if scrubbed:
+            _emit_line(emitter, scanner.id, "stderr", f"note: removed {scrubbed} links, special files or "
+                                                      f"over-deep folders the tool left in its output")
         findings: list[Finding] = []
         killed = KILLED_BY.get(result.exit_code or 0) if sandbox.enabled else None
         if watch.over:
