@@ -34,6 +34,8 @@ from workers.uploads.trust import EmbeddedTrustClient, RemoteTrustClient, TrustC
 from workers.uploads.trust_policy import RedisReplayGuard, TrustPolicy
 
 log = logging.getLogger(__name__)
+# Answers that mean Trust was not reached, not that it refused: retried before the upload is denied.
+TRUST_OUTAGE = ("trust_unreachable", "trust_timeout", "trust_unavailable")
 
 
 class UploadEngine:
@@ -104,17 +106,22 @@ class UploadEngine:
         return Path(self.settings.artifact_root) / test_id
 
     # -- verify ----------------------------------------------------------------------------------
-    def verify_upload(self, test_id: str, request_id: str) -> list[str]:
+    def verify_upload(self, test_id: str, request_id: str, last_attempt: bool = True) -> list[str]:
+        """Ask Trust and record its answer. A Trust that cannot be reached (or a state store that
+        cannot be) is a ``TransientUploadError`` (or a ``redis.RedisError``) for the task to retry,
+        unless this is the ``last_attempt``: then the upload is denied (fail closed)."""
         token = test_id_var.set(test_id)
         try:
-            return self._verify(test_id, request_id)
+            return self._verify(test_id, request_id, last_attempt)
+        except (TransientUploadError, redis.RedisError):
+            raise
         except Exception:
             log.exception("upload verification of %s failed unexpectedly", test_id)
             return self._deny(test_id, request_id, "internal_error", "verification failed unexpectedly")
         finally:
             test_id_var.reset(token)
 
-    def _verify(self, test_id: str, request_id: str) -> list[str]:
+    def _verify(self, test_id: str, request_id: str, last_attempt: bool = True) -> list[str]:
         record = self.store.get(test_id)
         if record is None or record.get("upload_request_id") != request_id:
             log.info("upload %s of %s is no longer current; nothing to do", request_id, test_id)
@@ -137,9 +144,14 @@ class UploadEngine:
             decision = self.trust.verify_and_permit(trust_request)
         except PermanentUploadError as exc:
             return self._deny(test_id, request_id, exc.code, exc.message)
+        except redis.RedisError:
+            raise
         except Exception:
             log.exception("upload verification of %s failed", test_id)
             return self._deny(test_id, request_id, "trust_error", "verification failed unexpectedly")
+        if not decision.permitted and decision.reason in TRUST_OUTAGE and not last_attempt:
+            # Not a decision: Trust was not there to make one. Nothing is published meanwhile.
+            raise TransientUploadError(f"{decision.reason}: {decision.detail}")
         if not decision.permitted:
             return self._deny(test_id, request_id, decision.reason or "denied", decision.detail or "")
         permit = {"upload_permission_id": decision.permission_id, "tier": tier, "signer": signer_name,
@@ -171,8 +183,8 @@ class UploadEngine:
             self._publish(test_id, request_id, destination)
         except PermanentUploadError as exc:
             self.fail_upload(test_id, request_id, destination, f"{destination}: {exc.code}: {exc.message}")
-        except TransientUploadError:
-            raise
+        except (TransientUploadError, redis.RedisError):
+            raise  # the task retries; every publish step is safe to repeat
         except Exception:
             # Never leave an upload hanging in `permitted`: an unexpected error ends it.
             log.exception("publishing %s to %s failed unexpectedly", test_id, destination)
@@ -221,6 +233,12 @@ class UploadEngine:
             if final:
                 self.uploads.emit(test_id, UPLOADED, "published to every destination", remote_artifacts=done)
                 self._write_record(test_id)
+
+    def note_verify_retry(self, test_id: str, request_id: str, reason: str, countdown: int) -> None:
+        if self.uploads.state(test_id)["upload_request_id"] == request_id:
+            self.uploads.emit(test_id, PENDING, f"{reason}; asking Certus-Trust again in {countdown} s",
+                              retry_in=countdown)
+        log.info("verification of %s will be retried in %s s: %s", test_id, countdown, reason)
 
     def note_retry(self, test_id: str, request_id: str, destination: str, reason: str, countdown: int) -> None:
         if self.uploads.state(test_id)["upload_request_id"] == request_id:

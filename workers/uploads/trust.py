@@ -114,6 +114,8 @@ class RemoteTrustClient:
             return Decision(False, "trust_tls_error", "Certus-Trust's TLS certificate did not verify")
         except requests.RequestException as exc:
             return Decision(False, "trust_unreachable", f"Certus-Trust is unreachable ({exc.__class__.__name__})")
+        if resp.status_code in (502, 503, 504):
+            return Decision(False, "trust_unavailable", f"Certus-Trust answered HTTP {resp.status_code}")
         if not 200 <= resp.status_code < 300:
             return Decision(False, "trust_error", f"Certus-Trust answered HTTP {resp.status_code}")
         try:
