@@ -8,38 +8,19 @@ lone surrogate (Cs) and line or paragraph separator (Zl, Zp) becomes a visible e
 ``\\x1b``, ``\\x9b`` or ``\\u202e``. ``GuardedStream`` then lets through, of all control
 characters, only the line ends and colour codes the CLI itself writes, in case a field was missed.
 
-The same rule as the service's ``tasks/textsafe.py`` (a test checks they agree on every code
-point); the CLI keeps its own copy because it installs without the service's packages.
+The rule itself is ``tasks.textsafe`` (standard library only): the CLI, the service's logs and,
+in JavaScript, the web page escape alike.
 """
 
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Iterable
 from typing import TextIO
 
-UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
-SHORT_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+from tasks.textsafe import UNSAFE_CATEGORIES, visible
 
-
-def escape_char(char: str) -> str:
-    if char in SHORT_ESCAPES:
-        return SHORT_ESCAPES[char]
-    code = ord(char)
-    if code < 0x100:
-        return f"\\x{code:02x}"
-    if code < 0x10000:
-        return f"\\u{code:04x}"
-    return f"\\U{code:08x}"
-
-
-def visible(value: object) -> str:
-    """``value`` as one line of text with every unsafe character escaped."""
-    text = value if isinstance(value, str) else str(value)
-    if text.isprintable():  # the common case: isprintable() is False for every unsafe category
-        return text
-    return "".join(escape_char(c) if unicodedata.category(c) in UNSAFE_CATEGORIES else c for c in text)
+__all__ = ["UNSAFE_CATEGORIES", "GuardedStream", "visible"]
 
 
 class GuardedStream:

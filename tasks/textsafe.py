@@ -8,8 +8,9 @@ terminal escape sequence, since what follows them is plain text. So nothing a sc
 request path or a client sends can clear a screen, move a cursor, reorder what is shown or start a
 forged line in a log, and an operator reading the escape sees that someone tried.
 
-The CLI applies the same rule with its own copy in ``cli/textsafe.py`` (it installs without the
-service's packages), and so does the web page (``app/static/app.js``); tests check they agree.
+The CLI uses this module itself (it depends on the standard library only, so the CLI may import
+it: ``tests/unit/test_cli_layering.py``), and the web page (``app/static/app.js``) applies the same
+categories; a test checks the page's list.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The CLI is a pure API client: it may use requests, websocket-client, cryptography and the standard
-library, never the service's own packages, so it installs and runs anywhere. The one exception is
-the bundle verifier (``tasks.bundle_verifier``), which is itself the standard library and
-cryptography only, so the CLI and the workers verify a bundle with the same code."""
+library, never the service's own packages, so it installs and runs anywhere. The exceptions are
+the bundle verifier (``tasks.bundle_verifier``) and the rule for showing outside text
+(``tasks.textsafe``), which are themselves the standard library and cryptography only, so the CLI
+and the service verify a bundle and escape text with the same code."""
 
 from __future__ import annotations
 
@@ -12,8 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 ALLOWED_THIRD_PARTY = {"requests", "websocket", "cryptography"}
-SHARED_WITH_THE_SERVICE = {"tasks.bundle_verifier"}
-VERIFIER = ROOT / "tasks" / "bundle_verifier.py"
+SHARED_WITH_THE_SERVICE = {"tasks.bundle_verifier", "tasks.textsafe"}
 
 
 def _imported(path: Path) -> list[str]:
@@ -45,8 +45,10 @@ def test_cli_imports_only_the_client_libraries():
     assert problems == []
 
 
-def test_the_shared_verifier_needs_only_the_client_libraries():
-    assert [name for name in _imported(VERIFIER) if _outside(name, {"cryptography"})] == []
+def test_the_shared_modules_need_only_the_client_libraries():
+    for module in SHARED_WITH_THE_SERVICE:
+        path = ROOT / f"{module.replace('.', '/')}.py"
+        assert [name for name in _imported(path) if _outside(name, {"cryptography"})] == [], module
     assert _imported(ROOT / "tasks" / "__init__.py") == []  # importing the package loads nothing else
 
 
