@@ -20,6 +20,7 @@ import redis
 import requests
 
 from stack.ports import free_port, wait_port
+from tests.support.cluster import running_cluster
 from tests.support.ws import read_stream
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,58 +56,18 @@ def cluster_redis(cluster) -> redis.Redis:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("cluster")
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTUS_ASSURANCE_")}
-    env.update({
-        # No REDIS_URL: the cluster starts its own embedded Redis, as `make cluster` does.
-        "CERTUS_ASSURANCE_GIT_ALLOWED_HOSTS": "127.0.0.1",
-        "CERTUS_ASSURANCE_ARTIFACT_ROOT": str(folder / "artifacts"),
-        "CERTUS_ASSURANCE_WORK_ROOT": str(folder / "work"),
-        "CERTUS_ASSURANCE_LEASE_SECONDS": "30",
-        "PYTHONPATH": str(ROOT),
-    })
-    log = open(folder / "cluster-stdout.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "stack", "cluster", "--bind", f"127.0.0.1:{port}",
-                             "--folder", str(folder)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    state_file = folder / "cluster.json"
-    deadline = time.monotonic() + 240
-    while not state_file.exists():
-        assert proc.poll() is None, (folder / "cluster-stdout.log").read_text()
-        assert time.monotonic() < deadline, "the cluster did not start; see " + str(folder)
-        time.sleep(0.5)
-    state = json.loads(state_file.read_text())
-    http = requests.Session()
-    # `make cluster` creates an admin key on first start; every call here uses it.
-    http.headers["Authorization"] = "Bearer " + Path(state["admin_key_file"]).read_text().strip()
-    deadline = time.monotonic() + 180
-    while True:
+    with running_cluster(tmp_path_factory.mktemp("cluster"), {"CERTUS_ASSURANCE_LEASE_SECONDS": "30"}) as info:
+        info["flower"] = None
         try:
-            stats = http.get(state["url"] + "/stats", timeout=10).json()
-            if stats["workers_online"] >= 3:
-                break
-        except (requests.RequestException, ValueError):
-            pass
-        assert time.monotonic() < deadline, "workers did not come online; see " + str(folder)
-        time.sleep(1)
-    info = {"proc": proc, "state": state, "folder": folder, "http": http, "env": env, "flower": None}
-    try:
-        yield info
-    finally:
-        if info["flower"] is not None and info["flower"].poll() is None:
-            info["flower"].terminate()
-            try:
-                info["flower"].wait(30)
-            except subprocess.TimeoutExpired:  # Flower may hang retrying a broker that is gone
-                info["flower"].kill()
-                info["flower"].wait(10)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(180)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        log.close()
+            yield info
+        finally:
+            if info["flower"] is not None and info["flower"].poll() is None:
+                info["flower"].terminate()
+                try:
+                    info["flower"].wait(30)
+                except subprocess.TimeoutExpired:  # Flower may hang retrying a broker that is gone
+                    info["flower"].kill()
+                    info["flower"].wait(10)
 
 
 @pytest.fixture(scope="module")

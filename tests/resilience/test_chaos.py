@@ -19,7 +19,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -27,12 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import redis
 import requests
 import websocket
 
 from stack import processes
-from stack.ports import free_port, wait_port
+from stack.ports import wait_port
+from tests.support.cluster import output, running_cluster, state, store
 from tests.support.gitrepos import GitDaemon, make_repo
 from tests.support.outage import OutageProxy
 from tests.support.uploads_servers import REGISTRY_BIN, MotoS3, Registry, TrustServer
@@ -111,13 +110,7 @@ def outside(tmp_path_factory):
 @pytest.fixture(scope="module")
 def cluster(outside, tmp_path_factory):
     keydir, servers = outside
-    folder = tmp_path_factory.mktemp("chaos-cluster")
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTUS_ASSURANCE_")}
-    env.update({
-        "CERTUS_ASSURANCE_GIT_ALLOWED_HOSTS": "127.0.0.1",
-        "CERTUS_ASSURANCE_ARTIFACT_ROOT": str(folder / "artifacts"),
-        "CERTUS_ASSURANCE_WORK_ROOT": str(folder / "work"),
+    settings = {
         "CERTUS_ASSURANCE_SIGNING_KEY_DIR": str(keydir / "keys"),
         "COSIGN_PASSWORD": PASSWORD,
         "CERTUS_ASSURANCE_OSV_DB_PATH": str(ROOT / "tests" / "fixtures" / "osv"),
@@ -138,53 +131,10 @@ def cluster(outside, tmp_path_factory):
         "CERTUS_ASSURANCE_REGISTRY": servers.registry.host,
         "CERTUS_ASSURANCE_REGISTRY_PLAIN_HTTP": "true",
         "CERTUS_ASSURANCE_UPLOAD_RETRY_BACKOFF": "2",
-        "PYTHONPATH": str(ROOT),
-    })
-    log = open(folder / "cluster-stdout.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([sys.executable, "-m", "stack", "cluster", "--bind", f"127.0.0.1:{port}",
-                             "--folder", str(folder)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    info = {"proc": proc, "folder": folder, "url": f"http://127.0.0.1:{port}", "servers": servers}
-    try:
-        deadline = time.monotonic() + 240
-        while not (folder / "cluster.json").exists():
-            assert proc.poll() is None, (folder / "cluster-stdout.log").read_text()
-            assert time.monotonic() < deadline, "the cluster did not start"
-            time.sleep(0.5)
-        http = requests.Session()
-        http.headers["Authorization"] = "Bearer " + (folder / "admin-key").read_text().strip()
-        info["http"] = http
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if http.get(info["url"] + "/stats", timeout=10).json()["workers_online"] >= 3:
-                    break
-            except (requests.RequestException, ValueError, KeyError):
-                pass
-            assert time.monotonic() < deadline, "workers did not come online; see " + str(folder)
-            time.sleep(0.5)
+    }
+    with running_cluster(tmp_path_factory.mktemp("chaos-cluster"), settings) as info:
+        info["servers"] = servers
         yield info
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(180)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        log.close()
-
-
-def state(cluster) -> dict:
-    return dict(json.loads((cluster["folder"] / "cluster.json").read_text()))
-
-
-def store(cluster) -> redis.Redis:
-    s = state(cluster)
-    return redis.Redis.from_url(s["redis_url"], password=Path(s["redis_password_file"]).read_text().strip(),
-                                decode_responses=True, socket_timeout=10)
-
-
-def output(cluster) -> str:
-    return (cluster["folder"] / "cluster-stdout.log").read_text(errors="replace")
 
 
 # -- the processes of the cluster, as they come and go --------------------------------------------

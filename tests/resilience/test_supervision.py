@@ -20,11 +20,10 @@ import time
 from pathlib import Path
 
 import pytest
-import redis
 import requests
 
-from stack.ports import free_port
 from stack.supervisor import CrashLoop, Policy, Supervisor
+from tests.support.cluster import output, running_cluster, state, store, wait_workers
 from tests.support.gate import GateProxy
 from tests.support.ws import read_stream
 
@@ -139,70 +138,20 @@ def test_stopping_goes_in_order_and_restarts_nothing(tmp_path):
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("supervised")
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTUS_ASSURANCE_")}
-    env.update({
-        "CERTUS_ASSURANCE_GIT_ALLOWED_HOSTS": "127.0.0.1",
-        "CERTUS_ASSURANCE_ARTIFACT_ROOT": str(folder / "artifacts"),
-        "CERTUS_ASSURANCE_WORK_ROOT": str(folder / "work"),
-        # A lapsed lease is noticed within seconds, so the takeover does not take minutes.
-        "CERTUS_ASSURANCE_LEASE_SECONDS": "4",
-        "CERTUS_ASSURANCE_SWEEP_INTERVAL": "2",
-        "CERTUS_ASSURANCE_RATE_LIMIT_PER_MINUTE": "60000",
-        "CERTUS_ASSURANCE_RATE_LIMIT_BURST": "5000",
-        "PYTHONPATH": str(ROOT),
-    })
-    log = open(folder / "cluster-stdout.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([sys.executable, "-m", "stack", "cluster", "--bind", f"127.0.0.1:{port}",
-                             "--folder", str(folder), "--upload-workers", "0"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    info = {"proc": proc, "folder": folder, "url": f"http://127.0.0.1:{port}"}
-    try:
-        deadline = time.monotonic() + 240
-        while not (folder / "cluster.json").exists():
-            assert proc.poll() is None, (folder / "cluster-stdout.log").read_text()
-            assert time.monotonic() < deadline, "the cluster did not start"
-            time.sleep(0.5)
-        http = requests.Session()
-        http.headers["Authorization"] = "Bearer " + (folder / "admin-key").read_text().strip()
-        info["http"] = http
-        wait_workers(info, 2)
+    # A lapsed lease is noticed within seconds, so the takeover does not take minutes.
+    settings = {"CERTUS_ASSURANCE_LEASE_SECONDS": "4", "CERTUS_ASSURANCE_SWEEP_INTERVAL": "2",
+                "CERTUS_ASSURANCE_RATE_LIMIT_PER_MINUTE": "60000", "CERTUS_ASSURANCE_RATE_LIMIT_BURST": "5000"}
+    with running_cluster(tmp_path_factory.mktemp("supervised"), settings, "--upload-workers", "0",
+                         workers=2) as info:
         yield info
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(180)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        log.close()
 
 
-def state(cluster) -> dict:
-    return dict(json.loads((cluster["folder"] / "cluster.json").read_text()))
 
 
-def output(cluster) -> str:
-    return (cluster["folder"] / "cluster-stdout.log").read_text(errors="replace")
 
 
-def wait_workers(cluster, count: int, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if cluster["http"].get(cluster["url"] + "/stats", timeout=10).json()["workers_online"] >= count:
-                return
-        except (requests.RequestException, ValueError, KeyError):
-            pass
-        assert time.monotonic() < deadline, f"{count} workers not online: {output(cluster)[-3000:]}"
-        time.sleep(0.5)
 
 
-def store(cluster) -> redis.Redis:
-    s = state(cluster)
-    return redis.Redis.from_url(s["redis_url"], password=Path(s["redis_password_file"]).read_text().strip(),
-                                decode_responses=True)
 
 
 def record(cluster, test_id: str) -> dict:
