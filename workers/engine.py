@@ -39,7 +39,7 @@ from workers.emitter import ScanEmitter
 from workers.lease import Lease
 from workers.pipeline.manifest import ResolvedManifest, resolve_manifest
 from workers.pipeline.policy import evaluate
-from workers.pipeline.tools import ToolRunReport, run_tools, select_tools
+from workers.pipeline.tools import Selection, ToolRunReport, run_tools, select_tools
 from workers.redact import Redactor
 from workers.sandbox import Sandbox, SandboxUnavailable
 from workers.scanners.base import Scanner
@@ -274,9 +274,14 @@ class ScanJob:
         return [{k: v for k, v in p.items() if not k.startswith("_")} for p in self.phases]
 
     def _run_phases(self) -> None:
+        src = self.workspace / "src"
+        self._fetch_phase(src)
+        selection = self._manifest_phase(src)
+        self._scan_phase(selection, src)
+
+    def _fetch_phase(self, src: Path) -> None:
+        """The source into ``src``: cloned (in its own sandbox), extracted or copied."""
         rec = self.record
-        assert self.bundle is not None
-        # source
         phase = self._phase_start("clone", "fetching source", source_type=rec["source_type"])
         sandbox = Sandbox(self.settings)
         try:
@@ -284,7 +289,6 @@ class ScanJob:
         except SandboxUnavailable as exc:
             log.critical("refusing scans: %s", exc)
             raise Stop(FAILED, "sandbox_unavailable", f"the worker cannot sandbox scanners: {exc}") from exc
-        src = self.workspace / "src"
         try:
             self.source = fetch_source(self.settings, rec, src, self.redactor, should_stop=self.should_stop,
                                        full_history=self._wants_history())
@@ -305,9 +309,13 @@ class ScanJob:
                                branch=self.checkout.branch, hash=self.source.hash)
         else:
             self.emitter.phase("clone", f"{rec['source_type']} source ready", hash=self.source.hash)
-        # manifest
+
+    def _manifest_phase(self, src: Path) -> Selection:
+        """The manifest resolved (and its signature checked), kept in the bundle byte for byte, and
+        the scanners it selects."""
+        assert self.bundle is not None
         phase = self._phase_start("manifest", "resolving manifest")
-        self.manifest = resolve_manifest(rec, self.settings, src, known_tools=set(self.engine.scanners))
+        self.manifest = resolve_manifest(self.record, self.settings, src, known_tools=set(self.engine.scanners))
         # Exactly the bytes the scan used (and was verified against), and the signature that came with them.
         self.bundle.write_bytes("manifest.json", self.manifest.data or self.manifest.text.encode())
         if self.manifest.signature is not None:
@@ -323,7 +331,11 @@ class ScanJob:
         self._phase_end(phase)
         self.emitter.phase("manifest", "manifest resolved", hash=self.manifest.digest,
                            source=self.manifest.source, signature_verified=self.manifest.signature_verified)
-        # scanners
+        return selection
+
+    def _scan_phase(self, selection: Selection, src: Path) -> None:
+        """The selected scanners, each in its sandbox, and the warnings they give."""
+        assert self.bundle is not None and self.manifest is not None
         phase = self._phase_start("scan", "running scanners")
         for tool in self.manifest.unsupported:
             self.warnings.append({"code": "tool_unsupported", "message": f"tool {tool!r} is not supported"})
