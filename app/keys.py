@@ -13,7 +13,7 @@ import argparse
 import json
 import sys
 
-from tasks.keys import ROLES, KeyError_, KeyStore
+from tasks.keys import ROLES, InvalidKeySpec, KeyStore
 from tasks.redis_client import connect
 from tasks.settings import Settings
 
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "create":
         try:
             plain, principal = store.create(args.role, args.workspace, name=args.name)
-        except KeyError_ as exc:
+        except InvalidKeySpec as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         if args.json:

@@ -72,7 +72,7 @@ class EventLog:
         payload = encode_event(event_type, fields)
         entry_id = self.redis.xadd(stream_key(test_id), {"e": payload}, id=event_id,
                                    maxlen=self.maxlen, approximate=True)
-        metrics.EVENTS_APPENDED.labels(type=event_type).inc()  # ops: metrics hook
+        metrics.EVENTS_APPENDED.labels(type=event_type).inc()
         return str(entry_id)
 
     def append_many(self, test_id: str, events: list[tuple[str, dict[str, Any]]]) -> list[str]:
@@ -82,7 +82,7 @@ class EventLog:
             pipe.xadd(stream_key(test_id), {"e": encode_event(event_type, fields)},
                       maxlen=self.maxlen, approximate=True)
         ids = [str(i) for i in pipe.execute()]
-        for event_type, _ in events:  # ops: metrics hook
+        for event_type, _ in events:
             metrics.EVENTS_APPENDED.labels(type=event_type).inc()
         return ids
 

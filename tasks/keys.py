@@ -33,7 +33,7 @@ TOKEN_RE = re.compile(r"^cst_[A-Za-z0-9_-]{32,64}\Z")
 KEYS_INDEX = "ca:keys"
 
 
-class KeyError_(ValueError):
+class InvalidKeySpec(ValueError):
     """A key cannot be created as asked (bad role or workspace)."""
 
 
@@ -136,13 +136,13 @@ class KeyStore:
     def create(self, role: str, workspaces: list[str], name: str = "") -> tuple[str, Principal]:
         """Mint a key; returns the plain key (shown once) and its principal."""
         if role not in ROLES:
-            raise KeyError_(f"role must be one of {', '.join(ROLES)}")
+            raise InvalidKeySpec(f"role must be one of {', '.join(ROLES)}")
         wanted = sorted(set(workspaces))
         if not wanted:
-            raise KeyError_("name at least one workspace (or * for all)")
+            raise InvalidKeySpec("name at least one workspace (or * for all)")
         for ws in wanted:
             if ws != ALL_WORKSPACES and not WORKSPACE_RE.match(ws):
-                raise KeyError_(f"not a workspace id: {ws!r}")
+                raise InvalidKeySpec(f"not a workspace id: {ws!r}")
         key_id = secrets.token_hex(6)
         plain = f"ca_{key_id}_{secrets.token_urlsafe(32)}"
         digest = _sha256(plain)

@@ -248,7 +248,7 @@ class ScanStore:
         ok, previous = self._transition(keys=[self.key(test_id), "ca:status:", test_id, stream],
                                         args=args)
         result = TransitionResult(bool(ok), previous or None)
-        if result.ok and event is not None:  # ops: metrics hook
+        if result.ok and event is not None:
             metrics.EVENTS_APPENDED.labels(type=json.loads(event.payload).get("type", "unknown")).inc()
         if result.ok and new_status in TERMINAL:
             self.redis.expire(self.key(test_id), self.retention_seconds)

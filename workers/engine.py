@@ -206,7 +206,7 @@ class ScanJob:
         if not moved.ok:
             log.info("scan %s is %s; not starting", self.test_id, moved.previous)
             return
-        metrics.SCANS_STARTED.labels(profile=metrics.profile_label(self.record["profile"])).inc()  # ops: metrics hook
+        metrics.SCANS_STARTED.labels(profile=metrics.profile_label(self.record["profile"])).inc()
         if restarted:
             self.emitter.phase("restarted", f"the previous attempt stopped without finishing; "
                                             f"starting again cleanly (attempt {attempt})", attempt=attempt)
@@ -267,7 +267,7 @@ class ScanJob:
         phase["status"] = status
         phase["finished_at"] = utcnow_iso()
         phase["duration_s"] = round(time.monotonic() - phase["_t0"], 3)
-        metrics.PHASE_DURATION.labels(phase=phase["name"], status=status).observe(phase["duration_s"])  # ops
+        metrics.PHASE_DURATION.labels(phase=phase["name"], status=status).observe(phase["duration_s"])
         self.store.update(self.test_id, phases=self._public_phases())
 
     def _public_phases(self) -> list[dict[str, Any]]:
@@ -421,7 +421,7 @@ class ScanJob:
         if not done.ok:
             log.warning("scan %s could not be finished: it is %s", self.test_id, done.previous)
         self.engine.events.expire(self.test_id)
-        if done.ok:  # ops: metrics hook
+        if done.ok:
             profile = metrics.profile_label(self.record["profile"])
             metrics.SCANS_FINISHED.labels(status=status, profile=profile).inc()
             metrics.SCAN_DURATION.labels(status=status, profile=profile).observe(time.monotonic() - self.started_mono)

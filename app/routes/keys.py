@@ -19,7 +19,7 @@ from app.auth import current_principal
 from app.errors import APIError
 from app.routes.scans import json_body
 from app.schemas.keys import KeyCreateSchema
-from tasks.keys import KeyError_, KeyStore, Principal
+from tasks.keys import InvalidKeySpec, KeyStore, Principal
 
 bp = Blueprint("keys", __name__, url_prefix="/v1/keys")
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ def create() -> tuple[Response, int]:
                        "a key can only create keys for workspaces it holds itself (and for * only if it holds *)")
     try:
         plain, principal = _store().create(data["role"], data["workspaces"], name=data["name"])
-    except KeyError_ as exc:  # the schema checks the same; the store has the last word
+    except InvalidKeySpec as exc:  # the schema checks the same; the store has the last word
         raise APIError(422, "validation_error", str(exc)) from exc
     log.warning("API key %s created (role %s, workspaces %s) by key %s", principal.key_id, principal.role,
                 ",".join(sorted(principal.workspaces)), _caller(),

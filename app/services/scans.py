@@ -151,7 +151,7 @@ class ScanService:
             self._write(record, event, task, None)
         if task is None:
             self._send(test_id, record["workspace_id"], queue)
-        metrics.SCANS_SUBMITTED.labels(profile=metrics.profile_label(record["profile"])).inc()  # ops: metrics hook
+        metrics.SCANS_SUBMITTED.labels(profile=metrics.profile_label(record["profile"])).inc()
         return {k: record[k] for k in ("test_id", "workspace_id", "component_id", "assessment_id", "status",
                                        "profile", "manifest_digest", "stream_url", "status_url")}
 

@@ -42,7 +42,7 @@ class Presence:
         with self._lock:
             self._count += 1
         self._publish()
-        metrics.WS_STREAMS_OPENED.inc()  # ops: metrics hooks
+        metrics.WS_STREAMS_OPENED.inc()
         metrics.WS_STREAMS_ACTIVE.inc()
         try:
             yield

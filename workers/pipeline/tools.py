@@ -106,7 +106,7 @@ def run_tools(selection: Selection, source: Path, scratch: Path, bundle: Bundle,
                              should_stop=lambda: watch.exceeded() or should_stop(),
                              capture_stdout=getattr(scanner, "report_on_stdout", False))
         report.durations[scanner.id] = result.duration_s
-        metrics.TOOL_DURATION.labels(tool=scanner.id).observe(result.duration_s)  # ops: metrics hook
+        metrics.TOOL_DURATION.labels(tool=scanner.id).observe(result.duration_s)
         # The tool and all it started have ended: what it left is read by the worker itself, so
         # links, special files and over-deep folders go first.
         scrubbed = scrub(out_dir, MAX_TREE_DEPTH)
@@ -147,7 +147,7 @@ def run_tools(selection: Selection, source: Path, scratch: Path, bundle: Bundle,
             except ToolFailed as exc:
                 report.errors[scanner.id] = str(exc)
                 emitter.error("tool_failed", str(exc), tool=scanner.id)
-        if scanner.id in report.errors:  # ops: metrics hook
+        if scanner.id in report.errors:
             reason = "timeout" if result.timed_out else "stopped" if result.cancelled else "failed"
             metrics.TOOL_FAILURES.labels(tool=scanner.id, reason=reason).inc()
         emitter.emit("tool_complete", tool=scanner.id, exit_code=result.exit_code, findings=len(findings),
@@ -165,7 +165,7 @@ def run_tools(selection: Selection, source: Path, scratch: Path, bundle: Bundle,
             raise exc  # the disk is full: the scan ends storage_full, not with a tool error
     for (scanner, _), future in zip(runnable, futures, strict=True):
         if future.exception() is not None:
-            metrics.TOOL_FAILURES.labels(tool=scanner.id, reason="crashed").inc()  # ops: metrics hook
+            metrics.TOOL_FAILURES.labels(tool=scanner.id, reason="crashed").inc()
             report.errors.setdefault(scanner.id, "the tool runner crashed")
     return report
 
