@@ -26,9 +26,12 @@ from tasks.settings import Settings
 
 
 def _stop_on_sigterm() -> threading.Event:
-    """SIGTERM to the launcher stops everything in order, as Ctrl-C does."""
+    """SIGTERM to the launcher stops everything in order, as Ctrl-C does. SIGINT always means
+    Ctrl-C, also when the launcher was started in the background by a shell that ignores it there
+    (Python would otherwise keep ignoring it, and ``kill -INT`` would do nothing)."""
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     return stopping
 
 
