@@ -16,6 +16,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from tasks.textsafe import visible
 from workers.scanners import suppressions
 from workers.scanners.base import Finding, ToolContext, ToolOutput, read_json_report
 from workers.scanners.toolenv import dist_version, executable, interpreter_of
@@ -115,7 +116,8 @@ class _DetectSecretsBase:
                 rule_name=kind,
                 message=f"{kind} found{where}; revoke it and remove it from the repository",
                 severity=severity(kind),
-                path=str(item["path"]) if item.get("path") else None,
+                # A path from the repository (or an old commit's tree): shown, never acted on.
+                path=visible(item["path"]) if item.get("path") else None,
                 line=item.get("line"),
                 # Never the raw line: the runner already masked the value, or gave nothing.
                 snippet=item.get("snippet") or f"[{kind} redacted]",

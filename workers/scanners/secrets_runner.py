@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import sys
-import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,6 @@ PRAGMA = re.compile(r"pragma: ?(?:allow|white)list(?:[ -]nextline)?[ -]secret")
 # A file name from the history that is safe to reuse for the scratch copy (detect-secrets picks
 # some rules by name and extension): one plain component, never '.', '..' or a separator.
 _SAFE_NAME = re.compile(r"[A-Za-z0-9._+-]{1,100}")
-_UNSAFE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 
 
 def _collection() -> Any:
@@ -46,21 +44,6 @@ def _masked_line(text: str, values: list[str]) -> str | None:
     if any(v and v in line for v in values) or not any(v and v in text for v in values):
         return None
     return line[:400] or None
-
-
-def display(path: str) -> str:
-    """A repository path as reported: control, format and separator characters (newlines, escapes,
-    bidirectional overrides) written as visible escapes (``\\n``, ``\\x1b``, ``\\u202e``), the
-    service's rule for text from outside (``tasks/textsafe.py``), so a name cannot forge lines or
-    hide text."""
-    if path.isprintable():
-        return path
-    return "".join(_escape(ch) if unicodedata.category(ch) in _UNSAFE else ch for ch in path)
-
-
-def _escape(ch: str) -> str:
-    code = ord(ch)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def pragmas(data: bytes) -> int:
@@ -129,11 +112,10 @@ def scan_tree(source: Path) -> dict[str, Any]:
             except OSError:
                 count = 0
             if count:
-                allowlist[display(rel)] = count
+                allowlist[rel] = count
     os.chdir(source)
     found = _scan(paths)
-    shown = {p: display(p) for p in found}
-    return {"files": len(paths), "results": _results(Path("."), found, shown), "allowlist_comments": allowlist}
+    return {"files": len(paths), "results": _results(Path("."), found), "allowlist_comments": allowlist}
 
 
 def scan_history(source: Path, scratch: Path, max_blobs: int) -> dict[str, Any]:
@@ -188,7 +170,7 @@ def scan_history(source: Path, scratch: Path, max_blobs: int) -> dict[str, Any]:
             data = blob.as_raw_string()
             if len(data) > MAX_FILE_BYTES or b"\x00" in data[:8000]:
                 continue
-            rel = display(new.path.decode("utf-8", "replace"))
+            rel = new.path.decode("utf-8", "replace")
             if not _checkout_safe(new.path):
                 unusual += 1
             scratch_name = f"{new.sha.decode('ascii')}/{_scratch_file_name(new.path)}"
@@ -205,7 +187,7 @@ def scan_history(source: Path, scratch: Path, max_blobs: int) -> dict[str, Any]:
                      "('..', '.git' or empty parts); they were scanned and are reported under those paths")
     current: dict[str, bytes] = {}
     for entry in repo.object_store.iter_tree_contents(repo[head].tree):  # type: ignore[attr-defined]
-        current[display(entry.path.decode("utf-8", "replace"))] = entry.sha
+        current[entry.path.decode("utf-8", "replace")] = entry.sha
     cwd = os.getcwd()
     os.chdir(blob_dir)
     try:
