@@ -5,12 +5,18 @@ Every path is confined to the bundle; nothing outside it is ever written.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import shutil
 from pathlib import Path
 from typing import Any
+
+
+def storage_full(exc: OSError) -> bool:
+    """The disk (or the user's quota) is full: a condition of the machine, not of the scan."""
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 class BundlePathError(ValueError):

@@ -3,7 +3,6 @@ and runs the phases source -> manifest -> scanners -> bundle."""
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
@@ -34,7 +33,7 @@ from tasks.store import (
     ScanStore,
     StreamAppend,
 )
-from workers.bundle import Bundle
+from workers.bundle import Bundle, storage_full
 from workers.emitter import ScanEmitter
 from workers.lease import Lease
 from workers.pipeline.manifest import ResolvedManifest, resolve_manifest
@@ -57,11 +56,6 @@ CEILING_UNIT_SECONDS = 60.0
 
 CANCEL_POLL_SECONDS = 1.0
 STORAGE_FULL = "storage_full"
-
-
-def storage_full(exc: OSError) -> bool:
-    """The disk (or the user's quota) is full: a condition of the machine, not of the scan."""
-    return exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 class Stop(Exception):

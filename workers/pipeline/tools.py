@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +13,7 @@ from tasks import metrics
 from tasks.pathsafe import MAX_TREE_DEPTH
 from tasks.settings import Settings
 from workers import sarif, toolrun
-from workers.bundle import Bundle
+from workers.bundle import Bundle, storage_full
 from workers.emitter import ScanEmitter
 from workers.pipeline.manifest import ResolvedManifest
 from workers.sandbox import KILLED_BY, Confinement, Sandbox, scrub, tool_paths
@@ -161,7 +160,7 @@ def run_tools(selection: Selection, source: Path, scratch: Path, bundle: Bundle,
                 log.error("tool runner crashed: %s", exc.__class__.__name__, exc_info=exc)
     for future in futures:
         exc = future.exception()
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        if isinstance(exc, OSError) and storage_full(exc):
             raise exc  # the disk is full: the scan ends storage_full, not with a tool error
     for (scanner, _), future in zip(runnable, futures, strict=True):
         if future.exception() is not None:
