@@ -14,12 +14,12 @@ import errno
 import ipaddress
 import json
 import socket
-import threading
 
 import pytest
 
 from tasks.settings import Settings
 from tests.support.manifest_servers import start_recorder
+from tests.support.recorder import recording_listener
 from tests.support.tlscerts import TLSFiles, make_tls_files
 from workers.pipeline.manifest_sources import ManifestSourceError, get_bytes
 from workers.pipeline.oci import pull_manifest
@@ -67,21 +67,7 @@ def _resolver(monkeypatch, answers: dict[str, list[str]]) -> list[tuple[str, str
 @pytest.fixture()
 def listener():
     """A loopback TCP port that records who connects (and hangs up)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(8)
-    seen: list[str] = []
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, peer = sock.accept()
-            except OSError:
-                return
-            seen.append(peer[0])
-            conn.close()
-
-    threading.Thread(target=serve, daemon=True).start()
+    sock, seen = recording_listener()
     try:
         yield sock.getsockname()[1], seen
     finally:

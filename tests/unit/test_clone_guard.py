@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tasks.netpolicy import guard_resolver
+from tests.support.recorder import recording_listener
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -72,32 +73,11 @@ def _clone(job: dict, tmp_path: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _listener(address: str) -> tuple[socket.socket, list[str]]:
-    """A TCP port that records who connects and hangs up: no ssh server, so no clone succeeds."""
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.bind((address, 0))
-    sock.listen(8)
-    seen: list[str] = []
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, peer = sock.accept()
-            except OSError:
-                return
-            seen.append(peer[0])
-            conn.close()
-
-    threading.Thread(target=serve, daemon=True).start()
-    return sock, seen
-
-
 def test_ssh_connects_to_the_address_the_policy_checked_and_never_to_a_refused_host(tmp_path):
     # ssh resolves names itself, outside the guarded resolver: the clone resolves the host through
     # the guard and pins ssh to that address (HostName), so a second DNS answer cannot redirect it.
     address = socket.getaddrinfo("localhost", 22, proto=socket.IPPROTO_TCP)[0][4][0]
-    sock, seen = _listener(address)
+    sock, seen = recording_listener(address)
     port = sock.getsockname()[1]
     try:
         (tmp_path / "home").mkdir()
