@@ -15,14 +15,14 @@ from flask_sock import Sock
 from app import auth
 from app.errors import register_error_handlers
 from app.limits import RateLimiter, StreamSlots
-from app.routes import archives, artifacts, docs, health, keys, ops, scans, stream, tokens, uploads, web
+from app.routes import api_keys, archives, artifacts, docs, health, ops, scans, stream, tokens, uploads, web
 from app.services.scans import ScanService
 from app.services.stats import Presence, Stats
 from app.services.uploads import UploadService
 from tasks import names
+from tasks.api_keys import KeyStore
 from tasks.celery_app import create_celery
 from tasks.events import EventLog
-from tasks.keys import KeyStore
 from tasks.logconfig import configure_logging, request_id_var
 from tasks.redis_client import connect
 from tasks.settings import Settings
@@ -90,7 +90,7 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
     app.register_blueprint(ops.bp)  # ops: /metrics, X-Certus-Replica, request log lines
     app.register_blueprint(uploads.bp)
     app.register_blueprint(tokens.bp)
-    app.register_blueprint(keys.bp)
+    app.register_blueprint(api_keys.bp)
     sock = Sock(app)
     stream.register(sock)
     logging.getLogger(__name__).debug("app created")

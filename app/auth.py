@@ -15,8 +15,8 @@ from flask import Flask, current_app, g, has_request_context, request
 
 from app.errors import APIError
 from app.limits import RateLimiter, retry_after, too_deep
+from tasks.api_keys import KeyCheck, KeyStore, Principal
 from tasks.ids import is_test_id
-from tasks.keys import KeyCheck, KeyStore, Principal
 
 OPEN_PATHS = frozenset({"/health", "/ready", "/openapi.json"})
 SERVICE_PATHS = frozenset({"/stats", "/metrics"})

@@ -13,7 +13,7 @@ import argparse
 import json
 import sys
 
-from tasks.keys import ROLES, InvalidKeySpec, KeyStore
+from tasks.api_keys import ROLES, InvalidKeySpec, KeyStore
 from tasks.redis_client import connect
 from tasks.settings import Settings
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import redis
 
-from tasks.keys import BUCKET_TAKE_LUA, KeyCheck, Principal, bucket_key, key_digest, key_record, principal_from
+from tasks.api_keys import BUCKET_TAKE_LUA, KeyCheck, Principal, bucket_key, key_digest, key_record, principal_from
 
 _ARGS_LUA = """
 local rate = tonumber(ARGV[1])      -- tokens per ms

@@ -40,7 +40,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from apispec.yaml_utils import load_yaml_from_docstring
 from flask import Flask
 
-from app.schemas import keys
+from app.schemas import api_keys
 from app.schemas import responses as out
 from app.schemas import scans as inp
 from app.schemas import uploads as up
@@ -79,7 +79,7 @@ SCHEMAS = {  # nested schemas first: apispec registers a nested schema on first 
     "Ready": out.ReadySchema, "Stats": out.StatsSchema, "ArtifactFile": out.ArtifactFileSchema,
     "ArtifactList": out.ArtifactListSchema, "ArchiveUpload": out.ArchiveUploadSchema,
     "UploadRequest": up.UploadRequestSchema, "UploadAccepted": out.UploadAcceptedSchema,
-    "StreamToken": out.StreamTokenSchema, "KeyCreate": keys.KeyCreateSchema, "KeyCreated": out.KeyCreatedSchema,
+    "StreamToken": out.StreamTokenSchema, "KeyCreate": api_keys.KeyCreateSchema, "KeyCreated": out.KeyCreatedSchema,
     "KeyInfo": out.KeyInfoSchema, "KeyList": out.KeyListSchema,
 }
 

@@ -18,7 +18,7 @@ import requests
 from stack import processes
 from stack.ports import free_port, wait_port
 from stack.redis_server import RedisServer
-from tasks.keys import KeyStore
+from tasks.api_keys import KeyStore
 
 
 class Stack:

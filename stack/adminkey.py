@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from stack.private_file import write_private
-from tasks.keys import KeyStore
+from tasks.api_keys import KeyStore
 from tasks.redis_client import connect
 
 

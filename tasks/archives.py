@@ -1,6 +1,6 @@
 """Uploaded archives, shared by the API (which stores them) and the worker (which extracts them).
 
-``{UPLOADS_ROOT}/{id}{suffix}`` holds the archive and ``{UPLOADS_ROOT}/{id}.json`` its metadata
+``{ARCHIVES_ROOT}/{id}{suffix}`` holds the archive and ``{ARCHIVES_ROOT}/{id}.json`` its metadata
 (``filename``, ``stored``, ``archive_hash``, ``size``, ``created_at``, ``workspaces``). The id is
 what a client passes as ``archive_path``.
 
@@ -21,11 +21,11 @@ ALL_WORKSPACES = "*"
 SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tar", ".zip")
 
 
-def new_upload_id() -> str:
+def new_archive_id() -> str:
     return "upload_" + secrets.token_hex(16)
 
 
-def is_upload_id(value: str) -> bool:
+def is_archive_id(value: str) -> bool:
     return bool(UPLOAD_ID.match(value))
 
 
@@ -34,17 +34,17 @@ def archive_suffix(filename: str) -> str | None:
     return next((s for s in SUFFIXES if lower.endswith(s)), None)
 
 
-def load(root: str | Path, upload_id: str) -> tuple[Path, dict[str, Any]] | None:
+def load(root: str | Path, archive_id: str) -> tuple[Path, dict[str, Any]] | None:
     """The stored archive and its metadata, or None when there is no such upload."""
-    if not is_upload_id(upload_id):
+    if not is_archive_id(archive_id):
         return None
     folder = Path(root)
     try:
-        meta = json.loads((folder / f"{upload_id}.json").read_text())
+        meta = json.loads((folder / f"{archive_id}.json").read_text())
     except (OSError, ValueError):
         return None
     stored = folder / str(meta.get("stored", ""))
-    if stored.parent != folder or not stored.name.startswith(upload_id) or stored.is_symlink() \
+    if stored.parent != folder or not stored.name.startswith(archive_id) or stored.is_symlink() \
             or not stored.is_file():
         return None
     return stored, meta

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -140,13 +141,13 @@ class Settings:
                "entry in GIT_CREDENTIALS_FILE takes precedence. Never echoed."})
     git_token_hosts: tuple[str, ...] = field(default=(), metadata={
         "doc": "Comma-separated hosts (host or host:port) that may receive GIT_TOKEN.", "parse": _list})
-    uploads_root: str = field(default="var/uploads", metadata={
+    archives_root: str = field(default="var/uploads", metadata={"alias": "UPLOADS_ROOT",
         "doc": "Folder where `POST /v1/security-scans/upload-archive` stores archives; API replicas and "
                "workers must share it.", "parse": _path})
-    upload_retention_seconds: int = field(default=7 * 24 * 3600, metadata={
+    archive_retention_seconds: int = field(default=7 * 24 * 3600, metadata={"alias": "UPLOAD_RETENTION_SECONDS",
         "doc": "Uploaded archives older than this are removed by `python -m workers.retention`, unless a "
                "queued or running scan names them."})
-    upload_max_bytes: int = field(default=256 * 1024**2, metadata={
+    archive_file_max_bytes: int = field(default=256 * 1024**2, metadata={"alias": "UPLOAD_MAX_BYTES",
         "doc": "Largest archive `upload-archive` accepts (`payload_too_large`)."})
     archive_max_bytes: int = field(default=1024**3, metadata={
         "doc": "Most bytes an archive source may expand to (`archive_too_large`)."})
@@ -349,6 +350,13 @@ class Settings:
         values: dict[str, Any] = {}
         for f in fields(cls):
             name = PREFIX + f.name.upper()
+            alias = PREFIX + f.metadata["alias"] if "alias" in f.metadata else None
+            if alias is not None and alias in env:
+                if name in env and env[name] != env[alias]:
+                    raise SettingsError(f"{alias} is the old name of {name}; they disagree, set only {name}")
+                if name not in env:
+                    warnings.warn(f"{alias} is deprecated; name it {name}", FutureWarning, stacklevel=2)
+                    name = alias
             if name not in env:
                 continue
             raw = env[name]
@@ -368,7 +376,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         # Paths given as defaults are relative to the working directory; resolve them once.
-        for name in ("artifact_root", "work_root", "uploads_root", "signing_key_dir", "osv_db_path",
+        for name in ("artifact_root", "work_root", "archives_root", "signing_key_dir", "osv_db_path",
                      "trust_key_dir", "datalake_root", "oci_layout_root", "admin_key_file"):
             object.__setattr__(self, name, _path(getattr(self, name)))
 
@@ -426,7 +434,10 @@ def markdown_table() -> str:
             default = ",".join(default)
         if isinstance(default, bool):
             default = str(default).lower()
-        rows.append(f"| `{PREFIX}{f.name.upper()}` | `{default}` | {f.metadata.get('doc', '')} |")
+        doc = f.metadata.get("doc", "")
+        if "alias" in f.metadata:
+            doc += f" Deprecated old name: `{PREFIX}{f.metadata['alias']}`."
+        rows.append(f"| `{PREFIX}{f.name.upper()}` | `{default}` | {doc} |")
     return "\n".join(rows)
 
 

@@ -17,9 +17,9 @@ from typing import Any
 import redis
 
 from tasks import metrics
+from tasks.api_keys import BUCKET_TAKE_LUA, KeyCheck
 from tasks.clock import utcnow_iso
 from tasks.enqueue import QueuedTask
-from tasks.keys import BUCKET_TAKE_LUA, KeyCheck
 
 QUEUED = "QUEUED"
 RUNNING = "RUNNING"
@@ -77,7 +77,7 @@ return {1, cur}
 
 # KEYS: record, all-index, workspace index, status set, workspace queued set, stream, task list,
 # API key record, its bucket. ARGV: queue cap, score, id, status, event id, event, stream maxlen,
-# task, then the key check (expected record, rate, burst, now; see tasks.keys.KeyCheck), then the
+# task, then the key check (expected record, rate, burst, now; see tasks.api_keys.KeyCheck), then the
 # record's fields. Answers {1, 0} written, {0, queued} queue full, {-1, 0} key not as expected,
 # {-2, wait ms} key out of tokens.
 _CREATE_LUA = BUCKET_TAKE_LUA + """

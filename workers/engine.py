@@ -44,7 +44,7 @@ from workers.sandbox import Sandbox, SandboxUnavailable
 from workers.scanners.base import Scanner
 from workers.scanners.registry import all_scanners, needs_history
 from workers.signing import attestation
-from workers.signing.keys import Signer, SigningKeyError, load_signer
+from workers.signing.signing_keys import Signer, SigningKeyError, load_signer
 from workers.sources import git
 from workers.sources.errors import SourceError
 from workers.sources.fetch import FetchedSource, fetch_source

@@ -7,7 +7,7 @@ the scan ends). This command prunes the rest:
 - bundles whose scan record has expired, or which finished more than RETENTION_SECONDS ago;
 - staging folders and work folders left by attempts that died (older than the longest scan);
 - index entries (listing and per-status sets) of records that have expired;
-- uploaded archives older than UPLOAD_RETENTION_SECONDS that no queued or running scan names,
+- uploaded archives older than ARCHIVE_RETENTION_SECONDS that no queued or running scan names,
   and partial uploads that never finished.
 """
 
@@ -81,18 +81,18 @@ class Retention:
 
     def prune_uploads(self) -> list[str]:
         removed: list[str] = []
-        folder = Path(self.settings.uploads_root)
+        folder = Path(self.settings.archives_root)
         if not folder.is_dir():
             return removed
         now = time.time()
         in_use = self._uploads_in_use()
         for meta_file in sorted(folder.glob("upload_*.json")):
-            upload_id = meta_file.name.removesuffix(".json")
-            if not archives.is_upload_id(upload_id) or upload_id in in_use:
+            archive_id = meta_file.name.removesuffix(".json")
+            if not archives.is_archive_id(archive_id) or archive_id in in_use:
                 continue
-            if now - meta_file.stat().st_mtime <= self.settings.upload_retention_seconds:
+            if now - meta_file.stat().st_mtime <= self.settings.archive_retention_seconds:
                 continue
-            found = archives.load(folder, upload_id)
+            found = archives.load(folder, archive_id)
             for path in ([found[0]] if found else []) + [meta_file]:
                 self._remove(path, removed)
         # An upload that died mid-write leaves its partial file (no metadata was ever written).
@@ -108,7 +108,7 @@ class Retention:
         for status in (QUEUED, RUNNING):
             for test_id in self.store.ids_with_status(status):
                 path = self.store.get_fields(test_id, "archive_path")["archive_path"]
-                if isinstance(path, str) and archives.is_upload_id(path):
+                if isinstance(path, str) and archives.is_archive_id(path):
                     names.add(path)
         return names
 

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from workers.signing import keys
+from workers.signing import signing_keys
 from workers.signing.attestation import ATTESTATION_PATH, verify_bundle
 
 
@@ -26,8 +26,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"FAILED: {args.bundle} is not a folder", file=sys.stderr)
         return 1
     try:
-        public_key = keys.load_verification_key(args.key)
-    except keys.SigningKeyError as exc:
+        public_key = signing_keys.load_verification_key(args.key)
+    except signing_keys.SigningKeyError as exc:
         print(f"FAILED ({exc.code}): {exc.message}", file=sys.stderr)
         return 1
     result = verify_bundle(args.bundle, public_key)

@@ -45,11 +45,11 @@ def upload_archive() -> tuple[Response, int]:
     """
     settings = current_app.extensions["certus"].settings
     # This endpoint alone takes large bodies; every other one keeps the app's 1 MiB cap.
-    request.max_content_length = settings.upload_max_bytes + 64 * 1024
+    request.max_content_length = settings.archive_file_max_bytes + 64 * 1024
     if not request.mimetype == "multipart/form-data":
         raise APIError(415, "unsupported_media_type", "send the archive as multipart/form-data in field `file`")
-    if request.content_length is not None and request.content_length > settings.upload_max_bytes + 64 * 1024:
-        raise APIError(413, "payload_too_large", f"the archive is larger than {settings.upload_max_bytes} bytes")
+    if request.content_length is not None and request.content_length > settings.archive_file_max_bytes + 64 * 1024:
+        raise APIError(413, "payload_too_large", f"the archive is larger than {settings.archive_file_max_bytes} bytes")
     upload = request.files.get("file")
     if upload is None or not upload.filename:
         raise APIError(422, "validation_error", "the request has invalid fields",

@@ -1,4 +1,4 @@
-"""Storing uploaded archives under UPLOADS_ROOT (see tasks/archives.py for the layout), each with
+"""Storing uploaded archives under ARCHIVES_ROOT (see tasks/archives.py for the layout), each with
 the workspaces it belongs to, and checking that a scan may use one."""
 
 from __future__ import annotations
@@ -47,11 +47,11 @@ def store_upload(settings: Settings, upload: FileStorage, workspaces: list[str])
         raise APIError(422, "archive_format_unsupported",
                        "the file name must end in .tar, .tar.gz, .tgz, .tar.bz2 or .zip",
                        fields={"file": ["unsupported archive type"]})
-    folder = Path(settings.uploads_root)
+    folder = Path(settings.archives_root)
     folder.mkdir(parents=True, exist_ok=True)
-    upload_id = archives.new_upload_id()
-    stored = folder / f"{upload_id}{suffix}"
-    partial = folder / f"{upload_id}.part"
+    archive_id = archives.new_archive_id()
+    stored = folder / f"{archive_id}{suffix}"
+    partial = folder / f"{archive_id}.part"
     digest = hashlib.sha256()
     size = 0
     try:
@@ -59,9 +59,9 @@ def store_upload(settings: Settings, upload: FileStorage, workspaces: list[str])
         with os.fdopen(fd, "wb") as out:
             while chunk := upload.stream.read(1 << 20):
                 size += len(chunk)
-                if size > settings.upload_max_bytes:
+                if size > settings.archive_file_max_bytes:
                     raise APIError(413, "payload_too_large",
-                                   f"the archive is larger than {settings.upload_max_bytes} bytes")
+                                   f"the archive is larger than {settings.archive_file_max_bytes} bytes")
                 digest.update(chunk)
                 out.write(chunk)
         if size == 0 or not _looks_like(partial, suffix):
@@ -70,18 +70,18 @@ def store_upload(settings: Settings, upload: FileStorage, workspaces: list[str])
         os.replace(partial, stored)
     finally:
         partial.unlink(missing_ok=True)
-    meta = {"archive_path": upload_id, "archive_hash": digest.hexdigest(), "filename": filename, "size": size,
+    meta = {"archive_path": archive_id, "archive_hash": digest.hexdigest(), "filename": filename, "size": size,
             "stored": stored.name, "created_at": utcnow_iso(), "workspaces": sorted(set(workspaces))}
-    tmp = folder / f"{upload_id}.json.tmp"
+    tmp = folder / f"{archive_id}.json.tmp"
     tmp.write_text(json.dumps(meta))
-    os.replace(tmp, folder / f"{upload_id}.json")
+    os.replace(tmp, folder / f"{archive_id}.json")
     return {k: meta[k] for k in ("archive_path", "archive_hash", "filename", "size", "workspaces")}
 
 
-def usable_upload(settings: Settings, upload_id: str, workspace_id: str) -> bool:
+def usable_archive(settings: Settings, archive_id: str, workspace_id: str) -> bool:
     """Whether the upload exists and a scan of ``workspace_id`` by the caller may use it
     (``tasks.archives.usable_in``). Unknown and another workspace's answer alike."""
-    found = archives.load(settings.uploads_root, upload_id)
+    found = archives.load(settings.archives_root, archive_id)
     if found is None:
         return False
     principal = current_principal()

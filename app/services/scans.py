@@ -12,13 +12,13 @@ from celery import Celery
 from app.auth import confirm_deferred, current_principal, deferred_key, may_see, rate_limited, settle_deferred
 from app.errors import APIError, not_found
 from app.limits import wait_seconds
-from app.services.archives import usable_upload
+from app.services.archives import usable_archive
 from tasks import archives, enqueue, manifest_s3, metrics, names
 from tasks import manifest as manifests
+from tasks.api_keys import KeyCheck
 from tasks.clock import utcnow_iso
 from tasks.events import EventLog, encode_event, stream_key
 from tasks.ids import is_test_id, new_test_id
-from tasks.keys import KeyCheck
 from tasks.netpolicy import HostNotAllowed, check_host, check_url
 from tasks.settings import Settings
 from tasks.store import (
@@ -94,9 +94,9 @@ class ScanService:
             return
         field = "directory_path" if source_type == "directory" else "archive_path"
         path = data[field]
-        if source_type == "archive" and archives.is_upload_id(path):
+        if source_type == "archive" and archives.is_archive_id(path):
             # Another workspace's upload answers as an unknown one.
-            if not usable_upload(self.settings, path, data["workspace_id"]):
+            if not usable_archive(self.settings, path, data["workspace_id"]):
                 raise APIError(422, "archive_not_found", "no uploaded archive has that id",
                                fields={field: ["unknown upload id"]})
             return

@@ -21,7 +21,7 @@ from tasks.store import ScanStore, new_record
 from workers import engine as engine_mod
 from workers.engine import ScanEngine
 from workers.scanners.base import ToolContext, ToolOutput
-from workers.signing import keys
+from workers.signing import signing_keys
 from workers.signing.attestation import verify_bundle
 from workers.toolrun import ProcessResult
 
@@ -60,7 +60,7 @@ class Quick(Sleeper):
 def manifest_key(tmp_path: Path) -> tuple[ec.EllipticCurvePrivateKey, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     pub = tmp_path / "manifest.pub"
-    pub.write_bytes(keys.public_pem(key))
+    pub.write_bytes(signing_keys.public_pem(key))
     return key, pub
 
 
@@ -117,7 +117,7 @@ def test_signed_manifest_in_tree_is_written_with_its_signature(tmp_path, redis_c
 
     key, pub = manifest_key
     text = json.dumps({"product": "p", "profiles": [{"name": "team", "tools": ["quick"]}]}, indent=1).encode()
-    sig = base64.b64encode(keys.sign_bytes(key, text)).decode() + "\n"
+    sig = base64.b64encode(signing_keys.sign_bytes(key, text)).decode() + "\n"
     make_repo(git_server.base, "with-manifest", {"ci/manifest.json": text.decode(), "ci/manifest.sig": sig,
                                                  "app.py": "print(1)\n"})
     engine = _engine(tmp_path, redis_client, manifest_verification_key_ref=str(pub),
@@ -128,7 +128,7 @@ def test_signed_manifest_in_tree_is_written_with_its_signature(tmp_path, redis_c
     assert (bundle / "manifest.sig").read_text() == sig
     info = json.loads((bundle / "manifest-info.json").read_text())
     assert info["signature"] == {"present": True, "verified": True, "location": "ci/manifest.sig",
-                                 "key_sha256": keys.key_id(key)}
+                                 "key_sha256": signing_keys.key_id(key)}
     assert record["manifest_digest"] == manifests.digest(text) == info["manifest_digest"]
 
 
@@ -147,7 +147,7 @@ def test_manifest_failures_end_the_scan_with_a_code(case, code, tmp_path, redis_
     if case == "unsigned_inline":
         fields["manifest"] = manifest
     elif case == "bad_inline":
-        other = base64.b64encode(keys.sign_bytes(key, b"something else")).decode()
+        other = base64.b64encode(signing_keys.sign_bytes(key, b"something else")).decode()
         fields.update(manifest=manifest, manifest_signature=other)
     elif case == "traversal":
         fields["manifest_path"] = "../../../etc/passwd"
@@ -166,7 +166,7 @@ def test_manifest_failures_end_the_scan_with_a_code(case, code, tmp_path, redis_
 
 def test_unusable_signing_key_fails_the_scan_closed(tmp_path, redis_client, vulnerable_repo, monkeypatch):
     key = ec.generate_private_key(ec.SECP256R1())
-    (tmp_path / "cosign.key").write_bytes(keys.encrypt_private_key(key, "the-right-one"))
+    (tmp_path / "cosign.key").write_bytes(signing_keys.encrypt_private_key(key, "the-right-one"))
     monkeypatch.setenv("COSIGN_PASSWORD", "a-wrong-one")
     engine = _engine(tmp_path, redis_client, cosign_key_ref=str(tmp_path / "cosign.key"))
     record, bundle = _run(engine, vulnerable_repo["url"], profile="fast",
@@ -181,4 +181,4 @@ def test_unusable_signing_key_fails_the_scan_closed(tmp_path, redis_client, vuln
     record, bundle = _run(fixed, vulnerable_repo["url"], profile="fast",
                           manifest={"profiles": [{"name": "fast", "tools": ["quick"]}]})
     assert record["status"] == "SUCCEEDED"
-    assert verify_bundle(bundle, keys.public_pem(key)).ok
+    assert verify_bundle(bundle, signing_keys.public_pem(key)).ok

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from stack.redis_server import RedisServer
 from tests.support.manifest_servers import AWS_ENV, start_s3
 from tests.support.service import Service, base_env
-from workers.signing import keys
+from workers.signing import signing_keys
 from workers.signing.attestation import verify_bundle
 
 pytestmark = pytest.mark.integration
@@ -25,7 +25,7 @@ def strict_service(tmp_path_factory):
     redis_server = RedisServer(tmp / "redis").start()
     redis_url = redis_server.url
     key = ec.generate_private_key(ec.SECP256R1())
-    (tmp / "manifest.pub").write_bytes(keys.public_pem(key))
+    (tmp / "manifest.pub").write_bytes(signing_keys.public_pem(key))
     s3 = start_s3()
     env = base_env(tmp, redis_url, **AWS_ENV,
                    CERTUS_ASSURANCE_S3_ENDPOINT_URL=s3.url, CERTUS_ASSURANCE_MANIFEST_S3_ALLOWED="cfg/shop",
@@ -49,7 +49,7 @@ def test_signed_s3_manifest_runs_and_unsigned_inline_is_refused(strict_service, 
     client = s3.client()
     client.create_bucket(Bucket="cfg")
     client.put_object(Bucket="cfg", Key="shop/manifest.json", Body=text)
-    client.put_object(Bucket="cfg", Key="shop/manifest.sig", Body=base64.b64encode(keys.sign_bytes(key, text)))
+    client.put_object(Bucket="cfg", Key="shop/manifest.sig", Body=base64.b64encode(signing_keys.sign_bytes(key, text)))
 
     ok = svc.submit(git_url=vulnerable_repo["url"], profile="team", manifest_uri="s3://cfg/shop/manifest.json")
     assert ok.status_code == 202, ok.text

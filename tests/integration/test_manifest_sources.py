@@ -20,7 +20,7 @@ from tests.support.cosign import find_cosign, run_cosign
 from tests.support.manifest_servers import AWS_ENV, registry_binary, start_https, start_registry, start_s3
 from workers.pipeline.manifest import resolve_manifest
 from workers.pipeline.manifest_sources import ManifestSourceError
-from workers.signing import keys
+from workers.signing import signing_keys
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +38,7 @@ def signing_key() -> ec.EllipticCurvePrivateKey:
 
 
 def _sig(key: ec.EllipticCurvePrivateKey, data: bytes) -> bytes:
-    return base64.b64encode(keys.sign_bytes(key, data)) + b"\n"
+    return base64.b64encode(signing_keys.sign_bytes(key, data)) + b"\n"
 
 
 BAD_SIG = base64.b64encode(b"\x30\x06\x02\x01\x01\x02\x01\x01") + b"\n"
@@ -47,7 +47,7 @@ BAD_SIG = base64.b64encode(b"\x30\x06\x02\x01\x01\x02\x01\x01") + b"\n"
 @pytest.fixture(scope="module")
 def pub_path(tmp_path_factory: pytest.TempPathFactory, signing_key: ec.EllipticCurvePrivateKey) -> Path:
     path = tmp_path_factory.mktemp("pub") / "cosign.pub"
-    path.write_bytes(keys.public_pem(signing_key))
+    path.write_bytes(signing_keys.public_pem(signing_key))
     return path
 
 

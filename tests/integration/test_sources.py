@@ -63,9 +63,9 @@ def svc(env: dict[str, Path], redis_url: str) -> Iterator[Service]:
     service = Service(env=base_env(
         tmp, _db(redis_url, 7),
         CERTUS_ASSURANCE_ALLOWED_SOURCE_ROOTS=str(env["roots"]),
-        CERTUS_ASSURANCE_UPLOADS_ROOT=str(tmp / "uploads"),
+        CERTUS_ASSURANCE_ARCHIVES_ROOT=str(tmp / "uploads"),
         CERTUS_ASSURANCE_GIT_CREDENTIALS_FILE=str(env["creds"]),
-        CERTUS_ASSURANCE_UPLOAD_MAX_BYTES=str(2 * 1024 * 1024),
+        CERTUS_ASSURANCE_ARCHIVE_FILE_MAX_BYTES=str(2 * 1024 * 1024),
         CERTUS_ASSURANCE_ARCHIVE_MAX_RATIO="50",
         CERTUS_ASSURANCE_LEASE_SECONDS="3",
     ), workdir=tmp)

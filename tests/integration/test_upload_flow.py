@@ -18,7 +18,7 @@ from tests.support.cosign import find_cosign, run_cosign
 from tests.support.service import Service, base_env
 from tests.support.uploads_servers import FaultyProxy, MotoS3, Registry, TrustServer, wait_for
 from tests.support.ws import read_stream
-from workers.signing import keys
+from workers.signing import signing_keys
 from workers.signing.attestation import ATTESTATION_PATH
 from workers.uploads.trust import RemoteTrustClient, build_request
 
@@ -171,7 +171,7 @@ def test_upload_request_errors(embedded, vulnerable_repo):
 @pytest.fixture(scope="module")
 def remote(tmp_path_factory, redis_url):
     tmp = tmp_path_factory.mktemp("uploads-remote")
-    keys.generate_key_pair(tmp / "keys", PASSWORD)  # the worker's key; the Trust is given its public half
+    signing_keys.generate_key_pair(tmp / "keys", PASSWORD)  # the worker's key; the Trust is given its public half
     moto = MotoS3().start()
     proxy = FaultyProxy(moto.port).start()  # passes everything through unless a test says otherwise
     registry = Registry(tmp / "registry", users={"ci": "s3cret"}).start()
@@ -293,7 +293,7 @@ def test_standalone_trust_refuses_a_replayed_request(remote, vulnerable_repo):
     svc, _, _, trust, _ = remote
     test_id = _scan(svc, vulnerable_repo)
     key_dir = Path(svc.workdir) / "keys"
-    signer = keys.Signer(keys.decrypt_private_key((key_dir / "cosign.key").read_bytes(), PASSWORD),
+    signer = signing_keys.Signer(signing_keys.decrypt_private_key((key_dir / "cosign.key").read_bytes(), PASSWORD),
                          key_dir / "cosign.key", key_dir / "cosign.pub")
     record = svc.status(test_id)
     request = build_request(root=svc.artifact_root / test_id, record=record, tier="verified",

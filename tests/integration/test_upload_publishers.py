@@ -11,7 +11,7 @@ import requests
 
 from tests.support.cosign import cosign_or_skip, run_cosign
 from tests.support.uploads_servers import FaultyProxy, MotoS3, Registry
-from workers.signing import attestation, keys
+from workers.signing import attestation, signing_keys
 from workers.uploads import datalake, oci
 from workers.uploads.errors import PermanentUploadError, TransientUploadError
 from workers.uploads.objectstore import S3ObjectStore
@@ -21,10 +21,10 @@ PASSWORD = "pw-for-tests"  # noqa: S105
 
 
 @pytest.fixture(scope="module")
-def signer(tmp_path_factory) -> keys.Signer:
+def signer(tmp_path_factory) -> signing_keys.Signer:
     directory = tmp_path_factory.mktemp("keys")
-    keys.generate_key_pair(directory, PASSWORD)
-    return keys.Signer(keys.decrypt_private_key((directory / "cosign.key").read_bytes(), PASSWORD),
+    signing_keys.generate_key_pair(directory, PASSWORD)
+    return signing_keys.Signer(signing_keys.decrypt_private_key((directory / "cosign.key").read_bytes(), PASSWORD),
                        directory / "cosign.key", directory / "cosign.pub")
 
 
@@ -129,7 +129,7 @@ def test_stock_cosign_verifies_signature_and_attestation(registry, bundle, signe
     assert att.returncode == 0, att.stderr
     # another key is refused
     other = tmp_path / "other"
-    keys.generate_key_pair(other, PASSWORD)
+    signing_keys.generate_key_pair(other, PASSWORD)
     bad = run_cosign(cosign, "verify", "--key", str(other / "cosign.pub"), "--insecure-ignore-tlog",
                      "--allow-http-registry", ref, cwd=tmp_path)
     assert bad.returncode != 0

@@ -35,7 +35,7 @@ from tests.support.cluster import output, running_cluster, state, store
 from tests.support.gitrepos import GitDaemon, make_repo
 from tests.support.outage import OutageProxy
 from tests.support.uploads_servers import REGISTRY_BIN, MotoS3, Registry, TrustServer
-from workers.signing import keys
+from workers.signing import signing_keys
 from workers.signing.attestation import ATTESTATION_PATH
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
@@ -91,7 +91,7 @@ class Outside:
 @pytest.fixture(scope="module")
 def outside(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("chaos-outside")
-    keys.generate_key_pair(tmp / "keys", PASSWORD)
+    signing_keys.generate_key_pair(tmp / "keys", PASSWORD)
     moto = MotoS3().start()
     for bucket in ("chaos-raw", "chaos-golden"):
         moto.client().create_bucket(Bucket=bucket)

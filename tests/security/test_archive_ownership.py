@@ -31,7 +31,7 @@ def _tar() -> bytes:
 def site(edge, tmp_path):  # noqa: F811
     build, keys, client = edge
     uploads = tmp_path / "uploads"
-    app = make_app(build, uploads_root=str(uploads))
+    app = make_app(build, archives_root=str(uploads))
     plain = {name: keys.create(role, workspaces)[0] for name, role, workspaces in [
         ("alpha", "submitter", ["alpha"]), ("beta", "submitter", ["beta"]),
         ("both", "submitter", ["alpha", "beta"]), ("root", "admin", ["*"])]}
@@ -49,27 +49,27 @@ def scan(c, key, workspace, archive_path):
     return c.post("/v1/security-scans", json=body, headers=auth(key))
 
 
-def _meta(uploads, upload_id):
-    return json.loads((uploads / f"{upload_id}.json").read_text())
+def _meta(uploads, archive_id):
+    return json.loads((uploads / f"{archive_id}.json").read_text())
 
 
 def test_another_workspace_cannot_scan_an_upload_by_its_id(site):
     app, c, key, uploads, client = site
     stored = upload(c, key["alpha"])
     assert stored.status_code == 201, stored.json
-    upload_id = stored.json["archive_path"]
-    assert stored.json["workspaces"] == ["alpha"] and _meta(uploads, upload_id)["workspaces"] == ["alpha"]
+    archive_id = stored.json["archive_path"]
+    assert stored.json["workspaces"] == ["alpha"] and _meta(uploads, archive_id)["workspaces"] == ["alpha"]
     unknown = scan(c, key["beta"], "beta", "upload_" + "0" * 32)
-    stolen = scan(c, key["beta"], "beta", upload_id)
+    stolen = scan(c, key["beta"], "beta", archive_id)
     assert stolen.status_code == unknown.status_code == 422
     assert stolen.json["error"]["code"] == unknown.json["error"]["code"] == "archive_not_found"
     assert stolen.json["error"]["message"] == unknown.json["error"]["message"]
     assert stolen.json["error"]["fields"] == unknown.json["error"]["fields"]
     # nor can a key holding both workspaces carry it into beta
-    assert scan(c, key["both"], "beta", upload_id).json["error"]["code"] == "archive_not_found"
+    assert scan(c, key["both"], "beta", archive_id).json["error"]["code"] == "archive_not_found"
     assert client.zcard("ca:idx:all") == 0 and app.sent == []
-    assert scan(c, key["alpha"], "alpha", upload_id).status_code == 202
-    assert scan(c, key["both"], "alpha", upload_id).status_code == 202
+    assert scan(c, key["alpha"], "alpha", archive_id).status_code == 202
+    assert scan(c, key["both"], "alpha", archive_id).status_code == 202
     assert len(app.sent) == 2
 
 
@@ -77,9 +77,9 @@ def test_the_client_names_the_workspace_and_the_key_must_hold_it(site):
     app, c, key, uploads, _ = site
     for_beta = upload(c, key["both"], workspace_id="beta")
     assert for_beta.status_code == 201 and for_beta.json["workspaces"] == ["beta"]
-    upload_id = for_beta.json["archive_path"]
-    assert scan(c, key["both"], "alpha", upload_id).json["error"]["code"] == "archive_not_found"
-    assert scan(c, key["beta"], "beta", upload_id).status_code == 202
+    archive_id = for_beta.json["archive_path"]
+    assert scan(c, key["both"], "alpha", archive_id).json["error"]["code"] == "archive_not_found"
+    assert scan(c, key["beta"], "beta", archive_id).status_code == 202
     before = sorted(uploads.iterdir())
     elsewhere = upload(c, key["alpha"], workspace_id="beta")
     assert elsewhere.status_code == 404 and elsewhere.json["error"]["code"] == "workspace_not_found"
@@ -111,21 +111,21 @@ def test_an_upload_without_a_workspace_belongs_to_the_keys_workspaces(site):
 
 def test_an_upload_stored_before_workspaces_were_recorded_serves_only_every_workspace_keys(site):
     _, c, key, uploads, _ = site
-    upload_id = upload(c, key["alpha"]).json["archive_path"]
-    meta = _meta(uploads, upload_id)
+    archive_id = upload(c, key["alpha"]).json["archive_path"]
+    meta = _meta(uploads, archive_id)
     del meta["workspaces"]
-    (uploads / f"{upload_id}.json").write_text(json.dumps(meta))
-    assert scan(c, key["alpha"], "alpha", upload_id).json["error"]["code"] == "archive_not_found"
-    assert scan(c, key["root"], "alpha", upload_id).status_code == 202
+    (uploads / f"{archive_id}.json").write_text(json.dumps(meta))
+    assert scan(c, key["alpha"], "alpha", archive_id).json["error"]["code"] == "archive_not_found"
+    assert scan(c, key["root"], "alpha", archive_id).status_code == 202
 
 
 def test_retention_still_prunes_old_uploads(site):
     app, c, key, uploads, client = site
-    upload_id = upload(c, key["alpha"]).json["archive_path"]
+    archive_id = upload(c, key["alpha"]).json["archive_path"]
     settings = app.extensions["certus"].settings
-    old = time.time() - settings.upload_retention_seconds - 60
-    for path in uploads.glob(f"{upload_id}*"):
+    old = time.time() - settings.archive_retention_seconds - 60
+    for path in uploads.glob(f"{archive_id}*"):
         os.utime(path, (old, old))
     removed = Retention(settings, client).prune_uploads()
-    assert sorted(Path(p).name for p in removed) == [f"{upload_id}.json", f"{upload_id}.tar.gz"]
+    assert sorted(Path(p).name for p in removed) == [f"{archive_id}.json", f"{archive_id}.tar.gz"]
     assert list(uploads.iterdir()) == []

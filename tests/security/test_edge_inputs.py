@@ -115,7 +115,7 @@ def test_no_identifier_or_name_takes_a_hidden_character(edge, char):  # noqa: F8
 def test_an_uploaded_archive_named_with_a_hidden_character_is_refused(edge, tmp_path, char):  # noqa: F811
     build, keys, _ = edge
     uploads = tmp_path / "uploads"
-    c = make_app(build, uploads_root=str(uploads)).test_client()
+    c = make_app(build, archives_root=str(uploads)).test_client()
     key, _ = keys.create("submitter", ["ws-a"])
     answer = c.post("/v1/security-scans/upload-archive", headers=auth(key), content_type="multipart/form-data",
                     data={"file": (io.BytesIO(_tar_bytes({"a.py": b"1"})), f"invoice{char}rat.tar")})

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 import tasks.textsafe
+from tasks.api_keys import KeyStore
 from tasks.events import EventLog
-from tasks.keys import KeyStore
 from tasks.redis_client import connect
 from tasks.settings import Settings
 from tasks.store import ScanStore, new_record

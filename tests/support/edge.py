@@ -12,7 +12,7 @@ import redis
 from flask import Flask
 
 from app import create_app
-from tasks.keys import KeyStore
+from tasks.api_keys import KeyStore
 from tasks.settings import Settings
 
 

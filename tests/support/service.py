@@ -13,7 +13,7 @@ import requests
 
 from stack import processes
 from stack.ports import free_port, wait_port
-from tasks.keys import KeyStore
+from tasks.api_keys import KeyStore
 from tasks.redis_client import connect
 from tasks.settings import Settings
 

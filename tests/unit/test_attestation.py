@@ -10,7 +10,7 @@ import pytest
 from tasks.settings import Settings
 from tests.support.cosign import HINT, find_cosign, run_cosign
 from workers import verify as verify_cli
-from workers.signing import keys
+from workers.signing import signing_keys
 from workers.signing.attestation import ATTESTATION_PATH, PREDICATE_TYPE, attest, verify_bundle
 
 FILES = {
@@ -22,12 +22,12 @@ FILES = {
 
 
 @pytest.fixture()
-def signer(tmp_path: Path) -> keys.Signer:
-    return keys.load_signer(Settings(signing_key_dir=str(tmp_path / "keys")), {"COSIGN_PASSWORD": "pw"})
+def signer(tmp_path: Path) -> signing_keys.Signer:
+    return signing_keys.load_signer(Settings(signing_key_dir=str(tmp_path / "keys")), {"COSIGN_PASSWORD": "pw"})
 
 
 @pytest.fixture()
-def bundle(tmp_path: Path, signer: keys.Signer) -> Path:
+def bundle(tmp_path: Path, signer: signing_keys.Signer) -> Path:
     root = tmp_path / "test_0123456789ab"
     for rel, text in FILES.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -42,7 +42,7 @@ def _cli(bundle: Path, key: Path, capsys: pytest.CaptureFixture[str]) -> tuple[i
     return code, out.out + out.err
 
 
-def test_statement_covers_every_other_file(bundle: Path, signer: keys.Signer) -> None:
+def test_statement_covers_every_other_file(bundle: Path, signer: signing_keys.Signer) -> None:
     envelope = json.loads((bundle / ATTESTATION_PATH).read_text())
     assert envelope["payloadType"] == "application/vnd.in-toto+json"
     result = verify_bundle(bundle, signer.public_key_pem)
@@ -52,13 +52,13 @@ def test_statement_covers_every_other_file(bundle: Path, signer: keys.Signer) ->
     assert result.statement["predicateType"] == PREDICATE_TYPE
 
 
-def test_verify_command_ok(bundle: Path, signer: keys.Signer, capsys: pytest.CaptureFixture[str]) -> None:
+def test_verify_command_ok(bundle: Path, signer: signing_keys.Signer, capsys: pytest.CaptureFixture[str]) -> None:
     code, text = _cli(bundle, signer.public_key_path, capsys)
     assert code == 0 and "Verified OK" in text
 
 
 @pytest.mark.parametrize("tamper", ["change", "remove", "add", "link", "replace_attestation_key"])
-def test_any_change_fails(bundle: Path, signer: keys.Signer, tamper: str, tmp_path: Path,
+def test_any_change_fails(bundle: Path, signer: signing_keys.Signer, tamper: str, tmp_path: Path,
                           capsys: pytest.CaptureFixture[str]) -> None:
     if tamper == "change":
         (bundle / "reports/sast/bandit.sarif.json").write_text('{"version": "2.1.0", "runs": []}\n')
@@ -79,7 +79,7 @@ def test_any_change_fails(bundle: Path, signer: keys.Signer, tamper: str, tmp_pa
     else:
         # Re-signing the edited bundle with another key does not fool a verifier holding the real key.
         (bundle / "scan.json").write_text('{"test_id": "forged"}\n')
-        other = keys.load_signer(Settings(signing_key_dir=str(tmp_path / "other")), {"COSIGN_PASSWORD": "x"})
+        other = signing_keys.load_signer(Settings(signing_key_dir=str(tmp_path / "other")), {"COSIGN_PASSWORD": "x"})
         attest(bundle, {"scan": {}}, other)
         expect = "signature_invalid"
     result = verify_bundle(bundle, signer.public_key_pem)
@@ -97,7 +97,7 @@ def test_verify_command_errors(bundle: Path, tmp_path: Path, capsys: pytest.Capt
     assert code == 1 and "attestation_missing" in text
 
 
-def test_stock_cosign_verifies_every_file(bundle: Path, signer: keys.Signer) -> None:
+def test_stock_cosign_verifies_every_file(bundle: Path, signer: signing_keys.Signer) -> None:
     cosign = find_cosign()
     if cosign is None:
         pytest.skip(HINT)

@@ -103,10 +103,10 @@ def test_retention_removes_old_uploads_unless_a_live_scan_names_them(env, tmp_pa
     uploads.mkdir()
     old = time.time() - 8 * 24 * 3600
 
-    def upload(upload_id: str, age: float) -> Path:
-        archive = uploads / f"{upload_id}.tar.gz"
+    def upload(archive_id: str, age: float) -> Path:
+        archive = uploads / f"{archive_id}.tar.gz"
         archive.write_bytes(b"archive")
-        meta = uploads / f"{upload_id}.json"
+        meta = uploads / f"{archive_id}.json"
         meta.write_text(json.dumps({"stored": archive.name, "filename": "src.tar.gz"}))
         for path in (archive, meta):
             os.utime(path, (age, age))
@@ -122,7 +122,7 @@ def test_retention_removes_old_uploads_unless_a_live_scan_names_them(env, tmp_pa
     os.utime(partial, (old, old))
     run_env = {"PATH": "/usr/bin:/bin", "CERTUS_ASSURANCE_REDIS_URL": settings.redis_url,
                "CERTUS_ASSURANCE_ARTIFACT_ROOT": settings.artifact_root,
-               "CERTUS_ASSURANCE_WORK_ROOT": settings.work_root, "CERTUS_ASSURANCE_UPLOADS_ROOT": str(uploads)}
+               "CERTUS_ASSURANCE_WORK_ROOT": settings.work_root, "CERTUS_ASSURANCE_ARCHIVES_ROOT": str(uploads)}
     out = subprocess.run([sys.executable, "-m", "workers.retention"], cwd=ROOT, env=run_env, capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr

@@ -1,6 +1,6 @@
 import pytest
 
-from tasks.settings import Settings, SettingsError, markdown_table
+from tasks.settings import PREFIX, Settings, SettingsError, markdown_table
 
 
 def test_defaults_and_env_parsing(tmp_path):
@@ -37,3 +37,12 @@ def test_every_setting_is_documented():
     for name in Settings.__dataclass_fields__:
         assert f"CERTUS_ASSURANCE_{name.upper()}" in table
     assert "| |" not in table
+
+
+def test_old_archive_setting_names_still_work_and_warn():
+    with pytest.warns(FutureWarning, match="UPLOAD_MAX_BYTES is deprecated"):
+        s = Settings.from_env({PREFIX + "UPLOAD_MAX_BYTES": "1234"})
+    assert s.archive_file_max_bytes == 1234
+    assert Settings.from_env({PREFIX + "ARCHIVE_FILE_MAX_BYTES": "99"}).archive_file_max_bytes == 99
+    with pytest.raises(SettingsError, match="disagree"):
+        Settings.from_env({PREFIX + "UPLOADS_ROOT": "/a", PREFIX + "ARCHIVES_ROOT": "/b"})

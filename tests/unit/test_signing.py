@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tasks.settings import Settings
-from workers.signing import dsse, intoto, keys
+from workers.signing import dsse, intoto, signing_keys
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,7 @@ def key() -> ec.EllipticCurvePrivateKey:
 
 
 def test_encrypted_key_round_trip_and_format(key: ec.EllipticCurvePrivateKey) -> None:
-    pem = keys.encrypt_private_key(key, "s3cret")
+    pem = signing_keys.encrypt_private_key(key, "s3cret")
     text = pem.decode()
     assert text.startswith("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\n")
     body = json.loads(base64.b64decode("".join(text.strip().splitlines()[1:-1])))
@@ -28,40 +28,43 @@ def test_encrypted_key_round_trip_and_format(key: ec.EllipticCurvePrivateKey) ->
     assert len(base64.b64decode(body["kdf"]["salt"])) == 32
     assert body["cipher"]["name"] == "nacl/secretbox"
     assert len(base64.b64decode(body["cipher"]["nonce"])) == 24
-    loaded = keys.decrypt_private_key(pem, "s3cret")
+    loaded = signing_keys.decrypt_private_key(pem, "s3cret")
     assert loaded.private_numbers() == key.private_numbers()
 
 
 def test_wrong_password_is_refused(key: ec.EllipticCurvePrivateKey) -> None:
-    pem = keys.encrypt_private_key(key, "right")
-    with pytest.raises(keys.SigningKeyError) as err:
-        keys.decrypt_private_key(pem, "wrong")
+    pem = signing_keys.encrypt_private_key(key, "right")
+    with pytest.raises(signing_keys.SigningKeyError) as err:
+        signing_keys.decrypt_private_key(pem, "wrong")
     assert err.value.code == "key_password_wrong"
 
 
 def test_other_pem_is_refused(key: ec.EllipticCurvePrivateKey) -> None:
-    with pytest.raises(keys.SigningKeyError) as err:
-        keys.decrypt_private_key(keys.public_pem(key), "x")
+    with pytest.raises(signing_keys.SigningKeyError) as err:
+        signing_keys.decrypt_private_key(signing_keys.public_pem(key), "x")
     assert err.value.code == "key_unreadable"
 
 
 def test_sign_and_verify(key: ec.EllipticCurvePrivateKey) -> None:
-    sig = keys.sign_bytes(key, b"manifest bytes")
-    pub = keys.public_pem(key)
-    assert keys.verify_bytes(pub, b"manifest bytes", sig)
-    assert not keys.verify_bytes(pub, b"manifest bytes!", sig)
-    other = keys.public_pem(ec.generate_private_key(ec.SECP256R1()))
-    assert not keys.verify_bytes(other, b"manifest bytes", sig)
-    assert keys.decode_signature(base64.b64encode(sig).decode() + "\n") == sig
-    with pytest.raises(keys.SigningKeyError):
-        keys.decode_signature("not base64 !")
+    sig = signing_keys.sign_bytes(key, b"manifest bytes")
+    pub = signing_keys.public_pem(key)
+    assert signing_keys.verify_bytes(pub, b"manifest bytes", sig)
+    assert not signing_keys.verify_bytes(pub, b"manifest bytes!", sig)
+    other = signing_keys.public_pem(ec.generate_private_key(ec.SECP256R1()))
+    assert not signing_keys.verify_bytes(other, b"manifest bytes", sig)
+    assert signing_keys.decode_signature(base64.b64encode(sig).decode() + "\n") == sig
+    with pytest.raises(signing_keys.SigningKeyError):
+        signing_keys.decode_signature("not base64 !")
 
 
 def test_generated_key_pair_is_kept_and_shared(tmp_path: Path) -> None:
     settings = Settings(signing_key_dir=str(tmp_path / "keys"))
     env = {"COSIGN_PASSWORD": "pw"}
-    results: list[keys.Signer] = []
-    threads = [threading.Thread(target=lambda: results.append(keys.load_signer(settings, env))) for _ in range(3)]
+    results: list[signing_keys.Signer] = []
+    def load() -> None:
+        results.append(signing_keys.load_signer(settings, env))
+
+    threads = [threading.Thread(target=load) for _ in range(3)]
     for t in threads:
         t.start()
     for t in threads:
@@ -71,27 +74,27 @@ def test_generated_key_pair_is_kept_and_shared(tmp_path: Path) -> None:
     assert first.key_path == tmp_path / "keys" / "cosign.key"
     assert (tmp_path / "keys" / "cosign.pub").read_bytes() == first.public_key_pem
     assert oct((tmp_path / "keys" / "cosign.key").stat().st_mode & 0o777) == "0o600"
-    again = keys.load_signer(settings, env)
+    again = signing_keys.load_signer(settings, env)
     assert again.key_id == first.key_id
-    assert keys.verify_bytes(again.public_key_pem, b"x", first.sign(b"x"))
+    assert signing_keys.verify_bytes(again.public_key_pem, b"x", first.sign(b"x"))
 
 
 def test_configured_key_ref(tmp_path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    (tmp_path / "cosign.key").write_bytes(keys.encrypt_private_key(key, "pw"))
+    (tmp_path / "cosign.key").write_bytes(signing_keys.encrypt_private_key(key, "pw"))
     settings = Settings(cosign_key_ref=f"file://{tmp_path / 'cosign.key'}", signing_key_dir=str(tmp_path / "gen"))
-    signer = keys.load_signer(settings, {"COSIGN_PASSWORD": "pw"})
-    assert signer.key_id == keys.key_id(key)
+    signer = signing_keys.load_signer(settings, {"COSIGN_PASSWORD": "pw"})
+    assert signer.key_id == signing_keys.key_id(key)
     assert not (tmp_path / "gen").exists(), "a configured key must not cause a new one to be generated"
-    with pytest.raises(keys.SigningKeyError) as err:
-        keys.load_signer(settings, {"COSIGN_PASSWORD": "nope"})
+    with pytest.raises(signing_keys.SigningKeyError) as err:
+        signing_keys.load_signer(settings, {"COSIGN_PASSWORD": "nope"})
     assert err.value.code == "key_password_wrong"
-    (tmp_path / "cosign.pub").write_bytes(keys.public_pem(ec.generate_private_key(ec.SECP256R1())))
-    with pytest.raises(keys.SigningKeyError) as err:
-        keys.load_signer(settings, {"COSIGN_PASSWORD": "pw"})
+    (tmp_path / "cosign.pub").write_bytes(signing_keys.public_pem(ec.generate_private_key(ec.SECP256R1())))
+    with pytest.raises(signing_keys.SigningKeyError) as err:
+        signing_keys.load_signer(settings, {"COSIGN_PASSWORD": "pw"})
     assert err.value.code == "key_mismatch"
     missing = Settings(cosign_key_ref=str(tmp_path / "absent.key"))
-    with pytest.raises(keys.SigningKeyError) as err:
-        keys.load_signer(missing, {"COSIGN_PASSWORD": "pw"})
+    with pytest.raises(signing_keys.SigningKeyError) as err:
+        signing_keys.load_signer(missing, {"COSIGN_PASSWORD": "pw"})
     assert err.value.code == "key_missing"
 
 
@@ -104,7 +107,7 @@ def test_pae_matches_the_dsse_spec() -> None:
 def test_dsse_sign_verify_and_tamper(key: ec.EllipticCurvePrivateKey) -> None:
     env = dsse.sign(b'{"a":1}', dsse.INTOTO_PAYLOAD_TYPE, key)
     assert env["signatures"][0]["keyid"] == ""
-    pub = keys.public_pem(key)
+    pub = signing_keys.public_pem(key)
     assert dsse.verify(env, pub).payload == b'{"a":1}'
     assert dsse.verify(json.dumps(env), pub, dsse.INTOTO_PAYLOAD_TYPE).payload_type == dsse.INTOTO_PAYLOAD_TYPE
     forged = dict(env, payload=base64.b64encode(b'{"a":2}').decode())
@@ -141,6 +144,6 @@ def test_statement_build_and_read() -> None:
 def test_unwritable_key_dir_is_a_signing_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    with pytest.raises(keys.SigningKeyError) as err:
-        keys.load_signer(Settings(signing_key_dir=str(blocker / "keys")), {"COSIGN_PASSWORD": "pw"})
+    with pytest.raises(signing_keys.SigningKeyError) as err:
+        signing_keys.load_signer(Settings(signing_key_dir=str(blocker / "keys")), {"COSIGN_PASSWORD": "pw"})
     assert err.value.code == "key_dir_unusable"

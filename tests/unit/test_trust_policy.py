@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from workers.signing import attestation, keys
+from workers.signing import attestation, signing_keys
 from workers.uploads import signing
 from workers.uploads.trust import build_request, parse_response
 from workers.uploads.trust_policy import MemoryReplayGuard, TrustPolicy, verify_proof
@@ -16,19 +16,19 @@ from workers.uploads.trust_policy import MemoryReplayGuard, TrustPolicy, verify_
 PASSWORD = "pw"  # noqa: S105
 
 
-def _signer(directory: Path) -> keys.Signer:
-    keys.generate_key_pair(directory, PASSWORD)
-    return keys.Signer(keys.decrypt_private_key((directory / "cosign.key").read_bytes(), PASSWORD),
+def _signer(directory: Path) -> signing_keys.Signer:
+    signing_keys.generate_key_pair(directory, PASSWORD)
+    return signing_keys.Signer(signing_keys.decrypt_private_key((directory / "cosign.key").read_bytes(), PASSWORD),
                        directory / "cosign.key", directory / "cosign.pub")
 
 
 @pytest.fixture(scope="module")
-def service_signer(tmp_path_factory) -> keys.Signer:
+def service_signer(tmp_path_factory) -> signing_keys.Signer:
     return _signer(tmp_path_factory.mktemp("svc"))
 
 
 @pytest.fixture(scope="module")
-def other_signer(tmp_path_factory) -> keys.Signer:
+def other_signer(tmp_path_factory) -> signing_keys.Signer:
     return _signer(tmp_path_factory.mktemp("other"))
 
 
@@ -68,7 +68,8 @@ def test_permit_carries_a_signed_proof_over_every_artifact(policy, bundle, servi
     assert req["metadata"]["commit"] == "a" * 40
     # the inner signature is a real signature over the attestation, by the service key
     att = (bundle / attestation.ATTESTATION_PATH).read_bytes()
-    assert keys.verify_bytes(service_signer.public_key_pem, att, base64.b64decode(req["inner_signature"]["signature"]))
+    signature = base64.b64decode(req["inner_signature"]["signature"])
+    assert signing_keys.verify_bytes(service_signer.public_key_pem, att, signature)
     decision = policy.decide(json.loads(json.dumps(req)))
     assert decision.permitted, decision
     stmt = verify_proof(decision.proof, signing.load_public_key(policy.proof_signer.public_key_pem))

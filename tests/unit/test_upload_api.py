@@ -9,8 +9,8 @@ import redis
 
 from app import create_app
 from tasks import names
+from tasks.api_keys import KeyStore
 from tasks.ids import new_test_id
-from tasks.keys import KeyStore
 from tasks.settings import Settings
 from tasks.store import ScanStore, new_record
 

@@ -14,7 +14,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tasks import bundle_verifier as bv
-from workers.signing import dsse, intoto, keys
+from workers.signing import dsse, intoto, signing_keys
 from workers.signing.attestation import attest
 
 FILES = {
@@ -160,7 +160,7 @@ def test_key_loading_codes(tmp_path: Path) -> None:
     with pytest.raises(bv.VerifyError) as err:
         bv.load_public_key(b"not a key")
     assert err.value.code == "key_unreadable"
-    p384 = keys.public_pem(ec.generate_private_key(ec.SECP384R1()))
+    p384 = signing_keys.public_pem(ec.generate_private_key(ec.SECP384R1()))
     with pytest.raises(bv.VerifyError) as err:
         bv.load_public_key(p384)
     assert err.value.code == "key_unsupported"

@@ -23,7 +23,7 @@ from tasks import manifest as manifests
 from tasks.profiles import builtin
 from tasks.settings import Settings
 from workers.pipeline.manifest_sources import Fetched, ManifestSourceError, fetch_uri, from_source_tree
-from workers.signing import keys
+from workers.signing import signing_keys
 
 
 @dataclass
@@ -163,8 +163,8 @@ def check_signature_shape(signature: bytes) -> None:
     try:
         if len(signature) > MAX_SIGNATURE_BYTES:
             raise ValueError("too long for a signature")
-        decode_dss_signature(keys.decode_signature(signature))
-    except (keys.SigningKeyError, ValueError) as exc:
+        decode_dss_signature(signing_keys.decode_signature(signature))
+    except (signing_keys.SigningKeyError, ValueError) as exc:
         raise ManifestSignatureError("manifest_signature_invalid",
                                      "the manifest signature is not a base64 ECDSA signature") from exc
 
@@ -230,18 +230,18 @@ def check_signature(fetched: Fetched, settings: Settings) -> tuple[bool, str | N
     if not settings.manifest_verification_key_ref:
         return False, None  # nothing to check against; recorded as present but unverified
     try:
-        public_key = keys.load_verification_key(settings.manifest_verification_key_ref)
-    except keys.SigningKeyError as exc:
+        public_key = signing_keys.load_verification_key(settings.manifest_verification_key_ref)
+    except signing_keys.SigningKeyError as exc:
         raise ManifestSignatureError("manifest_verification_key_unavailable",
                                      f"the manifest verification key cannot be used: {exc.message}") from exc
     try:
-        signature = keys.decode_signature(fetched.signature)
-    except keys.SigningKeyError as exc:
+        signature = signing_keys.decode_signature(fetched.signature)
+    except signing_keys.SigningKeyError as exc:
         raise ManifestSignatureError("manifest_signature_invalid", "the manifest signature is not base64") from exc
-    if not keys.verify_bytes(public_key, fetched.data, signature):
+    if not signing_keys.verify_bytes(public_key, fetched.data, signature):
         raise ManifestSignatureError("manifest_signature_invalid",
                                      "the manifest signature does not verify with the configured key")
-    return True, keys.key_id(public_key)
+    return True, signing_keys.key_id(public_key)
 
 
 def select_profile(text: str, parsed: manifests.Manifest | None, requested: str, source: str,

@@ -23,7 +23,7 @@ from tasks.bundle_verifier import (
     sha256_file,
 )
 from tasks.bundle_verifier import verify_bundle as _verify
-from workers.signing import dsse, intoto, keys
+from workers.signing import dsse, intoto, signing_keys
 
 __all__ = ["ATTESTATION_PATH", "PREDICATE_TYPE", "BundleVerification", "attest", "bundle_files", "verify_bundle"]
 
@@ -34,7 +34,7 @@ def bundle_files(root: Path) -> list[str]:
     return [rel for rel in list_bundle(root).files if rel != ATTESTATION_PATH]
 
 
-def attest(root: Path, predicate: Mapping[str, Any], signer: keys.Signer) -> dict[str, Any]:
+def attest(root: Path, predicate: Mapping[str, Any], signer: signing_keys.Signer) -> dict[str, Any]:
     """Sign a statement over every file now in ``root`` and write it into the bundle."""
     subjects = {rel: sha256_file(root / rel) for rel in bundle_files(root)}
     stmt = intoto.statement(subjects, PREDICATE_TYPE, dict(predicate))
@@ -48,7 +48,8 @@ def attest(root: Path, predicate: Mapping[str, Any], signer: keys.Signer) -> dic
 def verify_bundle(root: Path, public_key: ec.EllipticCurvePublicKey | bytes | str) -> BundleVerification:
     """The bundle folder ``root`` checked against ``public_key`` (a key or its PEM)."""
     try:
-        key = public_key if isinstance(public_key, ec.EllipticCurvePublicKey) else keys.load_public_key(public_key)
-    except keys.SigningKeyError as exc:
+        key = (public_key if isinstance(public_key, ec.EllipticCurvePublicKey)
+               else signing_keys.load_public_key(public_key))
+    except signing_keys.SigningKeyError as exc:
         return BundleVerification(False, exc.code, exc.message)
     return _verify(root, key)

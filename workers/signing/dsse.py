@@ -18,18 +18,18 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tasks.bundle_verifier import INTOTO_PAYLOAD_TYPE, EnvelopeError, Verified, pae, parse_envelope, verify_envelope
-from workers.signing import keys
+from workers.signing import signing_keys
 
 __all__ = ["INTOTO_PAYLOAD_TYPE", "EnvelopeError", "Verified", "pae", "parse", "sign", "verify"]
 
 parse = parse_envelope
 
 
-def sign(payload: bytes, payload_type: str, signer: keys.Signer | ec.EllipticCurvePrivateKey,
+def sign(payload: bytes, payload_type: str, signer: signing_keys.Signer | ec.EllipticCurvePrivateKey,
          keyid: str = "") -> dict[str, Any]:
     """A DSSE envelope over ``payload``. ``keyid`` stays empty by default, as cosign leaves it."""
     message = pae(payload_type, payload)
-    sig = signer.sign(message) if isinstance(signer, keys.Signer) else keys.sign_bytes(signer, message)
+    sig = signer.sign(message) if isinstance(signer, signing_keys.Signer) else signing_keys.sign_bytes(signer, message)
     return {"payloadType": payload_type,
             "payload": base64.b64encode(payload).decode(),
             "signatures": [{"keyid": keyid, "sig": base64.b64encode(sig).decode()}]}
@@ -38,5 +38,5 @@ def sign(payload: bytes, payload_type: str, signer: keys.Signer | ec.EllipticCur
 def verify(envelope: bytes | str | dict[str, Any], public_key: ec.EllipticCurvePublicKey | bytes | str,
            payload_type: str | None = None) -> Verified:
     """The envelope's payload when at least one of its signatures verifies with ``public_key``."""
-    key = public_key if isinstance(public_key, ec.EllipticCurvePublicKey) else keys.load_public_key(public_key)
+    key = public_key if isinstance(public_key, ec.EllipticCurvePublicKey) else signing_keys.load_public_key(public_key)
     return verify_envelope(envelope, key, payload_type)

@@ -91,8 +91,8 @@ def _git(settings: Settings, record: dict[str, Any], dest: Path, redactor: Redac
 
 def resolve_archive(settings: Settings, value: str) -> tuple[Path, dict[str, Any] | None]:
     """An upload id -> the stored upload; a path -> itself, checked again against the allowed roots."""
-    if archives.is_upload_id(value):
-        found = archives.load(settings.uploads_root, value)
+    if archives.is_archive_id(value):
+        found = archives.load(settings.archives_root, value)
         if found is None:
             raise SourceError("archive_not_found", "no uploaded archive has that id")
         return found

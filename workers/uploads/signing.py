@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tasks.settings import Settings
-from workers.signing import dsse, intoto, keys
+from workers.signing import dsse, intoto, signing_keys
 from workers.signing.attestation import ATTESTATION_PATH, PREDICATE_TYPE
 
 INTOTO_PAYLOAD_TYPE = dsse.INTOTO_PAYLOAD_TYPE
@@ -26,17 +26,17 @@ class Signer(Protocol):
 
 
 class PemSigner:
-    """A plain ECDSA P-256 key (the Trust's proof key), signing like ``keys.Signer``."""
+    """A plain ECDSA P-256 key (the Trust's proof key), signing like ``signing_keys.Signer``."""
 
     def __init__(self, key: ec.EllipticCurvePrivateKey) -> None:
         self.key = key
 
     @property
     def public_key_pem(self) -> bytes:
-        return keys.public_pem(self.key)
+        return signing_keys.public_pem(self.key)
 
     def sign(self, data: bytes) -> bytes:
-        return keys.sign_bytes(self.key, data)
+        return signing_keys.sign_bytes(self.key, data)
 
 
 def load_or_create_pem_key(path: Path) -> ec.EllipticCurvePrivateKey:
@@ -62,16 +62,16 @@ def load_or_create_pem_key(path: Path) -> ec.EllipticCurvePrivateKey:
     return loaded
 
 
-def load_service_signer(settings: Settings) -> keys.Signer:
-    return keys.load_signer(settings)
+def load_service_signer(settings: Settings) -> signing_keys.Signer:
+    return signing_keys.load_signer(settings)
 
 
 def load_public_key(pem: bytes | str) -> ec.EllipticCurvePublicKey:
-    return keys.load_public_key(pem)
+    return signing_keys.load_public_key(pem)
 
 
 def verify_bytes(public_key: ec.EllipticCurvePublicKey, data: bytes, signature: bytes) -> bool:
-    return keys.verify_bytes(public_key, data, signature)
+    return signing_keys.verify_bytes(public_key, data, signature)
 
 
 def dsse_envelope(payload: bytes, payload_type: str, signer: Signer) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from marshmallow import RAISE, Schema, fields, validate
 
 from app.schemas.patterns import Whole, shown_as_is
 from app.schemas.scans import SLUG
-from tasks.keys import ROLES
+from tasks.api_keys import ROLES
 
 MAX_WORKSPACES = 64
 

@@ -18,8 +18,8 @@ from flask import Blueprint, Response, current_app, jsonify
 from app.auth import current_principal
 from app.errors import APIError
 from app.routes.scans import json_body
-from app.schemas.keys import KeyCreateSchema
-from tasks.keys import InvalidKeySpec, KeyStore, Principal
+from app.schemas.api_keys import KeyCreateSchema
+from tasks.api_keys import InvalidKeySpec, KeyStore, Principal
 
 bp = Blueprint("keys", __name__, url_prefix="/v1/keys")
 log = logging.getLogger(__name__)
