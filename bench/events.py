@@ -17,7 +17,9 @@ from bench.harness import Stack
 from bench.stats import percentile
 from tasks.events import EventLog, encode_event, stream_key
 from tasks.ids import new_test_id
-from tasks.store import ScanStore, StreamAppend, new_record
+from tasks.records import ScanRecord
+from tasks.states import ScanStatus
+from tasks.store import ScanStore, StreamAppend
 
 
 def _paced(count: int, rate: float, send: Any) -> None:
@@ -35,16 +37,16 @@ def _new_scan(stack: Stack) -> tuple[str, ScanStore, EventLog]:
     store = ScanStore(client)
     events = EventLog(client, maxlen=100000)
     test_id = new_test_id()
-    store.create(new_record(test_id=test_id, workspace_id="bench", component_id="c", assessment_id="a",
+    store.create(ScanRecord(test_id=test_id, workspace_id="bench", component_id="c", assessment_id="a",
                             source_type="git", profile="smoke"))
-    store.transition(test_id, "RUNNING")
+    store.transition(test_id, ScanStatus.RUNNING)
     return test_id, store, events
 
 
 def _complete(store: ScanStore, events: EventLog, test_id: str) -> None:
     payload = encode_event("scan_complete", {"status": "SUCCEEDED", "summary": None, "bundle": None,
                                              "manifest_digest": None})
-    store.transition(test_id, "SUCCEEDED", event=StreamAppend(stream_key(test_id), events.next_id(test_id),
+    store.transition(test_id, ScanStatus.SUCCEEDED, event=StreamAppend(stream_key(test_id), events.next_id(test_id),
                                                                payload, 100000))
 
 

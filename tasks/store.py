@@ -16,63 +16,86 @@ from typing import Any
 
 import redis
 
-from tasks import metrics
+from tasks import keyspace, metrics
 from tasks.api_keys import BUCKET_TAKE_LUA, KeyCheck
-from tasks.clock import utcnow_iso
 from tasks.enqueue import QueuedTask
+from tasks.records import ScanRecord, decode_fields, fields_of
+from tasks.states import TERMINAL, TRANSITIONS, ScanStatus
 
-QUEUED = "QUEUED"
-RUNNING = "RUNNING"
-SUCCEEDED = "SUCCEEDED"
-FAILED = "FAILED"
-CANCELLED = "CANCELLED"
-STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
-TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED})
+# The names the rest of the service imports from here.
+QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (ScanStatus.QUEUED, ScanStatus.RUNNING, ScanStatus.SUCCEEDED,
+                                                 ScanStatus.FAILED, ScanStatus.CANCELLED)
+STATUSES: tuple[ScanStatus, ...] = tuple(ScanStatus)
 
-# Which status may follow which. RUNNING -> RUNNING is a restart after a lost worker.
-TRANSITIONS: dict[str, frozenset[str]] = {
-    QUEUED: frozenset({RUNNING, FAILED, CANCELLED}),
-    RUNNING: frozenset({RUNNING, SUCCEEDED, FAILED, CANCELLED}),
-    SUCCEEDED: frozenset(),
-    FAILED: frozenset(),
-    CANCELLED: frozenset(),
-}
-
-UPLOAD_STATUSES = ("pending", "permitted", "uploaded", "denied", "upload_failed")
-
-_TRANSITION_LUA = """
-local cur = redis.call('HGET', KEYS[1], 'status')
-if not cur then return {0, ''} end
-cur = cjson.decode(cur)
-local n_allowed = tonumber(ARGV[2])
-local allowed = false
-for i = 3, 2 + n_allowed do
-  if ARGV[i] == cur then allowed = true end
+# One compare-and-set of a status field of a scan's hash (the scan's ``status`` or its
+# ``upload_status``), with that field's bookkeeping, in one atomic step.
+# KEYS: record, bookkeeping (the status-set prefix, or the upload counts hash), scan id, stream (or
+# ca:none), the per-workspace queued-set prefix.
+# ARGV: field, new value, mode ('sets' | 'counts'), n guards, (guard field, expected)*, n allowed,
+# allowed*, n fields, (name, JSON value)*, event id, event, stream maxlen.
+# Answers {1, previous, '', ''} when written, {0, previous, guard, its value} when a guard refused
+# ('missing' when there is no record), {0, previous, '', ''} when the current value is not allowed.
+CAS_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, '', 'missing', ''} end
+local function current(name)
+  local v = redis.call('HGET', KEYS[1], name)
+  if v then v = cjson.decode(v) end
+  if type(v) ~= 'string' then return '' end
+  return v
 end
-if not allowed then return {0, cur} end
-local new = ARGV[1]
-local i = 3 + n_allowed
+local name, new, mode = ARGV[1], ARGV[2], ARGV[3]
+local cur = current(name)
+local i = 5
+for _ = 1, tonumber(ARGV[4]) do
+  local got = current(ARGV[i])
+  if got ~= ARGV[i + 1] then return {0, cur, ARGV[i], got} end
+  i = i + 2
+end
+local n_allowed = tonumber(ARGV[i])
+i = i + 1
+local allowed = false
+for _ = 1, n_allowed do
+  if ARGV[i] == cur then allowed = true end
+  i = i + 1
+end
+if not allowed then return {0, cur, '', ''} end
 local n_fields = tonumber(ARGV[i])
+i = i + 1
 -- The event goes first: if its id is refused, nothing else has been written.
-local e = i + 1 + 2 * n_fields
+local e = i + 2 * n_fields
 if ARGV[e] ~= '' then
   redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[e + 2], ARGV[e], 'e', ARGV[e + 1])
 end
-i = i + 1
 for _ = 1, n_fields do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
   i = i + 2
 end
-redis.call('HSET', KEYS[1], 'status', cjson.encode(new))
-if cur ~= new then redis.call('SREM', KEYS[2] .. cur, KEYS[3]) end
-redis.call('SADD', KEYS[2] .. new, KEYS[3])
-if cur == 'QUEUED' and new ~= 'QUEUED' then
-  -- the per-workspace queued set keeps the queue cap an O(1) check
-  local ws = redis.call('HGET', KEYS[1], 'workspace_id')
-  if ws then redis.call('SREM', 'ca:queued:ws:' .. cjson.decode(ws), KEYS[3]) end
+redis.call('HSET', KEYS[1], name, cjson.encode(new))
+if mode == 'sets' then
+  if cur ~= new then redis.call('SREM', KEYS[2] .. cur, KEYS[3]) end
+  redis.call('SADD', KEYS[2] .. new, KEYS[3])
+  if cur == 'QUEUED' and new ~= 'QUEUED' then
+    -- the per-workspace queued set keeps the queue cap an O(1) check
+    local ws = redis.call('HGET', KEYS[1], 'workspace_id')
+    if ws then redis.call('SREM', KEYS[5] .. cjson.decode(ws), KEYS[3]) end
+  end
+else
+  if cur ~= '' then redis.call('HINCRBY', KEYS[2], cur, -1) end
+  redis.call('HINCRBY', KEYS[2], new, 1)
 end
-return {1, cur}
+return {1, cur, '', ''}
 """
+
+
+@dataclass(frozen=True)
+class Move:
+    """What a compare-and-set did: ``ok``, the value it found (``previous``, '' for none) and, when
+    a guard refused it, which guard field (``guard``: 'missing' when there is no record) and its value."""
+
+    ok: bool
+    previous: str
+    guard: str = ""
+    guard_value: str = ""
 
 
 # KEYS: record, all-index, workspace index, status set, workspace queued set, stream, task list,
@@ -81,7 +104,7 @@ return {1, cur}
 # record's fields. Answers {1, 0} written, {0, queued} queue full, {-1, 0} key not as expected,
 # {-2, wait ms} key out of tokens.
 _CREATE_LUA = BUCKET_TAKE_LUA + """
-if KEYS[8] ~= 'ca:none' then
+if KEYS[8] ~= '""" + keyspace.NONE + """' then
   if redis.call('GET', KEYS[8]) ~= ARGV[9] then return {-1, 0} end
   local allowed, wait = take(KEYS[9], tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12]))
   if allowed == 0 then return {-2, wait} end
@@ -144,11 +167,7 @@ class StreamAppend:
 @dataclass(frozen=True)
 class TransitionResult:
     ok: bool
-    previous: str | None
-
-
-# One encoder for every field: json.dumps with options builds a new one per call.
-_dumps = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+    previous: ScanStatus | None
 
 
 def encode_cursor(score: float, test_id: str) -> str:
@@ -164,21 +183,48 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
         raise InvalidCursor("cursor is not one this service issued") from exc
 
 
+class CompareAndSet:
+    """The one compare-and-set script (``CAS_LUA``), for a scan's status and its upload status."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._script = client.register_script(CAS_LUA)
+
+    def __call__(self, test_id: str, field: str, new: str, *, allowed: Iterable[str],
+                 guards: Mapping[str, str] | None = None, values: Mapping[str, object] | None = None,
+                 event: StreamAppend | None = None) -> Move:
+        allowed = list(allowed)
+        guard_items = list((guards or {}).items())
+        written = fields_of(values or {})
+        mode, bookkeeping = ("sets", keyspace.STATUS_PREFIX) if field == "status" else ("counts",
+                                                                                      keyspace.UPLOAD_COUNTS)
+        args: list[str] = [field, new, mode, str(len(guard_items))]
+        for name, expected in guard_items:
+            args += [name, expected]
+        args += [str(len(allowed)), *allowed, str(len(written))]
+        for name, value in written.items():
+            args += [name, value]
+        args += [event.event_id, event.payload, str(event.maxlen)] if event is not None else ["", "", "0"]
+        keys = [keyspace.scan(test_id), bookkeeping, test_id, event.key if event is not None else keyspace.NONE,
+                keyspace.QUEUED_WS_PREFIX]
+        ok, previous, guard, guard_value = self._script(keys=keys, args=args)
+        return Move(bool(ok), str(previous), str(guard), str(guard_value))
+
+
 class ScanStore:
-    """Scan records. Keys: ``ca:scan:{id}`` (hash), ``ca:idx:*`` (zsets), ``ca:status:{S}`` (sets)."""
+    """Scan records (``ScanRecord``), their indexes and per-status sets; key names in ``tasks.keyspace``."""
 
     def __init__(self, client: redis.Redis, *, retention_seconds: int = 30 * 24 * 3600) -> None:
         self.redis = client
         self.retention_seconds = retention_seconds
-        self._transition = client.register_script(_TRANSITION_LUA)
+        self.cas = CompareAndSet(client)
         self._create = client.register_script(_CREATE_LUA)
 
     @staticmethod
     def key(test_id: str) -> str:
-        return f"ca:scan:{test_id}"
+        return keyspace.scan(test_id)
 
     # -- writing -----------------------------------------------------------------------------
-    def create(self, record: Mapping[str, Any], *, event: StreamAppend | None = None,
+    def create(self, record: ScanRecord, *, event: StreamAppend | None = None,
                queue_cap: int | None = None, task: QueuedTask | None = None,
                key_check: KeyCheck | None = None) -> None:
         """Write a new record, its indexes, and optionally its first event and its task message, in
@@ -192,17 +238,17 @@ class ScanStore:
         expects (``KeyNotCurrent`` otherwise) and has a token to take (``KeyRateLimited``): the
         submitter is authenticated in the same step as its write, not one round trip before it.
         """
-        test_id = record["test_id"]
-        args: list[Any] = ["" if queue_cap is None else queue_cap, repr(time.time()), test_id, record["status"],
-                           *((event.event_id, event.payload, event.maxlen) if event is not None else ("", "", 0)),
-                           task.payload if task is not None else "",
-                           *(key_check.args if key_check is not None else ("", "", "", ""))]
-        for name, value in record.items():
-            args += [name, _dumps(value)]
-        keys = [self.key(test_id), "ca:idx:all", f"ca:idx:ws:{record['workspace_id']}",
-                f"ca:status:{record['status']}", queued_key(record["workspace_id"]),
-                event.key if event is not None else "ca:none", task.queue if task is not None else "ca:none",
-                *(key_check.keys if key_check is not None else ("ca:none", "ca:none"))]
+        test_id = record.test_id
+        args: list[Any] = ["" if queue_cap is None else queue_cap, repr(time.time()), test_id, record.status,
+                              *((event.event_id, event.payload, event.maxlen) if event is not None else ("", "", 0)),
+                              task.payload if task is not None else "",
+                              *(key_check.args if key_check is not None else ("", "", "", ""))]
+        for name, value in record.to_fields().items():
+            args += [name, value]
+        keys = [self.key(test_id), keyspace.ALL_INDEX, keyspace.workspace_index(record.workspace_id),
+                keyspace.status_set(record.status), keyspace.queued_in_workspace(record.workspace_id),
+                event.key if event is not None else keyspace.NONE, task.queue if task is not None else keyspace.NONE,
+                *(key_check.keys if key_check is not None else (keyspace.NONE, keyspace.NONE))]
         answer, detail = (int(v) for v in self._create(keys=keys, args=args))
         if answer == -1:
             raise KeyNotCurrent("the API key changed or was revoked")
@@ -215,19 +261,20 @@ class ScanStore:
         """Remove every trace of a scan (used when a submission could not be enqueued)."""
         pipe = self.redis.pipeline(transaction=True)
         pipe.delete(self.key(test_id))
-        pipe.zrem("ca:idx:all", test_id)
-        pipe.zrem(f"ca:idx:ws:{workspace_id}", test_id)
+        pipe.zrem(keyspace.ALL_INDEX, test_id)
+        pipe.zrem(keyspace.workspace_index(workspace_id), test_id)
         for status in STATUSES:
-            pipe.srem(f"ca:status:{status}", test_id)
-        pipe.srem(queued_key(workspace_id), test_id)
+            pipe.srem(keyspace.status_set(status), test_id)
+        pipe.srem(keyspace.queued_in_workspace(workspace_id), test_id)
         pipe.execute()
 
-    def update(self, test_id: str, **fields: Any) -> None:
+    def update(self, test_id: str, **fields: object) -> None:
         if fields:
-            self.redis.hset(self.key(test_id), mapping={k: _dumps(v) for k, v in fields.items()})
+            mapping: dict[Any, Any] = fields_of(fields)
+            self.redis.hset(self.key(test_id), mapping=mapping)
 
-    def transition(self, test_id: str, new_status: str, *, allowed_from: Iterable[str] | None = None,
-                   event: StreamAppend | None = None, **fields: Any) -> TransitionResult:
+    def transition(self, test_id: str, new_status: ScanStatus, *, allowed_from: Iterable[ScanStatus] | None = None,
+                   event: StreamAppend | None = None, **fields: object) -> TransitionResult:
         """Move a scan to ``new_status`` if its current status allows it; set ``fields`` with it.
 
         ``event`` is appended to the scan's stream in the same atomic step, so a reader never sees
@@ -235,19 +282,8 @@ class ScanStore:
         """
         if allowed_from is None:
             allowed_from = [s for s, nxt in TRANSITIONS.items() if new_status in nxt]
-        allowed = list(allowed_from)
-        args: list[str] = [new_status, str(len(allowed)), *allowed, str(len(fields))]
-        for name, value in fields.items():
-            args += [name, _dumps(value)]
-        if event is not None:
-            args += [event.event_id, event.payload, str(event.maxlen)]
-            stream = event.key
-        else:
-            args += ["", "", "0"]
-            stream = "ca:none"
-        ok, previous = self._transition(keys=[self.key(test_id), "ca:status:", test_id, stream],
-                                        args=args)
-        result = TransitionResult(bool(ok), previous or None)
+        move = self.cas(test_id, "status", new_status, allowed=allowed_from, values=fields, event=event)
+        result = TransitionResult(move.ok, ScanStatus(move.previous) if move.previous else None)
         if result.ok and event is not None:
             metrics.EVENTS_APPENDED.labels(type=json.loads(event.payload).get("type", "unknown")).inc()
         if result.ok and new_status in TERMINAL:
@@ -255,36 +291,40 @@ class ScanStore:
         return result
 
     # -- reading -----------------------------------------------------------------------------
-    def get(self, test_id: str) -> dict[str, Any] | None:
-        raw: Any = self.redis.hgetall(self.key(test_id))
-        if not raw:
-            return None
-        return {k: json.loads(v) for k, v in raw.items()}
+    def get(self, test_id: str) -> ScanRecord | None:
+        raw: Mapping[str, str] = self.redis.hgetall(self.key(test_id))  # type: ignore[assignment]
+        return ScanRecord.from_fields(raw) if raw else None
 
     def get_fields(self, test_id: str, *names: str) -> dict[str, Any]:
-        values = self.redis.hmget(self.key(test_id), list(names))
-        return {n: (json.loads(v) if v is not None else None) for n, v in zip(names, values, strict=True)}
+        """Some fields of a record (None for each one that is not set), without reading the rest."""
+        fields_of(dict.fromkeys(names))  # only names of the record's fields
+        values: list[str | None] = self.redis.hmget(self.key(test_id), list(names))  # type: ignore[assignment]
+        return decode_fields(names, values)
+
+    def status(self, test_id: str) -> ScanStatus | None:
+        raw = self.get_fields(test_id, "status")["status"]
+        return ScanStatus(raw) if raw is not None else None
 
     def exists(self, test_id: str) -> bool:
         return bool(self.redis.exists(self.key(test_id)))
 
     def list(self, *, workspace_id: str | None = None, status: str | None = None,
              component_id: str | None = None, cursor: str | None = None,
-             limit: int = 50, workspaces: Iterable[str] | None = None) -> tuple[list[dict[str, Any]], str | None]:
+             limit: int = 50, workspaces: Iterable[str] | None = None) -> tuple[list[ScanRecord], str | None]:
         """Newest first. Returns one page and the cursor of the next page (None at the end)."""
-        index = f"ca:idx:ws:{workspace_id}" if workspace_id else "ca:idx:all"
+        index = keyspace.workspace_index(workspace_id) if workspace_id else keyspace.ALL_INDEX
         only = frozenset(workspaces) if workspaces is not None else None
         max_score: str = "+inf"
         after_id: str | None = None
         if cursor:
             score, after_id = decode_cursor(cursor)
             max_score = repr(score)
-        page: list[dict[str, Any]] = []
+        page: list[ScanRecord] = []
         batch = max(limit * 2, 50)
         offset = 0
         while len(page) < limit:
-            members: Any = self.redis.zrevrangebyscore(index, max_score, "-inf", start=offset, num=batch,
-                                                  withscores=True)
+            members: list[tuple[str, float]] = self.redis.zrevrangebyscore(  # type: ignore[assignment]
+                index, max_score, "-inf", start=offset, num=batch, withscores=True)
             if not members:
                 return page, None
             offset += len(members)
@@ -297,58 +337,28 @@ class ScanStore:
                 if record is None:  # expired: drop it from the indexes lazily
                     self.redis.zrem(index, test_id)
                     continue
-                if status and record.get("status") != status:
+                if status and record.status != status:
                     continue
-                if component_id and record.get("component_id") != component_id:
+                if component_id and record.component_id != component_id:
                     continue
-                if only is not None and record.get("workspace_id") not in only:
+                if only is not None and record.workspace_id not in only:
                     continue
                 page.append(record)
                 if len(page) == limit:
                     return page, encode_cursor(score, test_id)
         return page, None
 
-    def counts_by_status(self) -> dict[str, int]:
+    def counts_by_status(self) -> dict[ScanStatus, int]:
         pipe = self.redis.pipeline(transaction=False)
         for status in STATUSES:
-            pipe.scard(f"ca:status:{status}")
+            pipe.scard(keyspace.status_set(status))
         return dict(zip(STATUSES, (int(n) for n in pipe.execute()), strict=True))
 
     def queued_in_workspace(self, workspace_id: str) -> int:
         """How many scans of one workspace are QUEUED (one set per workspace, kept by create and
         transition, so the per-workspace cap costs one command however long the queue is)."""
-        return int(self.redis.scard(queued_key(workspace_id)))
+        return int(self.redis.scard(keyspace.queued_in_workspace(workspace_id)))
 
-    def ids_with_status(self, status: str) -> set[str]:
-        members: Any = self.redis.smembers(f"ca:status:{status}")
+    def ids_with_status(self, status: ScanStatus) -> set[str]:
+        members: set[str] = self.redis.smembers(keyspace.status_set(status))  # type: ignore[assignment]
         return set(members)
-
-
-def queued_key(workspace_id: str) -> str:
-    return f"ca:queued:ws:{workspace_id}"
-
-
-def new_record(**fields: Any) -> dict[str, Any]:
-    """A fresh QUEUED record with every field the status endpoint reports."""
-    record: dict[str, Any] = {
-        "status": QUEUED,
-        "created_at": utcnow_iso(),
-        "started_at": None,
-        "completed_at": None,
-        "resolved_commit": None,
-        "phases": [],
-        "summary": None,
-        "policy": None,
-        "artifacts": {},
-        "warnings": [],
-        "errors": [],
-        "manifest_metadata": None,
-        "upload_status": None,
-        "upload_permission_id": None,
-        "verification_proof": None,
-        "remote_artifacts": None,
-        "attempt": 0,
-        "cancel_requested": False,
-    }
-    record.update(fields)
-    return record

@@ -16,66 +16,24 @@ from typing import Any
 
 import redis
 
+from tasks import keyspace
 from tasks.clock import utcnow_iso
 from tasks.events import EventLog
+from tasks.records import UPLOAD_FIELDS, UploadRecord, encode
+from tasks.states import UPLOAD_FINAL, UPLOAD_IN_FLIGHT, ScanStatus, UploadStatus, UploadTier
 from tasks.store import ScanStore
 
-PENDING = "pending"
-PERMITTED = "permitted"
-UPLOADED = "uploaded"
-DENIED = "denied"
-UPLOAD_FAILED = "upload_failed"
-IN_FLIGHT = frozenset({PENDING, PERMITTED})
-FINAL = frozenset({UPLOADED, DENIED, UPLOAD_FAILED})
-TIERS = ("basic", "verified")
-DESTINATIONS = ("s3", "oci")
-COUNTS_KEY = "ca:uploads:counts"
-
-_UPLOAD_LUA = """
-local scan = redis.call('HGET', KEYS[1], 'status')
-if not scan then return {0, 'missing'} end
-scan = cjson.decode(scan)
-if ARGV[1] ~= '' and scan ~= ARGV[1] then return {0, 'scan:' .. scan} end
-local cur = redis.call('HGET', KEYS[1], 'upload_status')
-if cur then cur = cjson.decode(cur) end
-if type(cur) ~= 'string' then cur = '' end
-if ARGV[2] ~= '' then
-  local rid = redis.call('HGET', KEYS[1], 'upload_request_id')
-  if rid then rid = cjson.decode(rid) end
-  if rid ~= ARGV[2] then return {0, 'stale:' .. cur} end
-end
-local new = ARGV[3]
-local n_allowed = tonumber(ARGV[4])
-local allowed = false
-for i = 5, 4 + n_allowed do
-  if ARGV[i] == cur then allowed = true end
-end
-if not allowed then return {0, cur} end
-local i = 5 + n_allowed
-local n_fields = tonumber(ARGV[i])
-i = i + 1
-for _ = 1, n_fields do
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-  i = i + 2
-end
-redis.call('HSET', KEYS[1], 'upload_status', cjson.encode(new))
-if cur ~= '' then redis.call('HINCRBY', KEYS[2], cur, -1) end
-redis.call('HINCRBY', KEYS[2], new, 1)
-return {1, cur}
-"""
-
-# Progress of the publish tasks of one request: destination -> result.
-_DONE_KEY = "ca:upload:done:{test_id}:{request_id}"
+# The names the rest of the service imports from here.
+PENDING, PERMITTED, UPLOADED, DENIED, UPLOAD_FAILED = tuple(UploadStatus)
+IN_FLIGHT = UPLOAD_IN_FLIGHT
+FINAL = UPLOAD_FINAL
+TIERS: tuple[str, ...] = tuple(UploadTier)
 
 
 @dataclass(frozen=True)
 class UploadMove:
     ok: bool
     previous: str  # the upload status before ('' for none), or 'scan:<STATUS>', 'stale:<s>', 'missing'
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
 def new_request_id() -> str:
@@ -87,30 +45,37 @@ class UploadStore:
         self.store = store
         self.events = events
         self.redis: redis.Redis = store.redis
-        self._script = self.redis.register_script(_UPLOAD_LUA)
 
-    def move(self, test_id: str, new_status: str, *, allowed_from: list[str], request_id: str = "",
-             scan_status: str = "", **fields: Any) -> UploadMove:
-        args: list[str] = [scan_status, request_id, new_status, str(len(allowed_from)), *allowed_from,
-                           str(len(fields))]
-        for name, value in fields.items():
-            args += [name, _dumps(value)]
-        ok, previous = self._script(keys=[ScanStore.key(test_id), COUNTS_KEY], args=args)
-        return UploadMove(bool(ok), str(previous))
+    def move(self, test_id: str, new_status: UploadStatus, *, allowed_from: list[str], request_id: str = "",
+             scan_status: str = "", **fields: object) -> UploadMove:
+        """Move the upload of a scan (the compare-and-set of ``tasks.store``, on ``upload_status``),
+        only while the scan is ``scan_status`` and the upload belongs to ``request_id`` when given."""
+        guards = {}
+        if scan_status:
+            guards["status"] = scan_status
+        if request_id:
+            guards["upload_request_id"] = request_id
+        move = self.store.cas(test_id, "upload_status", new_status, allowed=allowed_from, guards=guards,
+                              values=fields)
+        if move.guard == "missing":
+            return UploadMove(False, "missing")
+        if move.guard == "status":
+            return UploadMove(False, f"scan:{move.guard_value}")
+        if move.guard == "upload_request_id":
+            return UploadMove(False, f"stale:{move.previous}")
+        return UploadMove(move.ok, move.previous)
 
-    def state(self, test_id: str) -> dict[str, Any]:
-        return self.store.get_fields(test_id, "upload_status", "upload_request_id", "upload_permission_id",
-                                     "upload_request", "remote_artifacts", "verification_proof",
-                                     "upload_reason")
+    def state(self, test_id: str) -> UploadRecord:
+        return UploadRecord.from_values(self.store.get_fields(test_id, *UPLOAD_FIELDS))
 
     def in_flight(self, test_id: str) -> bool:
-        return self.state(test_id)["upload_status"] in IN_FLIGHT
+        return self.state(test_id).in_flight
 
     def open_request(self, test_id: str, tier: str, signer: str | None) -> tuple[bool, UploadMove, str]:
         """Start a new upload unless one is in flight. Returns (created, move, request_id)."""
         request_id = new_request_id()
         move = self.move(test_id, PENDING, allowed_from=["", UPLOADED, DENIED, UPLOAD_FAILED],
-                         scan_status="SUCCEEDED", upload_request_id=request_id,
+                         scan_status=ScanStatus.SUCCEEDED, upload_request_id=request_id,
                          upload_request={"tier": tier, "signer": signer, "requested_at": utcnow_iso()},
                          upload_permission_id=None, verification_proof=None, remote_artifacts=None,
                          upload_reason=None)
@@ -120,12 +85,13 @@ class UploadStore:
         return self.events.append(test_id, "upload", upload_status=status, detail=detail, **fields)
 
     # -- per-destination progress --------------------------------------------------------------
-    def mark_done(self, test_id: str, request_id: str, destination: str, result: dict[str, Any]) -> dict[str, Any]:
+    def mark_done(self, test_id: str, request_id: str, destination: str,
+                  result: dict[str, Any]) -> dict[str, Any]:
         """Record one destination's result; returns every destination's result so far."""
-        key = _DONE_KEY.format(test_id=test_id, request_id=request_id)
+        key = keyspace.upload_done(test_id, request_id)
         pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(key, destination, _dumps(result))
+        pipe.hset(key, destination, encode(result))
         pipe.expire(key, self.store.retention_seconds)
         pipe.hgetall(key)
-        raw: Any = pipe.execute()[-1]
+        raw: dict[str, str] = pipe.execute()[-1]
         return {k: json.loads(v) for k, v in raw.items()}

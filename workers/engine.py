@@ -19,10 +19,13 @@ from celery.exceptions import SoftTimeLimitExceeded
 from tasks import manifest as manifests
 from tasks import metrics
 from tasks.clock import utcnow_iso
+from tasks.errors import CodedError, ErrorCode
 from tasks.events import EventLog, encode_event, stream_key
 from tasks.logconfig import test_id_var
 from tasks.profiles import builtin
+from tasks.records import ScanRecord
 from tasks.settings import Settings
+from tasks.states import ScanStatus
 from tasks.store import (
     CANCELLED,
     FAILED,
@@ -55,17 +58,15 @@ CEILING_UNIT_SECONDS = 60.0
 
 
 CANCEL_POLL_SECONDS = 1.0
-STORAGE_FULL = "storage_full"
+STORAGE_FULL = ErrorCode.STORAGE_FULL
 
 
-class Stop(Exception):
+class Stop(CodedError):
     """The scan must stop now: cancelled, lease lost, or past its time limit."""
 
-    def __init__(self, status: str, code: str, message: str) -> None:
-        super().__init__(message)
+    def __init__(self, status: ScanStatus, code: ErrorCode | str, message: str) -> None:
+        super().__init__(code, message)
         self.status = status
-        self.code = code
-        self.message = message
 
 
 class ScanEngine:
@@ -94,8 +95,8 @@ class ScanEngine:
             if record is None:
                 log.warning("scan %s has no record (expired or never stored); nothing to do", test_id)
                 return
-            if record["status"] in TERMINAL:
-                log.info("scan %s already %s; delivery ignored", test_id, record["status"])
+            if record.status in TERMINAL:
+                log.info("scan %s already %s; delivery ignored", test_id, record.status)
                 return
             job = ScanJob(self, record, delivery or {})
             lease = Lease(self.redis, test_id, self.settings.lease_seconds, on_beat=job.on_heartbeat)
@@ -131,12 +132,12 @@ class ScanEngine:
 
 
 class ScanJob:
-    def __init__(self, engine: ScanEngine, record: dict[str, Any], delivery: dict[str, Any] | None = None) -> None:
+    def __init__(self, engine: ScanEngine, record: ScanRecord, delivery: dict[str, Any] | None = None) -> None:
         self.engine = engine
         self.settings = engine.settings
         self.store = engine.store
         self.record = record
-        self.test_id: str = record["test_id"]
+        self.test_id: str = record.test_id
         self.redactor = Redactor()
         self.emitter = ScanEmitter(engine.events, self.test_id, self.redactor)
         self.token = secrets.token_hex(4)
@@ -189,9 +190,9 @@ class ScanJob:
             raise Stop(FAILED, "scan_timeout", "the scan exceeded its runtime ceiling")
 
     def run(self) -> None:
-        restarted = self.record["status"] == RUNNING
-        attempt = int(self.record.get("attempt") or 0) + 1
-        if self.record.get("cancel_requested"):
+        restarted = self.record.status == RUNNING
+        attempt = int(self.record.attempt or 0) + 1
+        if self.record.cancel_requested:
             self.cancel.set()
         moved = self.store.transition(self.test_id, RUNNING, allowed_from=[QUEUED, RUNNING],
                                       started_at=self.started_at, attempt=attempt, phases=[],
@@ -200,7 +201,7 @@ class ScanJob:
         if not moved.ok:
             log.info("scan %s is %s; not starting", self.test_id, moved.previous)
             return
-        metrics.SCANS_STARTED.labels(profile=metrics.profile_label(self.record["profile"])).inc()
+        metrics.SCANS_STARTED.labels(profile=metrics.profile_label(self.record.profile)).inc()
         if restarted:
             self.emitter.phase("restarted", f"the previous attempt stopped without finishing; "
                                             f"starting again cleanly (attempt {attempt})", attempt=attempt)
@@ -276,7 +277,7 @@ class ScanJob:
     def _fetch_phase(self, src: Path) -> None:
         """The source into ``src``: cloned (in its own sandbox), extracted or copied."""
         rec = self.record
-        phase = self._phase_start("clone", "fetching source", source_type=rec["source_type"])
+        phase = self._phase_start("clone", "fetching source", source_type=rec.source_type)
         sandbox = Sandbox(self.settings)
         try:
             sandbox.check()  # fail closed: no tool, no clone runs unconfined
@@ -291,7 +292,7 @@ class ScanJob:
                 self.check_stop()  # cancelled or out of time: report that, not a source failure
             raise
         self.check_stop()
-        if rec["source_type"] != "git":
+        if rec.source_type != "git":
             sandbox.share(src)  # written by the worker: the tools' user must be able to read it
         self.warnings.extend(self.source.warnings)
         if self.source.commit:
@@ -302,7 +303,7 @@ class ScanJob:
             self.emitter.phase("clone", f"checked out {self.checkout.commit[:12]}", commit=self.checkout.commit,
                                branch=self.checkout.branch, hash=self.source.hash)
         else:
-            self.emitter.phase("clone", f"{rec['source_type']} source ready", hash=self.source.hash)
+            self.emitter.phase("clone", f"{rec.source_type} source ready", hash=self.source.hash)
 
     def _manifest_phase(self, src: Path) -> Selection:
         """The manifest resolved (and its signature checked), kept in the bundle byte for byte, and
@@ -348,8 +349,8 @@ class ScanJob:
         URI is read only in the manifest phase (never twice): the built-in profile of that name
         decides; when the profile cannot be resolved yet, the manifest phase reports why."""
         tools: tuple[str, ...] | list[str]
-        if self.record.get("manifest_path") or self.record.get("manifest_uri"):
-            base = builtin(self.record["profile"])
+        if self.record.manifest_path or self.record.manifest_uri:
+            base = builtin(self.record.profile)
             tools = base.tools if base is not None else ()
         else:
             try:
@@ -364,7 +365,7 @@ class ScanJob:
             return {"total": 0, "by_severity": {}, "by_tool": {}, "executed_tools": [], "skipped_tools": {}}
         return self.tools.summary()
 
-    def _finish(self, status: str, code: str | None, message: str | None) -> None:
+    def _finish(self, status: ScanStatus, code: str | None, message: str | None) -> None:
         assert self.bundle is not None
         if code == "lease_lost" or (self.lease is not None and not self.lease.held()):
             # Another attempt owns the scan now (or will, via the sweeper): finishing here would
@@ -416,15 +417,15 @@ class ScanJob:
             log.warning("scan %s could not be finished: it is %s", self.test_id, done.previous)
         self.engine.events.expire(self.test_id)
         if done.ok:
-            profile = metrics.profile_label(self.record["profile"])
+            profile = metrics.profile_label(self.record.profile)
             metrics.SCANS_FINISHED.labels(status=status, profile=profile).inc()
             metrics.SCAN_DURATION.labels(status=status, profile=profile).observe(time.monotonic() - self.started_mono)
         log.info("scan %s finished %s", self.test_id, status)
 
-    def _final_event(self, status: str, summary: dict[str, Any],
+    def _final_event(self, status: ScanStatus, summary: dict[str, Any],
                      policy: dict[str, Any] | None) -> tuple[str, str]:
         """The id and the encoded payload of the scan's last event, ``scan_complete``."""
-        digest = self.manifest.digest if self.manifest else self.record.get("manifest_digest")
+        digest = self.manifest.digest if self.manifest else self.record.manifest_digest
         bundle_ref = {"test_id": self.test_id, "artifacts_url": f"/v1/security-scans/{self.test_id}/artifacts"}
         event_fields = {"status": status, "manifest_digest": digest, "bundle": bundle_ref, "summary": summary}
         if policy is not None:
@@ -432,7 +433,7 @@ class ScanJob:
         return self.engine.events.next_id(self.test_id), encode_event("scan_complete",
                                                                       self.redactor.value(event_fields))
 
-    def _write_bundle(self, status: str, summary: dict[str, Any], policy: dict[str, Any] | None,
+    def _write_bundle(self, status: ScanStatus, summary: dict[str, Any], policy: dict[str, Any] | None,
                       completed_at: str, signer: Signer | None) -> tuple[str, str, dict[str, str]]:
         """Every bundle file, the attestation last, then the bundle moved into place. Returns the
         final event (it is part of the bundle's stream) and the artifact listing."""
@@ -455,31 +456,31 @@ class ScanJob:
         self.bundle.publish()
         return event_id, payload, artifacts
 
-    def _scan_json(self, status: str, completed_at: str, summary: dict[str, Any],
+    def _scan_json(self, status: ScanStatus, completed_at: str, summary: dict[str, Any],
                    policy: dict[str, Any] | None) -> dict[str, Any]:
         rec = self.record
         assert self.bundle is not None
         return self.redactor.value({
             "test_id": self.test_id,
-            "workspace_id": rec["workspace_id"],
-            "component_id": rec["component_id"],
-            "assessment_id": rec["assessment_id"],
-            "requested_by": rec.get("requested_by"),
+            "workspace_id": rec.workspace_id,
+            "component_id": rec.component_id,
+            "assessment_id": rec.assessment_id,
+            "requested_by": rec.requested_by,
             "status": status,
             "source": {
-                "source_type": rec["source_type"],
-                "git_url": rec.get("git_url"),
-                "branch": self.checkout.branch if self.checkout else rec.get("branch"),
-                "commit_requested": rec.get("commit"),
+                "source_type": rec.source_type,
+                "git_url": rec.git_url,
+                "branch": self.checkout.branch if self.checkout else rec.branch,
+                "commit_requested": rec.commit,
                 "resolved_commit": self.checkout.commit if self.checkout else None,
-                "directory_path": rec.get("directory_path"),
-                "archive_path": rec.get("archive_path"),
+                "directory_path": rec.directory_path,
+                "archive_path": rec.archive_path,
                 "hash": self.source.hash if self.source else None,
                 **({"detail": self.source.detail} if self.source and self.source.detail else {}),
             },
-            "profile": rec["profile"],
-            "manifest_digest": self.manifest.digest if self.manifest else rec.get("manifest_digest"),
-            "timings": {"created_at": rec["created_at"], "started_at": self.started_at,
+            "profile": rec.profile,
+            "manifest_digest": self.manifest.digest if self.manifest else rec.manifest_digest,
+            "timings": {"created_at": rec.created_at, "started_at": self.started_at,
                         "completed_at": completed_at, "phases": self._public_phases()},
             "summary": summary,
             "policy": policy,
@@ -502,7 +503,7 @@ class ScanJob:
                 "signature_verified": bool(manifest and manifest.signature_verified),
             },
             "profile": {
-                "requested": self.record["profile"],
+                "requested": self.record.profile,
                 "resolved": manifest.profile_resolved if manifest else None,
             },
             "tools": scan_json.get("tools", {}),

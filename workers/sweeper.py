@@ -22,15 +22,16 @@ from typing import Any
 import redis
 from celery import Celery
 
-from tasks import names
+from tasks import keyspace, names
 from tasks.clock import utcnow_iso
 from tasks.events import EventLog, encode_event, stream_key
 from tasks.settings import Settings
+from tasks.states import ScanStatus
 from tasks.store import FAILED, QUEUED, RUNNING, ScanStore, StreamAppend
 from workers.lease import lease_key
 
 log = logging.getLogger(__name__)
-LOCK_KEY = "ca:sweeper:lock"
+LOCK_KEY = keyspace.SWEEPER_LOCK
 PRIORITY_SEP = "\x06\x16"
 
 
@@ -109,7 +110,7 @@ class Sweeper:
                            attempt=requeues)
         self.celery.send_task(names.SCAN_RUN, args=[test_id], task_id=test_id, queue=names.SCANS_QUEUE)
 
-    def _fail(self, test_id: str, status: str, record: dict[str, Any]) -> bool:
+    def _fail(self, test_id: str, status: ScanStatus, record: dict[str, Any]) -> bool:
         message = (f"the scan was handed out {record['requeues']} times after losing its worker and never "
                    "finished; giving up")
         error = {"code": "worker_lost", "message": message}

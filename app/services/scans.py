@@ -20,6 +20,7 @@ from tasks.clock import utcnow_iso
 from tasks.events import EventLog, encode_event, stream_key
 from tasks.ids import is_test_id, new_test_id
 from tasks.netpolicy import HostNotAllowed, check_host, check_url
+from tasks.records import ScanRecord
 from tasks.settings import Settings
 from tasks.store import (
     CANCELLED,
@@ -32,21 +33,19 @@ from tasks.store import (
     QueueFull,
     ScanStore,
     StreamAppend,
-    new_record,
 )
 
 log = logging.getLogger(__name__)
 
-SOURCE_FIELDS = ("source_type", "git_url", "branch", "commit", "directory_path", "archive_path")
 INTERNAL_FIELDS = frozenset({"attempt", "cancel_requested", "manifest", "manifest_signature", "worker", "worker_pid"})
 
 
-def public_view(record: dict[str, Any]) -> dict[str, Any]:
-    view = {k: v for k, v in record.items() if k not in INTERNAL_FIELDS}
+def public_view(record: ScanRecord) -> dict[str, Any]:
+    view = {k: v for k, v in record.to_dict().items() if k not in INTERNAL_FIELDS}
     # The URLs follow from the id; derive them so every record answers with them.
-    base = f"/v1/security-scans/{record['test_id']}"
-    view.setdefault("status_url", base)
-    view.setdefault("stream_url", f"{base}/stream")
+    base = f"/v1/security-scans/{record.test_id}"
+    view["status_url"] = view.get("status_url") or base
+    view["stream_url"] = view.get("stream_url") or f"{base}/stream"
     return view
 
 
@@ -117,7 +116,7 @@ class ScanService:
         if "manifest" in data:
             manifest_digest = manifests.digest(manifests.inline_text(data["manifest"]))
         base = f"/v1/security-scans/{test_id}"
-        record = new_record(
+        record = ScanRecord(
             test_id=test_id,
             workspace_id=data["workspace_id"],
             component_id=data["component_id"],
@@ -132,13 +131,18 @@ class ScanService:
             requested_by=data.get("requested_by"),
             stream_url=f"{base}/stream",
             status_url=base,
-            **{f: data.get(f) for f in SOURCE_FIELDS},
+            source_type=data.get("source_type"),
+            git_url=data.get("git_url"),
+            branch=data.get("branch"),
+            commit=data.get("commit"),
+            directory_path=data.get("directory_path"),
+            archive_path=data.get("archive_path"),
         )
         # The record, its first event and (on the store's Redis) its task are written in one step:
         # a worker never sees an id the store does not know, and a watcher can connect the moment
         # we answer. On another broker the task is sent once the record exists.
         first = encode_event("phase", {"phase": "queued", "message": "scan accepted and queued"})
-        queue = names.scan_queue(record["profile"], self.settings.scan_queue_per_profile)
+        queue = names.scan_queue(record.profile, self.settings.scan_queue_per_profile)
         task = enqueue.build(self.celery, names.SCAN_RUN, test_id, [test_id], queue) if self.inline_enqueue else None
         event = StreamAppend(stream_key(test_id), "*", first, self.settings.stream_maxlen)
         try:
@@ -147,15 +151,16 @@ class ScanService:
             # The key this process remembered was revoked (or changed) since: authenticate afresh
             # (401 for a revoked key), then check again what the fresh principal may do.
             confirm_deferred()
-            self._check_workspace(record["workspace_id"])
+            self._check_workspace(record.workspace_id)
             self._write(record, event, task, None)
         if task is None:
-            self._send(test_id, record["workspace_id"], queue)
-        metrics.SCANS_SUBMITTED.labels(profile=metrics.profile_label(record["profile"])).inc()
-        return {k: record[k] for k in ("test_id", "workspace_id", "component_id", "assessment_id", "status",
-                                       "profile", "manifest_digest", "stream_url", "status_url")}
+            self._send(test_id, record.workspace_id, queue)
+        metrics.SCANS_SUBMITTED.labels(profile=metrics.profile_label(record.profile)).inc()
+        view = record.to_dict()
+        return {k: view[k] for k in ("test_id", "workspace_id", "component_id", "assessment_id", "status",
+                                     "profile", "manifest_digest", "stream_url", "status_url")}
 
-    def _write(self, record: dict[str, Any], event: StreamAppend, task: enqueue.QueuedTask | None,
+    def _write(self, record: ScanRecord, event: StreamAppend, task: enqueue.QueuedTask | None,
                key_check: KeyCheck | None) -> None:
         try:
             self.store.create(record, event=event, queue_cap=self.settings.max_queued_per_workspace, task=task,
@@ -181,10 +186,10 @@ class ScanService:
                            headers={"Retry-After": "5"}) from exc
 
     # -- read --------------------------------------------------------------------------------
-    def get(self, test_id: str) -> dict[str, Any]:
+    def get(self, test_id: str) -> ScanRecord:
         record = self.store.get(test_id) if is_test_id(test_id) else None
         # Every endpoint that names a scan comes through here: another workspace's scan is "not found".
-        if record is None or not may_see(record.get("workspace_id")):
+        if record is None or not may_see(record.workspace_id):
             raise not_found()
         return record
 
@@ -211,12 +216,12 @@ class ScanService:
     # -- cancel ------------------------------------------------------------------------------
     def cancel(self, test_id: str) -> dict[str, Any]:
         record = self.get(test_id)
-        if record["status"] in TERMINAL:
-            raise APIError(409, "scan_finished", f"the scan already ended {record['status']}")
+        if record.status in TERMINAL:
+            raise APIError(409, "scan_finished", f"the scan already ended {record.status}")
         event_id = self.events.next_id(test_id)
         complete = StreamAppend(
             stream_key(test_id), event_id,
-            encode_event("scan_complete", {"status": CANCELLED, "manifest_digest": record.get("manifest_digest"),
+            encode_event("scan_complete", {"status": CANCELLED, "manifest_digest": record.manifest_digest,
                                            "bundle": None, "summary": None}),
             self.settings.stream_maxlen)
         # A queued scan is cancelled here; a running one is flagged and its worker stops it.

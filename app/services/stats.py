@@ -14,11 +14,12 @@ from typing import Any
 
 import redis
 
-from tasks import metrics, names
-from tasks.store import UPLOAD_STATUSES, ScanStore
+from tasks import keyspace, metrics, names
+from tasks.states import UploadStatus
+from tasks.store import ScanStore
 
-ACTIVE_STREAMS_KEY = "ca:ws:active"
-WORKERS_KEY = "ca:workers"
+ACTIVE_STREAMS_KEY = keyspace.ACTIVE_STREAMS
+WORKERS_KEY = keyspace.WORKERS
 FRESH_SECONDS = 60
 
 
@@ -79,8 +80,8 @@ class Stats:
         return total, entries
 
     def collect(self) -> dict[str, Any]:
-        uploads = {s: 0 for s in UPLOAD_STATUSES}
-        for status, count in self.redis.hgetall("ca:uploads:counts").items():
+        uploads = {str(s): 0 for s in UploadStatus}
+        for status, count in self.redis.hgetall(keyspace.UPLOAD_COUNTS).items():
             if status in uploads:
                 uploads[status] = int(count)
         active, _ = self._fresh_sum(ACTIVE_STREAMS_KEY)

@@ -35,9 +35,9 @@ class UploadService:
                                f"only a SUCCEEDED scan can be uploaded; this one is {move.previous[5:]}")
             if move.previous in IN_FLIGHT:
                 state = self.uploads.state(test_id)
-                return {"upload_permission_id": state["upload_permission_id"],
-                        "upload_status": state["upload_status"],
-                        "upload_request_id": state["upload_request_id"], "existing": True}
+                return {"upload_permission_id": state.upload_permission_id,
+                        "upload_status": state.upload_status,
+                        "upload_request_id": state.upload_request_id, "existing": True}
             raise APIError(409, "upload_conflict", f"the upload is {move.previous}; try again")
         self.uploads.emit(test_id, PENDING, f"upload requested (tier {tier})", tier=tier)
         try:

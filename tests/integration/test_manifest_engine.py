@@ -16,8 +16,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from tasks import manifest as manifests
 from tasks.ids import new_test_id
+from tasks.records import ScanRecord
 from tasks.settings import Settings
-from tasks.store import ScanStore, new_record
+from tasks.store import ScanStore
 from workers import engine as engine_mod
 from workers.engine import ScanEngine
 from workers.scanners.base import ToolContext, ToolOutput
@@ -74,12 +75,12 @@ def _engine(tmp_path: Path, redis_client, **kw) -> ScanEngine:
 def _run(engine: ScanEngine, git_url: str, **fields) -> tuple[dict, Path]:
     test_id = new_test_id()
     store = ScanStore(engine.redis, retention_seconds=600)
-    store.create(new_record(test_id=test_id, workspace_id="ws-m", component_id="c", assessment_id="a",
+    store.create(ScanRecord(test_id=test_id, workspace_id="ws-m", component_id="c", assessment_id="a",
                             source_type="git", git_url=git_url, branch=None, commit=None, **fields))
     engine.run_scan(test_id)
     record = store.get(test_id)
     assert record is not None
-    return record, Path(engine.settings.artifact_root) / test_id
+    return record.to_dict(), Path(engine.settings.artifact_root) / test_id
 
 
 def test_runtime_ceiling_stops_a_running_scan(tmp_path, redis_client, vulnerable_repo, monkeypatch):

@@ -18,8 +18,9 @@ import pytest
 from tasks import manifest as manifests
 from tasks.events import stream_key
 from tasks.ids import new_test_id
+from tasks.records import ScanRecord
 from tasks.settings import Settings
-from tasks.store import ScanStore, new_record
+from tasks.store import ScanStore
 from tests.support.edge import BODY, auth, edge, make_app  # noqa: F401 - edge is a fixture
 from tests.support.manifest_servers import AWS_ENV, start_s3
 from tests.support.uploads_servers import FaultyProxy
@@ -126,12 +127,14 @@ def test_a_state_file_in_an_allowed_prefix_is_refused_and_copied_nowhere(s3, tmp
     engine = ScanEngine(settings, redis_client, scanners={})
     test_id = new_test_id()
     store = ScanStore(redis_client, retention_seconds=600)
-    store.create(new_record(test_id=test_id, workspace_id="ws-s3", component_id="c", assessment_id="a",
+    store.create(ScanRecord(test_id=test_id, workspace_id="ws-s3", component_id="c", assessment_id="a",
                             source_type="directory", directory_path=str(src), profile="smoke",
                             manifest_uri="s3://manifests/team/terraform.tfstate"))
     engine.run_scan(test_id)
-    record = store.get(test_id)
-    assert record is not None and record["status"] == "FAILED"
+    stored = store.get(test_id)
+    assert stored is not None
+    record = stored.to_dict()
+    assert record["status"] == "FAILED"
     assert [e["code"] for e in record["errors"]] == ["manifest_invalid"]
     assert CANARY not in json.dumps(record)
     events = redis_client.xrange(stream_key(test_id))

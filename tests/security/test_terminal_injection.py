@@ -19,9 +19,10 @@ import pytest
 import tasks.textsafe
 from tasks.api_keys import KeyStore
 from tasks.events import EventLog
+from tasks.records import ScanRecord
 from tasks.redis_client import connect
 from tasks.settings import Settings
-from tasks.store import ScanStore, new_record
+from tasks.store import ScanStore
 from tests.integration.test_web import _open, _wait, browser  # noqa: F401 - browser is a fixture
 from tests.support.cli import service_cli
 
@@ -74,7 +75,7 @@ def hostile_scan(service) -> dict[str, Any]:
     test_id = "test_" + secrets.token_hex(6)
     workspace = "ws-term-" + secrets.token_hex(3)
     try:
-        ScanStore(client).create(new_record(
+        ScanStore(client).create(ScanRecord(
             test_id=test_id, workspace_id=workspace, component_id="billing", assessment_id="a-1",
             profile="smoke\x1b[2J", git_url="http://127.0.0.1/repo.git", branch="main\u202eniam",
             status="FAILED", created_at="2030-01-01T00:00:00Z", completed_at="2030-01-01T00:01:00Z",

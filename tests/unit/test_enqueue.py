@@ -10,8 +10,9 @@ import pytest
 from tasks import enqueue, names
 from tasks.celery_app import create_celery
 from tasks.ids import new_test_id
+from tasks.records import ScanRecord
 from tasks.settings import Settings
-from tasks.store import QueueFull, ScanStore, new_record
+from tasks.store import QueueFull, ScanStore
 
 
 def _pop(client, queue):
@@ -40,20 +41,20 @@ def test_the_store_writes_the_record_and_its_task_together(redis_client, redis_u
     ws = "ws-enq-" + new_test_id()[5:]
 
     def record():
-        return new_record(test_id=new_test_id(), workspace_id=ws, component_id="c", assessment_id="a",
+        return ScanRecord(test_id=new_test_id(), workspace_id=ws, component_id="c", assessment_id="a",
                           source_type="git", profile="light")
 
     first = record()
-    store.create(first, queue_cap=1, task=enqueue.build(celery, names.SCAN_RUN, first["test_id"],
-                                                        [first["test_id"]], queue))
-    assert store.get(first["test_id"]) is not None
-    assert _pop(redis_client, queue)["headers"]["id"] == first["test_id"]
+    store.create(first, queue_cap=1, task=enqueue.build(celery, names.SCAN_RUN, first.test_id,
+                                                        [first.test_id], queue))
+    assert store.get(first.test_id) is not None
+    assert _pop(redis_client, queue)["headers"]["id"] == first.test_id
     refused = record()
     with pytest.raises(QueueFull):
-        store.create(refused, queue_cap=1, task=enqueue.build(celery, names.SCAN_RUN, refused["test_id"],
-                                                              [refused["test_id"]], queue))
+        store.create(refused, queue_cap=1, task=enqueue.build(celery, names.SCAN_RUN, refused.test_id,
+                                                              [refused.test_id], queue))
     # refused: neither the record nor its task exist
-    assert store.get(refused["test_id"]) is None and redis_client.llen(queue) == 0
+    assert store.get(refused.test_id) is None and redis_client.llen(queue) == 0
 
 
 def test_inline_enqueue_only_on_the_stores_own_redis(redis_url):

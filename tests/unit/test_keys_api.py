@@ -115,7 +115,7 @@ def test_creating_and_revoking_keys_leaves_an_audit_line_naming_who_without_the_
 
 
 @pytest.mark.parametrize("change, status", [("name", 202), ("role", 403), ("workspaces", 404)])
-def test_a_key_whose_stored_record_changed_is_judged_by_the_new_record(admin, change, status):
+def test_a_key_whose_stored_record_changed_is_judged_by_the_ScanRecord(admin, change, status):
     # The remembered record no longer matches the store: the write refuses it, the key is looked up
     # afresh, and the request gets what the stored record allows.
     c, _, _, keys, client = admin

@@ -114,6 +114,7 @@ def test_tree_hash_depends_on_content_only(tmp_path):
 
 
 def test_a_directory_source_goes_through_the_link_check_and_is_hashed_after_it(tmp_path):
+    from tasks.records import ScanRecord
     from tasks.settings import Settings
     from workers.redact import Redactor
     from workers.sources.fetch import fetch_source
@@ -121,7 +122,9 @@ def test_a_directory_source_goes_through_the_link_check_and_is_hashed_after_it(t
     src = _tree(tmp_path)
     dest = tmp_path / "work" / "src"
     settings = Settings(allowed_source_roots=(str(tmp_path / "roots"),))
-    fetched = fetch_source(settings, {"source_type": "directory", "directory_path": str(src)}, dest, Redactor())
+    fetched = record = ScanRecord(test_id="test_00000000abcd", workspace_id="ws", component_id="c", assessment_id="a",
+                        profile="light", source_type="directory", directory_path=str(src))
+    fetched = fetch_source(settings, record, dest, Redactor())
     # `dot -> .` stays inside by its text, so the copy keeps it; followed, it leads back to the root.
     assert fetched.warnings == [
         {"code": "source_entries_skipped", "message": "3 links leaving the folder were not copied"},

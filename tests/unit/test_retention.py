@@ -14,8 +14,9 @@ import pytest
 import redis
 
 from tasks.events import EventLog, stream_key
+from tasks.records import ScanRecord
 from tasks.settings import Settings
-from tasks.store import QUEUED, RUNNING, SUCCEEDED, ScanStore, new_record
+from tasks.store import QUEUED, RUNNING, SUCCEEDED, ScanStore
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,7 +33,7 @@ def env(redis_url, tmp_path):
 
 
 def record(store: ScanStore, test_id: str) -> None:
-    store.create(new_record(test_id=test_id, workspace_id="ws", component_id="c", assessment_id="a",
+    store.create(ScanRecord(test_id=test_id, workspace_id="ws", component_id="c", assessment_id="a",
                             profile="smoke", source_type="git"))
 
 
@@ -115,7 +116,7 @@ def test_retention_removes_old_uploads_unless_a_live_scan_names_them(env, tmp_pa
     stale = upload("upload_" + "a" * 32, old)  # old, unused: removed
     queued = upload("upload_" + "b" * 32, old)  # old, but a queued scan will extract it: kept
     recent = upload("upload_" + "c" * 32, time.time())  # new: kept
-    store.create(new_record(test_id="test_000000000021", workspace_id="ws", component_id="c", assessment_id="a",
+    store.create(ScanRecord(test_id="test_000000000021", workspace_id="ws", component_id="c", assessment_id="a",
                             profile="smoke", source_type="archive", archive_path="upload_" + "b" * 32))
     partial = uploads / ("upload_" + "d" * 32 + ".part")  # an upload that died mid-write
     partial.write_bytes(b"half")

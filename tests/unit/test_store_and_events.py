@@ -5,7 +5,8 @@ import pytest
 
 from tasks.events import EventLog, InvalidEventId, check_event_id, decode_entry, encode_event, stream_key
 from tasks.ids import new_test_id
-from tasks.store import QueueFull, ScanStore, StreamAppend, new_record
+from tasks.records import ScanRecord
+from tasks.store import QueueFull, ScanStore, StreamAppend
 
 
 @pytest.fixture()
@@ -20,8 +21,9 @@ def events(redis_client):
 
 def make(store, **fields):
     test_id = new_test_id()
-    store.create(new_record(test_id=test_id, workspace_id=fields.pop("workspace_id", "ws-u"),
-                            component_id=fields.pop("component_id", "c"), assessment_id="a", **fields))
+    store.create(ScanRecord(test_id=test_id, workspace_id=fields.pop("workspace_id", "ws-u"),
+                            component_id=fields.pop("component_id", "c"), assessment_id="a",
+                            profile=fields.pop("profile", "light"), **fields))
     return test_id
 
 
@@ -34,7 +36,7 @@ def test_transitions_follow_the_lifecycle(store):
     refused = store.transition(test_id, "RUNNING")
     assert not refused.ok and refused.previous == "SUCCEEDED"
     record = store.get(test_id)
-    assert record["status"] == "SUCCEEDED" and record["summary"] == {"total": 1}
+    assert record.status == "SUCCEEDED" and record.summary == {"total": 1}
     assert test_id in store.ids_with_status("SUCCEEDED")
     assert test_id not in store.ids_with_status("RUNNING")
     assert store.redis.ttl(store.key(test_id)) > 0
@@ -60,7 +62,7 @@ def test_terminal_status_and_final_event_are_atomic(store, events, redis_client)
     events.append(other, "phase", phase="x", message="y")
     with pytest.raises(Exception):
         store.transition(other, "SUCCEEDED", event=StreamAppend(stream_key(other), "1-0", payload, 100))
-    assert store.get(other)["status"] == "RUNNING"
+    assert store.get(other).status == "RUNNING"
 
 
 def test_event_encoding_round_trip():
@@ -110,12 +112,12 @@ def test_list_is_newest_first_with_cursor(store):
     seen, cursor = [], None
     while True:
         page, cursor = store.list(workspace_id="ws-page", limit=3, cursor=cursor)
-        seen += [r["test_id"] for r in page]
+        seen += [r.test_id for r in page]
         if cursor is None:
             break
     assert seen == list(reversed(ids))
     filtered, _ = store.list(workspace_id="ws-page", component_id="c0", limit=10)
-    assert [r["test_id"] for r in filtered] == [ids[6], ids[4], ids[2], ids[0]]
+    assert [r.test_id for r in filtered] == [ids[6], ids[4], ids[2], ids[0]]
 
 
 def test_queued_count_per_workspace_follows_the_lifecycle(store):
@@ -140,7 +142,7 @@ def test_queue_cap_is_checked_and_written_in_one_step(store, events):
 
     def submit() -> None:
         test_id = new_test_id()
-        record = new_record(test_id=test_id, workspace_id=ws, component_id="c", assessment_id="a",
+        record = ScanRecord(test_id=test_id, workspace_id=ws, component_id="c", assessment_id="a",
                             source_type="git", profile="light")
         event = StreamAppend(stream_key(test_id), "*", encode_event("phase", {"phase": "queued"}), 100)
         try:
@@ -160,9 +162,9 @@ def test_queue_cap_is_checked_and_written_in_one_step(store, events):
     for test_id, _ in refused:  # a refused submission leaves no record, index entry or stream
         assert store.get(test_id) is None and not events.exists(test_id)
         assert store.redis.zscore(f"ca:idx:ws:{ws}", test_id) is None
-    assert store.get(written[0])["status"] == "QUEUED" and len(events.all(written[0])) == 1
+    assert store.get(written[0]).status == "QUEUED" and len(events.all(written[0])) == 1
     # a started scan frees its place
     assert store.transition(written[0], "RUNNING").ok
-    store.create(new_record(test_id=new_test_id(), workspace_id=ws, component_id="c", assessment_id="a",
+    store.create(ScanRecord(test_id=new_test_id(), workspace_id=ws, component_id="c", assessment_id="a",
                             source_type="git", profile="light"), queue_cap=3)
     assert store.queued_in_workspace(ws) == 3

@@ -10,8 +10,9 @@ import redis
 from tasks.celery_app import create_celery
 from tasks.clock import utcnow_iso
 from tasks.events import EventLog
+from tasks.records import ScanRecord
 from tasks.settings import Settings
-from tasks.store import FAILED, QUEUED, RUNNING, ScanStore, new_record
+from tasks.store import FAILED, QUEUED, RUNNING, ScanStore
 from workers.lease import lease_key
 from workers.sweeper import LOCK_KEY, Sweeper
 
@@ -31,7 +32,7 @@ def sweeper(redis_url):
 
 
 def add(store: ScanStore, test_id: str, status: str, **fields):
-    store.create(new_record(test_id=test_id, workspace_id="ws", component_id="c", assessment_id="a",
+    store.create(ScanRecord(test_id=test_id, workspace_id="ws", component_id="c", assessment_id="a",
                             profile="smoke", source_type="git", git_url="https://example.com/r",
                             manifest_digest=None, created_at=OLD, **fields))
     if status != QUEUED:
@@ -64,10 +65,10 @@ def test_stale_running_scan_is_requeued_then_failed(sweeper):
     store.update("test_00000000000a", requeued_at=OLD)
     assert sw.sweep_once()["failed"] == ["test_00000000000a"]
     record = store.get("test_00000000000a")
-    assert record["status"] == FAILED and record["errors"][0]["code"] == "worker_lost"
+    assert record.status == FAILED and record.errors[0]["code"] == "worker_lost"
     last = EventLog(client).all("test_00000000000a")[-1]
     assert last["type"] == "scan_complete" and last["status"] == FAILED
-    assert store.get("test_00000000000b")["status"] == RUNNING
+    assert store.get("test_00000000000b").status == RUNNING
     assert client.ttl(store.key("test_00000000000a")) > 0  # retention applies
 
 
@@ -77,7 +78,7 @@ def test_queued_scan_whose_message_was_lost_is_sent_again(sweeper):
     add(sw.store, "test_00000000000d", QUEUED)
     sw.celery.send_task("scans.run", args=["test_00000000000d"], task_id="test_00000000000d", queue="scans")
     fresh = "test_00000000000e"
-    sw.store.create(new_record(test_id=fresh, workspace_id="ws", component_id="c", assessment_id="a",
+    sw.store.create(ScanRecord(test_id=fresh, workspace_id="ws", component_id="c", assessment_id="a",
                                profile="smoke", source_type="git", created_at=utcnow_iso()))
     assert sw.sweep_once()["requeued"] == ["test_00000000000c"]
     assert sorted(queued(client)) == ["test_00000000000c", "test_00000000000d"]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tasks.records import ScanRecord
 from workers.signing import attestation, signing_keys
 from workers.uploads import signing
 from workers.uploads.trust import build_request, parse_response
@@ -52,8 +53,8 @@ def policy(service_signer, tmp_path) -> TrustPolicy:
                        proof_signer=proof, replay=MemoryReplayGuard())
 
 
-RECORD = {"test_id": "test_00000000abcd", "git_url": "https://git.example/r.git", "branch": "main",
-          "resolved_commit": "a" * 40}
+RECORD = ScanRecord(test_id="test_00000000abcd", workspace_id="ws", component_id="c", assessment_id="a",
+                    profile="light", git_url="https://git.example/r.git", branch="main", resolved_commit="a" * 40)
 
 
 def _request(bundle, signer, tier="verified", name="certus-assurance"):
@@ -73,9 +74,9 @@ def test_permit_carries_a_signed_proof_over_every_artifact(policy, bundle, servi
     decision = policy.decide(json.loads(json.dumps(req)))
     assert decision.permitted, decision
     stmt = verify_proof(decision.proof, signing.load_public_key(policy.proof_signer.public_key_pem))
-    assert stmt["scan_id"] == RECORD["test_id"] and stmt["upload_permission_id"] == decision.permission_id
-    body = decision.response(RECORD["test_id"], "verified")
-    assert parse_response(body, RECORD["test_id"]).permitted
+    assert stmt["scan_id"] == RECORD.test_id and stmt["upload_permission_id"] == decision.permission_id
+    body = decision.response(RECORD.test_id, "verified")
+    assert parse_response(body, RECORD.test_id).permitted
 
 
 def test_wrong_signer_for_tier_is_denied(policy, bundle, service_signer):

@@ -11,8 +11,9 @@ from app import create_app
 from tasks import names
 from tasks.api_keys import KeyStore
 from tasks.ids import new_test_id
+from tasks.records import ScanRecord
 from tasks.settings import Settings
-from tasks.store import ScanStore, new_record
+from tasks.store import ScanStore
 
 
 class FakeCelery:
@@ -35,7 +36,7 @@ def _app(redis_url: str, celery: FakeCelery):
 
 def _scan(redis_client, status: str = "SUCCEEDED") -> str:
     test_id = new_test_id()
-    ScanStore(redis_client).create(new_record(test_id=test_id, workspace_id="ws", component_id="c",
+    ScanStore(redis_client).create(ScanRecord(test_id=test_id, workspace_id="ws", component_id="c",
                                               assessment_id="a", profile="smoke", status=status))
     return test_id
 

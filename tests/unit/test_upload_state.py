@@ -7,10 +7,12 @@ import threading
 
 import pytest
 
+from tasks import keyspace
 from tasks.events import EventLog
 from tasks.ids import new_test_id
-from tasks.store import ScanStore, new_record
-from tasks.uploads import COUNTS_KEY, DENIED, PENDING, PERMITTED, UPLOADED, UploadStore
+from tasks.records import ScanRecord
+from tasks.store import ScanStore
+from tasks.uploads import DENIED, PENDING, PERMITTED, UPLOADED, UploadStore
 
 
 @pytest.fixture()
@@ -22,13 +24,13 @@ def parts(redis_client):
 
 def _scan(store: ScanStore, status: str = "SUCCEEDED") -> str:
     test_id = new_test_id()
-    store.create(new_record(test_id=test_id, workspace_id="ws", component_id="c", assessment_id="a",
+    store.create(ScanRecord(test_id=test_id, workspace_id="ws", component_id="c", assessment_id="a",
                             profile="smoke", status=status))
     return test_id
 
 
 def _counts(redis_client) -> dict[str, int]:
-    return {k: int(v) for k, v in redis_client.hgetall(COUNTS_KEY).items()}
+    return {k: int(v) for k, v in redis_client.hgetall(keyspace.UPLOAD_COUNTS).items()}
 
 
 def test_one_request_in_flight_and_counters_follow(parts, redis_client):
@@ -39,7 +41,7 @@ def test_one_request_in_flight_and_counters_follow(parts, redis_client):
     assert created
     again, move, _ = uploads.open_request(test_id, "basic", "x")
     assert not again and move.previous == PENDING
-    assert uploads.state(test_id)["upload_request_id"] == rid
+    assert uploads.state(test_id).upload_request_id == rid
     # a task of another request cannot move this one
     assert not uploads.move(test_id, PERMITTED, allowed_from=[PENDING], request_id="upr_other").ok
     assert uploads.move(test_id, PERMITTED, allowed_from=[PENDING], request_id=rid).ok
@@ -52,7 +54,7 @@ def test_one_request_in_flight_and_counters_follow(parts, redis_client):
     # finished: a new request is a new upload
     created, _, rid2 = uploads.open_request(test_id, "verified", None)
     assert created and rid2 != rid
-    assert store.get(test_id)["remote_artifacts"] is None
+    assert store.get(test_id).remote_artifacts is None
 
 
 def test_only_succeeded_scans(parts):

@@ -12,8 +12,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from tasks.events import EventLog
 from tasks.ids import new_test_id
+from tasks.records import ScanRecord
 from tasks.settings import Settings
-from tasks.store import ScanStore, new_record
+from tasks.store import ScanStore
 from tasks.uploads import DENIED, PENDING, UploadStore
 from workers.uploads.engine import UploadEngine
 from workers.uploads.errors import TransientUploadError
@@ -36,7 +37,7 @@ def pending(tmp_path: Path, redis_client: Any) -> tuple[Settings, str, str]:
     settings = Settings(artifact_root=str(tmp_path / "artifacts"))
     test_id = new_test_id()
     store = ScanStore(redis_client)
-    store.create(new_record(test_id=test_id, workspace_id="ws", component_id="c", assessment_id="a",
+    store.create(ScanRecord(test_id=test_id, workspace_id="ws", component_id="c", assessment_id="a",
                             profile="smoke", status="SUCCEEDED"))
     bundle = tmp_path / "artifacts" / test_id
     (bundle / ATTESTATION_PATH).parent.mkdir(parents=True)
@@ -55,10 +56,10 @@ def test_an_unreachable_trust_is_retried_then_denied_on_the_last_attempt(pending
     with pytest.raises(TransientUploadError) as caught:
         engine.verify_upload(test_id, request_id, last_attempt=False)
     assert caught.value.reason.startswith(reason)
-    assert engine.uploads.state(test_id)["upload_status"] == PENDING  # undecided, nothing published
+    assert engine.uploads.state(test_id).upload_status == PENDING  # undecided, nothing published
     assert engine.verify_upload(test_id, request_id, last_attempt=True) == []
     state = engine.uploads.state(test_id)
-    assert state["upload_status"] == DENIED and state["upload_reason"].startswith(reason)
+    assert state.upload_status == DENIED and state.upload_reason.startswith(reason)
     assert trust.calls == 2
 
 
@@ -67,4 +68,4 @@ def test_a_refusal_is_final_at_once(pending, redis_client):
     engine = UploadEngine(settings, redis_client, trust=DownTrust("signer_not_allowed"),
                           signer=PemSigner(ec.generate_private_key(ec.SECP256R1())))
     assert engine.verify_upload(test_id, request_id, last_attempt=False) == []
-    assert engine.uploads.state(test_id)["upload_status"] == DENIED
+    assert engine.uploads.state(test_id).upload_status == DENIED

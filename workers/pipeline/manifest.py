@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from tasks import manifest as manifests
 from tasks.profiles import builtin
+from tasks.records import ScanRecord
 from tasks.settings import Settings
 from workers.pipeline.manifest_sources import Fetched, ManifestSourceError, fetch_uri, from_source_tree
 from workers.signing import signing_keys
@@ -169,9 +170,9 @@ def check_signature_shape(signature: bytes) -> None:
                                      "the manifest signature is not a base64 ECDSA signature") from exc
 
 
-def resolve_manifest(record: dict[str, Any], settings: Settings, source_dir: Path | None = None,
+def resolve_manifest(record: ScanRecord, settings: Settings, source_dir: Path | None = None,
                      known_tools: Collection[str] | None = None) -> ResolvedManifest:
-    requested = record["profile"]
+    requested = record.profile
     fetched = _fetch(record, settings, source_dir)
     if fetched is None:
         resolved = select_profile("", None, requested, "builtin", known_tools)
@@ -180,7 +181,7 @@ def resolve_manifest(record: dict[str, Any], settings: Settings, source_dir: Pat
     source = _source_kind(record)
     verified, key_sha = check_signature(fetched, settings)
     if source == "inline":
-        parsed = manifests.parse(record["manifest"])
+        parsed = manifests.parse(record.manifest)
         text = fetched.data.decode()
     else:
         text, parsed = validated_document(fetched.data)
@@ -194,27 +195,27 @@ def resolve_manifest(record: dict[str, Any], settings: Settings, source_dir: Pat
     return resolved
 
 
-def _source_kind(record: dict[str, Any]) -> str:
-    if record.get("manifest") is not None:
+def _source_kind(record: ScanRecord) -> str:
+    if record.manifest is not None:
         return "inline"
-    if record.get("manifest_path"):
+    if record.manifest_path:
         return "path"
-    return urlsplit(record["manifest_uri"]).scheme
+    return urlsplit(record.manifest_uri or "").scheme
 
 
-def _fetch(record: dict[str, Any], settings: Settings, source_dir: Path | None) -> Fetched | None:
-    if record.get("manifest") is not None:
-        sig = record.get("manifest_signature")
-        return Fetched(manifests.inline_text(record["manifest"]).encode(),
+def _fetch(record: ScanRecord, settings: Settings, source_dir: Path | None) -> Fetched | None:
+    if record.manifest is not None:
+        sig = record.manifest_signature
+        return Fetched(manifests.inline_text(record.manifest).encode(),
                        sig.encode() if isinstance(sig, str) else None, "inline",
                        "manifest_signature" if sig else None)
-    if record.get("manifest_path"):
+    if record.manifest_path:
         if source_dir is None:
             raise ManifestSourceError("manifest_path_invalid", "manifest_path needs a source tree")
-        return from_source_tree(source_dir, record["manifest_path"], settings)
-    if record.get("manifest_uri"):
-        return fetch_uri(record["manifest_uri"], settings, record.get("manifest_signature_uri"),
-                         workspace=record.get("workspace_id"))
+        return from_source_tree(source_dir, record.manifest_path, settings)
+    if record.manifest_uri:
+        return fetch_uri(record.manifest_uri, settings, record.manifest_signature_uri,
+                         workspace=record.workspace_id)
     return None
 
 

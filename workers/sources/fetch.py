@@ -11,6 +11,7 @@ from typing import Any
 from tasks import archives
 from tasks.netpolicy import HostNotAllowed, check_local_source, is_local_source
 from tasks.pathsafe import inside
+from tasks.records import ScanRecord
 from tasks.settings import Settings
 from workers.bundle import sha256_file
 from workers.redact import Redactor
@@ -30,7 +31,7 @@ class FetchedSource:
     warnings: list[dict[str, str]] = field(default_factory=list)
 
 
-def fetch_source(settings: Settings, record: dict[str, Any], dest: Path, redactor: Redactor,
+def fetch_source(settings: Settings, record: ScanRecord, dest: Path, redactor: Redactor,
                  should_stop: Callable[[], bool] | None = None, full_history: bool = False) -> FetchedSource:
     """``full_history``: a git source is cloned with its whole history (a scanner reads it)."""
     fetched = _fetch(settings, record, dest, redactor, should_stop, full_history)
@@ -42,13 +43,13 @@ def fetch_source(settings: Settings, record: dict[str, Any], dest: Path, redacto
     return fetched
 
 
-def _fetch(settings: Settings, record: dict[str, Any], dest: Path, redactor: Redactor,
+def _fetch(settings: Settings, record: ScanRecord, dest: Path, redactor: Redactor,
            should_stop: Callable[[], bool] | None, full_history: bool) -> FetchedSource:
-    kind = record["source_type"]
+    kind = record.source_type
     if kind == "git":
         return _git(settings, record, dest, redactor, should_stop, full_history)
     if kind == "directory":
-        report = copy_directory(record["directory_path"], dest, settings.allowed_source_roots,
+        report = copy_directory(record.directory_path or "", dest, settings.allowed_source_roots,
                                 max_files=settings.max_repo_files, max_bytes=settings.max_repo_bytes,
                                 should_stop=should_stop)
         warnings = [{"code": "source_entries_skipped", "message": f"{count} {what} were not copied"}
@@ -56,7 +57,7 @@ def _fetch(settings: Settings, record: dict[str, Any], dest: Path, redactor: Red
         return FetchedSource("directory", "", detail={"files": report.files, "bytes": report.bytes},
                              warnings=warnings)
     if kind == "archive":
-        path, upload = resolve_archive(settings, record["archive_path"])
+        path, upload = resolve_archive(settings, record.archive_path or "")
         limits = archive.Limits(max_bytes=settings.archive_max_bytes, max_files=settings.max_repo_files,
                                 max_ratio=settings.archive_max_ratio)
         digest = sha256_file(path)
@@ -68,9 +69,9 @@ def _fetch(settings: Settings, record: dict[str, Any], dest: Path, redactor: Red
     raise SourceError("source_type_unsupported", f"source type {kind} is not supported")
 
 
-def _git(settings: Settings, record: dict[str, Any], dest: Path, redactor: Redactor,
+def _git(settings: Settings, record: ScanRecord, dest: Path, redactor: Redactor,
          should_stop: Callable[[], bool] | None, full_history: bool) -> FetchedSource:
-    url = record["git_url"]
+    url = record.git_url or ""
     if is_local_source(url):
         # The API checked this at submit; the folder (or a link on its way) may have changed since.
         # The clone is given the real folder, so no link swapped in later redirects it.
@@ -78,11 +79,11 @@ def _git(settings: Settings, record: dict[str, Any], dest: Path, redactor: Redac
             url = check_local_source(url, settings.allow_local_sources, settings.allowed_source_roots)
         except HostNotAllowed as exc:
             raise SourceError(exc.code, str(exc)) from exc
-    creds = credentials.for_source(settings, record["workspace_id"], url)
+    creds = credentials.for_source(settings, record.workspace_id, url)
     if creds is not None and creds.token:
         # Registered before anything runs, so no event, log line or error can carry it.
         redactor.add(creds.token)
-    checkout = git.fetch(settings, url, dest, branch=record.get("branch"), commit=record.get("commit"),
+    checkout = git.fetch(settings, url, dest, branch=record.branch, commit=record.commit,
                          credentials=(creds.username, creds.token) if creds and creds.token else None,
                          ssh_key=creds.ssh_key if creds else None, should_stop=should_stop,
                          full_history=full_history)

@@ -24,7 +24,7 @@ from tasks.events import EventLog
 from tasks.logconfig import test_id_var
 from tasks.settings import Settings
 from tasks.store import ScanStore
-from tasks.uploads import DENIED, DESTINATIONS, PENDING, PERMITTED, UPLOAD_FAILED, UPLOADED, UploadStore
+from tasks.uploads import DENIED, PENDING, PERMITTED, UPLOAD_FAILED, UPLOADED, UploadStore
 from workers.bundle import sha256_file
 from workers.uploads import datalake, oci, signing
 from workers.uploads.errors import PermanentUploadError, TransientUploadError
@@ -35,6 +35,7 @@ from workers.uploads.trust_policy import RedisReplayGuard, TrustPolicy
 
 log = logging.getLogger(__name__)
 # Answers that mean Trust was not reached, not that it refused: retried before the upload is denied.
+DESTINATIONS = ("s3", "oci")
 TRUST_OUTAGE = ("trust_unreachable", "trust_timeout", "trust_unavailable")
 
 
@@ -123,14 +124,14 @@ class UploadEngine:
 
     def _verify(self, test_id: str, request_id: str, last_attempt: bool = True) -> list[str]:
         record = self.store.get(test_id)
-        if record is None or record.get("upload_request_id") != request_id:
+        if record is None or record.upload_request_id != request_id:
             log.info("upload %s of %s is no longer current; nothing to do", request_id, test_id)
             return []
-        if record.get("upload_status") == PERMITTED:
+        if record.upload_status == PERMITTED:
             return list(DESTINATIONS)  # a redelivery after the permit: the publish tasks are idempotent
-        if record.get("upload_status") != PENDING:
+        if record.upload_status != PENDING:
             return []
-        request = record.get("upload_request") or {}
+        request = record.upload_request or {}
         tier = request.get("tier") or "verified"
         signer_name = request.get("signer") or self.settings.upload_signer
         root = self.bundle_root(test_id)
@@ -195,11 +196,11 @@ class UploadEngine:
 
     def _publish(self, test_id: str, request_id: str, destination: str) -> None:
         record = self.store.get(test_id)
-        if (record is None or record.get("upload_request_id") != request_id
-                or record.get("upload_status") != PERMITTED):
+        if (record is None or record.upload_request_id != request_id
+                or record.upload_status != PERMITTED):
             log.info("publish %s of %s is not current; nothing to do", destination, test_id)
             return
-        permit = record["upload_permit"]
+        permit = record.upload_permit or {}
         digests: dict[str, str] = permit["artifacts"]
         root = self.bundle_root(test_id)
         for name, digest in digests.items():
@@ -207,18 +208,18 @@ class UploadEngine:
             if not path.is_file() or path.is_symlink() or sha256_file(path) != digest:
                 raise PermanentUploadError("bundle_changed", f"{name} no longer matches the permitted digest")
         if destination == "s3":
-            metadata = {k: str(record.get(k) or "") for k in
+            metadata = {k: str(getattr(record, k) or "") for k in
                         ("test_id", "workspace_id", "component_id", "assessment_id", "manifest_digest")}
-            full_permit = {**permit, "scan_id": test_id, "verification_proof": record.get("verification_proof")}
+            full_permit = {**permit, "scan_id": test_id, "verification_proof": record.verification_proof}
             result = datalake.promote(self.objects, self.layout, root=root, test_id=test_id, digests=digests,
                                       metadata=metadata, permit=full_permit)
         elif destination == "oci":
             files = {name: (root / name).read_bytes() for name in digests}
             annotations = {"dev.certus-assurance.test_id": test_id,
-                           "dev.certus-assurance.manifest_digest": str(record.get("manifest_digest") or ""),
-                           "org.opencontainers.image.revision": str(record.get("resolved_commit") or ""),
-                           "org.opencontainers.image.source": str(record.get("git_url") or ""),
-                           "org.opencontainers.image.created": str(record.get("completed_at") or "")}
+                           "dev.certus-assurance.manifest_digest": str(record.manifest_digest or ""),
+                           "org.opencontainers.image.revision": str(record.resolved_commit or ""),
+                           "org.opencontainers.image.source": str(record.git_url or ""),
+                           "org.opencontainers.image.created": str(record.completed_at or "")}
             result = oci.push_bundle(self.oci_target, files=files, tag=test_id, annotations=annotations,
                                      signer=self.signer, bundle_attestation=files[signing.ATTESTATION_PATH])
         else:
@@ -235,13 +236,13 @@ class UploadEngine:
                 self._write_record(test_id)
 
     def note_verify_retry(self, test_id: str, request_id: str, reason: str, countdown: int) -> None:
-        if self.uploads.state(test_id)["upload_request_id"] == request_id:
+        if self.uploads.state(test_id).upload_request_id == request_id:
             self.uploads.emit(test_id, PENDING, f"{reason}; asking Certus-Trust again in {countdown} s",
                               retry_in=countdown)
         log.info("verification of %s will be retried in %s s: %s", test_id, countdown, reason)
 
     def note_retry(self, test_id: str, request_id: str, destination: str, reason: str, countdown: int) -> None:
-        if self.uploads.state(test_id)["upload_request_id"] == request_id:
+        if self.uploads.state(test_id).upload_request_id == request_id:
             self.uploads.emit(test_id, PERMITTED, f"{destination}: {reason}; retrying in {countdown} s",
                               destination=destination, retry_in=countdown)
         log.info("publishing %s to %s will be retried in %s s: %s", test_id, destination, countdown, reason)
@@ -260,7 +261,7 @@ class UploadEngine:
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps({"test_id": test_id, "updated_at": utcnow_iso(), **state}, indent=2,
+            tmp.write_text(json.dumps({"test_id": test_id, "updated_at": utcnow_iso(), **state.outcome()}, indent=2,
                                       sort_keys=True) + "\n")
             os.replace(tmp, target)
         except OSError as exc:  # the record in Redis stays the truth

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import requests
 
+from tasks.records import ScanRecord
 from workers.bundle import sha256_file
 from workers.uploads import signing
 from workers.uploads.trust_policy import ALGORITHM, Decision, TrustPolicy
@@ -45,14 +46,14 @@ def bundle_files(root: Path) -> list[BundleFile]:
     return out
 
 
-def build_request(*, root: Path, record: dict[str, Any], tier: str, signer_name: str, signer: signing.Signer,
+def build_request(*, root: Path, record: ScanRecord, tier: str, signer_name: str, signer: signing.Signer,
                   destinations: dict[str, str]) -> dict[str, Any]:
     """The contract's request for the bundle at ``root``, with a fresh signature over its attestation."""
     files = bundle_files(root)
     attestation = (root / signing.ATTESTATION_PATH).read_bytes()
     source = _scan_source(root)
     return {
-        "scan_id": record["test_id"],
+        "scan_id": record.test_id,
         "tier": tier,
         "inner_signature": {
             "signer": signer_name,
@@ -63,10 +64,10 @@ def build_request(*, root: Path, record: dict[str, Any], tier: str, signer_name:
         },
         "artifacts": [{"name": f.name, "hash": f"sha256:{f.sha256}", "size": f.size} for f in files],
         "metadata": {
-            "git_url": source.get("git_url") or record.get("git_url"),
-            "branch": source.get("branch") or record.get("branch"),
-            "commit": source.get("resolved_commit") or record.get("resolved_commit"),
-            "requested_by": record.get("requested_by"),
+            "git_url": source.get("git_url") or record.git_url,
+            "branch": source.get("branch") or record.branch,
+            "commit": source.get("resolved_commit") or record.resolved_commit,
+            "requested_by": record.requested_by,
         },
         "storage_destinations": destinations,
         # Extension: the attestation itself, so the Trust can check what the artifacts' digests are signed as.
