@@ -13,16 +13,16 @@ from flask import Flask, Response, g, jsonify
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from tasks.errors import CodedError, ErrorCode
+
 log = logging.getLogger(__name__)
 
 
-class APIError(Exception):
-    def __init__(self, status: int, code: str, message: str, *, fields: dict[str, Any] | None = None,
+class APIError(CodedError):
+    def __init__(self, status: int, code: ErrorCode | str, message: str, *, fields: dict[str, Any] | None = None,
                  headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
+        super().__init__(code, message)
         self.status = status
-        self.code = code
-        self.message = message
         self.fields = fields
         self.headers = headers or {}
 

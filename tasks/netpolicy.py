@@ -10,11 +10,11 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
+from tasks.errors import CodedError
 
-class HostNotAllowed(ValueError):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+
+class HostNotAllowed(CodedError, ValueError):
+    """A host or URL the network policy does not allow."""
 
 
 def _is_internal(address: str) -> bool:

@@ -14,13 +14,11 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
+from tasks.errors import CodedError
 
-class UnsafePath(ValueError):
+
+class UnsafePath(CodedError, ValueError):
     """A path that may not be used; ``code`` is stable and shown to the user."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 _DRIVE = re.compile(r"^[A-Za-z]:")

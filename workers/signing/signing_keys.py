@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tasks import bundle_verifier
+from tasks.errors import CodedError
 from tasks.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -47,13 +48,8 @@ SCRYPT_N, SCRYPT_R, SCRYPT_P = 65536, 8, 1
 _MAX_SCRYPT_N = 1 << 20
 
 
-class SigningKeyError(Exception):
+class SigningKeyError(CodedError):
     """A key cannot be read, decrypted or used. ``code`` is stable for error reports."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 # -- PEM helpers --------------------------------------------------------------------------------

@@ -1,10 +1,7 @@
 from __future__ import annotations
 
+from tasks.errors import CodedError
 
-class SourceError(Exception):
+
+class SourceError(CodedError):
     """The source could not be fetched; ``code`` is stable and shown to the user."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message

@@ -32,6 +32,7 @@ from dulwich.errors import GitProtocolError, HangupException, NotGitRepository
 from dulwich.objectspec import parse_commit
 from dulwich.repo import Repo
 
+from tasks.errors import CodedError
 from tasks.netpolicy import HostNotAllowed, check_url, guard_resolver, is_local_source
 from tasks.pathsafe import MAX_TREE_DEPTH
 
@@ -42,10 +43,8 @@ for _module in ("dulwich.commit_graph", "dulwich.filters", "dulwich.line_ending"
     importlib.import_module(_module)
 
 
-class CloneError(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+class CloneError(CodedError):
+    """The clone failed; ``code`` says why."""
 
 
 class RedirectRefused(Exception):

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
+from tasks.errors import CodedError
 from tasks.upload_tasks import TransientUploadError
 
 
-class PermanentUploadError(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+class PermanentUploadError(CodedError):
+    """The upload cannot succeed (the bundle changed, a destination refused it for good)."""
 
 
 __all__ = ["PermanentUploadError", "TransientUploadError"]
