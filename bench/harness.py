@@ -1,9 +1,9 @@
 """Processes for the benchmarks: a fresh Redis, the API under gunicorn and Celery workers, all on
-loopback, from the same launchers `make run` uses."""
+loopback, started by the service's own launcher (``stack/launcher.py``), unsupervised. The suites that scan
+serve their repositories with the tests' loopback git server (``tests/support/gitrepos.py``)."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import tempfile
@@ -15,27 +15,26 @@ import psutil
 import redis as redis_lib
 import requests
 
-from stack import processes
-from stack.ports import free_port, wait_port
-from stack.redis_server import RedisServer
+from stack.launcher import Launcher, scratch_env
+from stack.ports import free_port
 from tasks.api_keys import KeyStore
 
 
 class Stack:
     def __init__(self, **env: str) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix="certus-bench-"))
-        self.redis = RedisServer(self.tmp / "redis", port=free_port())
-        self.env: dict[str, str] = {}
+        # Settings added before entering reach every process.
         self.extra_env = env
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.api_port: int | None = None
+        self.launcher = Launcher()
+        self.api_name: str | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        return self.launcher.env
 
     def __enter__(self) -> Stack:
-        self.redis.start()
-        self.env = {
-            "CERTUS_ASSURANCE_REDIS_URL": self.redis.url,
-            "CERTUS_ASSURANCE_ARTIFACT_ROOT": str(self.tmp / "artifacts"),
-            "CERTUS_ASSURANCE_WORK_ROOT": str(self.tmp / "work"),
+        self.env.update({
+            **scratch_env(self.tmp),
             "CERTUS_ASSURANCE_GIT_ALLOWED_HOSTS": "127.0.0.1",
             "CERTUS_ASSURANCE_LOG_LEVEL": "WARNING",
             # The benchmarks measure throughput, not the per-key limits: lift them out of the way.
@@ -44,7 +43,8 @@ class Stack:
             "CERTUS_ASSURANCE_MAX_QUEUED_PER_WORKSPACE": "1000000",
             "CERTUS_ASSURANCE_MAX_WS_PER_KEY": "100000",
             **self.extra_env,
-        }
+        })
+        self.redis = self.launcher.start_redis(self.tmp / "redis")
         self.key, _ = KeyStore(self.client).create("admin", ["*"], name="benchmark")
         return self
 
@@ -62,39 +62,34 @@ class Stack:
         return session
 
     def __exit__(self, *exc: object) -> None:
-        for proc in reversed(self.procs):
-            processes.stop(proc, timeout=20)
-        self.redis.stop()
+        self.launcher.stop()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     @property
     def client(self) -> redis_lib.Redis:
-        return redis_lib.Redis.from_url(self.redis.url, decode_responses=True)
+        return redis_lib.Redis.from_url(self.env["CERTUS_ASSURANCE_REDIS_URL"], decode_responses=True)
 
     def api(self, worker_class: str = "gevent") -> str:
-        self.api_port = free_port()
-        argv = processes.api_argv(f"127.0.0.1:{self.api_port}", worker_class=worker_class, connections=4000,
-                                  threads=2100)
+        port = free_port()
+        self.api_name = name = f"api-{port}"
         # no access log: the benchmark measures the service, not terminal output
-        argv = [*argv[:-1], "--access-logfile", "/dev/null", argv[-1]]
-        self.procs.append(processes.spawn(argv, self.env, self.tmp / "api.log"))
-        wait_port("127.0.0.1", self.api_port, 60)
-        return f"127.0.0.1:{self.api_port}"
+        self.launcher.start_api(name, f"127.0.0.1:{port}", worker_class=worker_class, connections=4000,
+                                threads=2100, gunicorn_args=["--access-logfile", "/dev/null"],
+                                log=self.tmp / "api.log", stop_timeout=20)
+        self.launcher.wait_answers(name, "127.0.0.1", port, 60)
+        return f"127.0.0.1:{port}"
 
     def api_pid(self) -> int:
         """The gunicorn worker process serving requests (the child of the arbiter)."""
-        arbiter = psutil.Process(self.procs[-1].pid) if self.procs else None
-        assert arbiter is not None
+        assert self.api_name is not None, "no API started"
+        arbiter = psutil.Process(self.launcher.proc(self.api_name).pid)
         children = arbiter.children()
         return children[0].pid if children else arbiter.pid
 
     def worker(self, name: str, *, app: str = "workers.bootstrap", concurrency: int = 2,
                queues: str = "scans,uploads") -> subprocess.Popen[bytes]:
-        argv = processes.worker_argv(name, queues, concurrency)
-        argv[argv.index("workers.bootstrap")] = app
-        proc = processes.spawn(argv, self.env, self.tmp / f"worker-{name}.log")
-        self.procs.append(proc)
-        return proc
+        return self.launcher.start_worker(name, queues, concurrency, app=app, log=self.tmp / f"worker-{name}.log",
+                                          stop_timeout=20)
 
     def wait_workers(self, count: int, timeout: float = 90) -> None:
         client = self.client
@@ -104,38 +99,6 @@ class Stack:
                 return
             time.sleep(0.2)
         raise TimeoutError("workers did not come online")
-
-
-def git_repo(base: Path, files: dict[str, str]) -> Path:
-    repo = base / "repo"
-    repo.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@b", "GIT_COMMITTER_NAME": "b",
-           "GIT_COMMITTER_EMAIL": "b@b"}
-    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True, env=env)
-    for rel, text in files.items():
-        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
-        (repo / rel).write_text(text)
-    subprocess.run(["git", "add", "-A"], cwd=repo, check=True, env=env)
-    subprocess.run(["git", "commit", "-qm", "bench"], cwd=repo, check=True, env=env)
-    (repo / ".git" / "git-daemon-export-ok").touch()
-    return repo
-
-
-class GitDaemon:
-    def __init__(self, base: Path) -> None:
-        self.base = base
-        self.port = free_port()
-        self.proc = subprocess.Popen(["git", "daemon", "--reuseaddr", f"--base-path={base}",
-                                      "--listen=127.0.0.1", f"--port={self.port}", str(base)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_port("127.0.0.1", self.port)
-
-    def url(self, name: str) -> str:
-        return f"git://127.0.0.1:{self.port}/{name}"
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
 
 
 def submit(base: str, session: requests.Session, **payload: Any) -> dict[str, Any]:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from bench.harness import GitDaemon, Stack, git_repo, submit
+from bench.harness import Stack, submit
+from tests.support.gitrepos import GitDaemon, make_repo
 
 
 def _throughput(stack: Stack, base: str, url: str, scans: int) -> float:
@@ -38,8 +39,8 @@ def run(quick: bool) -> dict[str, Any]:
     per_worker = 2 if quick else 8
     results = {}
     with Stack(BENCH_SLEEP_SECONDS=sleep) as stack:
-        git_repo(stack.tmp / "git", {"main.py": "print('hello')\n"})
-        daemon = GitDaemon(stack.tmp / "git")
+        make_repo(stack.tmp / "git", "repo", {"main.py": "print('hello')\n"})
+        daemon = GitDaemon(stack.tmp / "git").start()
         try:
             base = stack.api()
             started = 0

@@ -21,9 +21,10 @@ import psutil
 import websocket
 import werkzeug
 
-from bench.harness import GitDaemon, Stack, git_repo, submit
+from bench.harness import Stack, submit
 from tasks.profiles import DEFAULT_PROFILE, builtin
 from tasks.settings import Settings
+from tests.support.gitrepos import GitDaemon, make_repo
 from workers.sandbox import Confinement, Sandbox
 from workers.scanners.base import ToolContext
 from workers.scanners.registry import all_scanners
@@ -38,7 +39,7 @@ def _real_repository(base: Path) -> Path:
         for path in root.rglob("*.py"):
             files[f"{package.__name__}/{path.relative_to(root)}"] = path.read_text()
     files["requirements.txt"] = "flask==2.0.0\nwerkzeug==2.0.0\njinja2==2.10\n"
-    return git_repo(base, files)
+    return make_repo(base, "repo", files)
 
 
 FIXTURE_OSV = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "osv" / "PyPI-all.zip"
@@ -137,7 +138,7 @@ def run(quick: bool) -> dict[str, Any]:
     stack.extra_env["CERTUS_ASSURANCE_OSV_DB_PATH"] = str(osv_db)
     with stack:
         repo = _real_repository(stack.tmp / "git")
-        daemon = GitDaemon(stack.tmp / "git")
+        daemon = GitDaemon(stack.tmp / "git").start()
         try:
             base = stack.api()
             worker = stack.worker("bench", concurrency=1, queues="scans")

@@ -10,7 +10,6 @@ import argparse
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -18,7 +17,7 @@ from pathlib import Path
 
 from stack import processes
 from stack.adminkey import ensure_admin_key
-from stack.ports import answers
+from stack.launcher import Launcher
 from stack.private_file import ensure_secret, read_private, write_private
 from stack.redis_server import REDIS_PASSWORD_FILE, RedisServer, with_password
 from stack.supervisor import CrashLoop, Policy, Supervisor
@@ -49,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     workers = [f"worker{i + 1}" for i in range(args.workers)]
     host, _, port = args.bind.rpartition(":")
     sup = Supervisor(Policy(limit=args.restart_limit, window=args.restart_window))
+    launcher = Launcher(env, new_session=True, supervise=True, supervisor=sup)
     stopping = _stop_on_sigterm()
 
     def write_state() -> None:
@@ -61,25 +61,20 @@ def run(args: argparse.Namespace) -> int:
     try:
         if not os.environ.get("CERTUS_ASSURANCE_REDIS_URL"):
             password = ensure_secret(var / REDIS_PASSWORD_FILE)
-            server = redis = RedisServer(var / "redis", port=args.redis_port, password=password, new_session=True)
-            sup.add("redis", lambda: _started(server.start()), lambda _proc: server.stop())
-            env["CERTUS_ASSURANCE_REDIS_URL"] = redis.url
+            redis = launcher.start_redis(var / "redis", port=args.redis_port, password=password)
             print(f"embedded Redis on {redis.public_url} (password in {var / REDIS_PASSWORD_FILE}, mode 0600; "
                   f"data in {var / 'redis'})", flush=True)
         redis_url = env.get("CERTUS_ASSURANCE_REDIS_URL") or os.environ["CERTUS_ASSURANCE_REDIS_URL"]
         ensure_admin_key(redis_url, Path(Settings.from_env().admin_key_file))
-        api_argv = processes.api_argv(args.bind, workers=args.api_workers)
-        sup.add("api", lambda: processes.spawn(api_argv, env, new_session=True))
+        launcher.start_api("api", args.bind, workers=args.api_workers)
         for name in workers:
-            argv = processes.worker_argv(name)
-            sup.add(name, lambda argv=argv: processes.spawn(argv, env, new_session=True),  # type: ignore[misc]
-                    lambda proc: processes.stop(proc, timeout=60))
+            launcher.start_worker(name)
         sup.on_change = write_state
         write_state()
-        sup.wait_until(lambda: answers(host or "127.0.0.1", int(port)), 120, f"the API does not answer on {args.bind}")
+        launcher.wait_answers("api", host or "127.0.0.1", int(port), 120)
         print(f"Certus Assurance API on http://{args.bind}  (Ctrl-C stops everything)", flush=True)
         while not stopping.is_set():
-            sup.check()
+            launcher.check()
             time.sleep(0.5)
         return 0
     except KeyboardInterrupt:
@@ -88,13 +83,8 @@ def run(args: argparse.Namespace) -> int:
         return _gave_up(exc)
     finally:
         print("stopping", flush=True)
-        sup.stop(["api", *workers, "redis"])
+        launcher.stop()
         print("stopped", flush=True)
-
-
-def _started(server: RedisServer) -> subprocess.Popen[bytes]:
-    assert server.proc is not None
-    return server.proc
 
 
 def cluster(args: argparse.Namespace) -> int:

@@ -4,88 +4,26 @@ worker pools, one Redis (embedded when none is configured). ``make cluster`` run
 Every process gets its own log file and its own Prometheus multiprocess folder under the cluster's
 folder, and each worker serves its own ``/metrics``. Every process, Redis and HAProxy included, is
 supervised (``stack/supervisor.py``): one that exits is started again with the same port, name and
-settings.
+settings. The processes are started by ``stack/launcher.py``; HAProxy's configuration comes from
+``stack/haproxy_cfg.py``, the template of compose/haproxy.cfg too.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from stack import processes
 from stack.adminkey import ensure_admin_key
-from stack.ports import answers, free_port
+from stack.haproxy_cfg import haproxy_executable, render_cluster
+from stack.launcher import Launcher
+from stack.ports import free_port
 from stack.private_file import ensure_secret, write_private
 from stack.redis_server import REDIS_PASSWORD_FILE, RedisServer, without_password
 from stack.supervisor import Policy, Supervisor
-
-# Long-lived WebSocket streams: the tunnel timeout, not the client/server timeouts, applies once a
-# connection is upgraded. The API pings every 25 s, so a live stream is never idle that long.
-HAPROXY_CFG = """\
-global
-    maxconn 4096
-    log stdout format raw local0 info
-
-defaults
-    mode http
-    log global
-    option httplog
-    option dontlognull
-    option forwardfor
-    # A replica that is down (restarting) refuses the connection: try another one.
-    retries 3
-    option redispatch 1
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-    timeout http-request 15s
-    timeout http-keep-alive 15s
-    timeout queue 30s
-    timeout check 10s
-    timeout tunnel 1h
-    timeout client-fin 30s
-    timeout server-fin 30s
-
-frontend api
-    bind {bind}
-    http-request set-header X-Request-ID %[unique-id] unless {{ req.hdr(X-Request-ID) -m found }}
-    unique-id-format %{{+X}}o%ci%cp%fp%Ts%rt%pid
-    default_backend api_replicas
-
-backend api_replicas
-    balance roundrobin
-    option httpchk GET /ready
-    http-check expect status 200
-    # Which replica served a response, including a WebSocket's 101 Switching Protocols.
-    http-response set-header X-Certus-Backend %[srv_name]
-{route_rules}
-{servers}
-"""
-
-# For tests and debugging only: pin a request to a named replica with `X-Certus-Route: api2`.
-ROUTE_RULE = "    use-server {name} if {{ req.hdr(X-Certus-Route) -m str {name} }}"
-# Lenient checks: on a busy development machine a slow /ready must not take a replica out.
-SERVER_LINE = "    server {name} 127.0.0.1:{port} check inter 2s fall 5 rise 1 maxconn 2000"
-
-
-def haproxy_executable() -> str:
-    found = shutil.which("haproxy") or next(
-        (p for p in ("/usr/sbin/haproxy", "/usr/local/sbin/haproxy") if Path(p).exists()), None)
-    if not found:
-        raise RuntimeError("haproxy is not installed: run scripts/system-deps.sh (Debian package `haproxy`)")
-    return found
-
-
-def haproxy_config(bind: str, replicas: dict[str, int], *, allow_routing: bool = True) -> str:
-    return HAPROXY_CFG.format(
-        bind=bind,
-        route_rules="\n".join(ROUTE_RULE.format(name=n) for n in replicas) if allow_routing else "",
-        servers="\n".join(SERVER_LINE.format(name=n, port=p) for n, p in replicas.items()),
-    )
 
 
 @dataclass
@@ -101,6 +39,7 @@ class Cluster:
     admin_key_file: Path | None = None
     policy: Policy = field(default_factory=Policy)
     supervisor: Supervisor | None = None
+    launcher: Launcher | None = None
     api_ports: dict[str, int] = field(default_factory=dict)
     metrics_ports: dict[str, int] = field(default_factory=dict)
     redis: RedisServer | None = None
@@ -113,71 +52,49 @@ class Cluster:
     def public_redis_url(self) -> str:
         return without_password(self.redis_url or "")
 
-    def _metrics_dir(self, name: str) -> str:
-        # Emptied at each start: a restarted process starts its counters afresh, as any process does.
-        path = self.folder / "metrics" / name
-        shutil.rmtree(path, ignore_errors=True)
-        path.mkdir(parents=True)
-        return str(path)
-
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        env = {**self.env, **env, "PROMETHEUS_MULTIPROC_DIR": self._metrics_dir(name)}
-        return processes.spawn(argv, env, self.folder / "logs" / f"{name}.log", new_session=True)
-
-    def _supervise(self, name: str, argv: list[str], env: dict[str, str], stop_timeout: float) -> None:
-        assert self.supervisor is not None
-        self.supervisor.add(name, lambda: self._spawn(name, argv, env),
-                            lambda proc: processes.stop(proc, timeout=stop_timeout))
-
     def start(self) -> Cluster:
         """Start everything, each process supervised; ``check()`` then keeps them running."""
-        (self.folder / "logs").mkdir(parents=True, exist_ok=True)
-        sup = self.supervisor = Supervisor(self.policy)
+        logs = self.folder / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        self.supervisor = Supervisor(self.policy)
+        # Every process gets a fresh Prometheus multiprocess folder at each start: a restarted
+        # process starts its counters afresh, as any process does.
+        launcher = self.launcher = Launcher(self.env, logs=logs, metrics=self.folder / "metrics", new_session=True,
+                                            supervise=True, supervisor=self.supervisor)
         if not self.redis_url:
             password = ensure_secret(self.folder / REDIS_PASSWORD_FILE)
-            redis = self.redis = RedisServer(self.folder / "redis", new_session=True, password=password)
-
-            def start_redis() -> subprocess.Popen[bytes]:
-                proc = redis.start().proc
-                assert proc is not None
-                return proc
-
-            sup.add("redis", start_redis, lambda _proc: redis.stop())
-            self.redis_url = redis.url
+            self.redis = launcher.start_redis(self.folder / "redis", password=password)
+            self.redis_url = self.redis.url
         self.env["CERTUS_ASSURANCE_REDIS_URL"] = self.redis_url
         self.admin_key_file = Path(self.env.get("CERTUS_ASSURANCE_ADMIN_KEY_FILE") or self.folder / "admin-key")
         ensure_admin_key(self.redis_url, self.admin_key_file)
         for i in range(1, self.api_replicas + 1):
             name, port = f"api{i}", free_port()
             self.api_ports[name] = port
-            self._supervise(name, processes.api_argv(f"127.0.0.1:{port}", workers=1),
-                            {"CERTUS_ASSURANCE_REPLICA_ID": name}, 30)
+            launcher.start_api(name, f"127.0.0.1:{port}", env={"CERTUS_ASSURANCE_REPLICA_ID": name})
+        log_format = self.env.get("CERTUS_ASSURANCE_LOG_FORMAT", os.environ.get("CERTUS_ASSURANCE_LOG_FORMAT"))
         pools = [("scans", i) for i in range(1, self.scan_workers + 1)]
         pools += [("uploads", i) for i in range(1, self.upload_workers + 1)]
         for queue, i in pools:
-            name = f"{queue}{i}"
-            port = free_port()
+            name, port = f"{queue}{i}", free_port()
             self.metrics_ports[name] = port
-            concurrency = self.scan_concurrency if queue == "scans" else 1
-            log_format = self.env.get("CERTUS_ASSURANCE_LOG_FORMAT", os.environ.get("CERTUS_ASSURANCE_LOG_FORMAT"))
-            json_logs = log_format == "json"
             # Warm shutdown: a worker finishes its scans before it exits.
-            self._supervise(name, processes.worker_argv(name, queue, concurrency, quiet=json_logs),
-                            {"CERTUS_ASSURANCE_WORKER_METRICS_PORT": str(port)}, 120)
+            launcher.start_worker(name, queue, self.scan_concurrency if queue == "scans" else 1,
+                                  quiet=log_format == "json", stop_timeout=120,
+                                  env={"CERTUS_ASSURANCE_WORKER_METRICS_PORT": str(port)})
         for name, port in self.api_ports.items():
-            sup.wait_until(lambda port=port: answers("127.0.0.1", port), 120,  # type: ignore[misc]
-                           f"{name} does not answer on 127.0.0.1:{port}")
+            launcher.wait_answers(name, "127.0.0.1", port, 120)
         cfg = self.folder / "haproxy.cfg"
-        cfg.write_text(haproxy_config(self.bind, self.api_ports))
-        subprocess.run([haproxy_executable(), "-c", "-q", "-f", str(cfg)], check=True)
-        sup.add("haproxy", lambda: subprocess.Popen(
-            [haproxy_executable(), "-db", "-f", str(cfg)],
-            stdout=open(self.folder / "logs" / "haproxy.log", "ab"),  # noqa: SIM115 - the child's log
-            stderr=subprocess.STDOUT, start_new_session=True), lambda proc: processes.stop(proc, timeout=30))
+        cfg.write_text(render_cluster(self.bind, self.api_ports))
+        haproxy = haproxy_executable()
+        subprocess.run([haproxy, "-c", "-q", "-f", str(cfg)], check=True)
+        launcher.add("haproxy", "balancer",
+                     lambda: processes.spawn([haproxy, "-db", "-f", str(cfg)], {}, logs / "haproxy.log",
+                                             new_session=True),
+                     lambda proc: processes.stop(proc, timeout=30))
         host, _, lb_port = self.bind.rpartition(":")
-        sup.wait_until(lambda: answers(host or "127.0.0.1", int(lb_port)), 30,
-                       f"HAProxy does not answer on {self.bind}")
-        sup.on_change = self.write_state
+        launcher.wait_answers("haproxy", host or "127.0.0.1", int(lb_port), 30)
+        self.supervisor.on_change = self.write_state
         self.write_state()
         return self
 
@@ -198,15 +115,11 @@ class Cluster:
 
     def check(self) -> None:
         """Restart what exited (raises CrashLoop when a process keeps exiting)."""
-        if self.supervisor is not None:
-            self.supervisor.check()
+        if self.launcher is not None:
+            self.launcher.check()
 
     def stop(self) -> None:
         # The load balancer first (no new work), then the APIs, then the workers (warm shutdown:
         # each finishes the scans it runs), then Redis.
-        if self.supervisor is None:
-            return
-        names = list(self.supervisor.children)
-        order = ["haproxy", *[n for n in names if n.startswith("api")],
-                 *[n for n in names if n.startswith(("scans", "uploads"))], "redis"]
-        self.supervisor.stop([n for n in order if n in self.supervisor.children])
+        if self.launcher is not None:
+            self.launcher.stop()

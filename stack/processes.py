@@ -1,11 +1,12 @@
-"""Command lines for the API and the workers, shared by `make run`, `make cluster` and the tests."""
+"""Command lines for the API and the workers, and starting and stopping one child process
+(``stack/launcher.py`` starts the service's processes with them)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -13,7 +14,8 @@ BIN = Path(sys.executable).parent
 
 
 def api_argv(bind: str, *, workers: int = 1, worker_class: str = "gevent", connections: int = 2000,
-             threads: int = 64) -> list[str]:
+             threads: int = 64, extra: Sequence[str] = ()) -> list[str]:
+    """gunicorn serving the API on ``bind``; ``extra`` options go before the app (later ones win)."""
     argv = [str(BIN / "gunicorn"), "--config", "python:stack.gunicorn_conf", "--bind", bind,
             "--workers", str(workers), "--worker-class", worker_class, "--graceful-timeout", "20", "--timeout", "120",
             # one shared control socket in $HOME would make replicas on one machine clash
@@ -25,15 +27,16 @@ def api_argv(bind: str, *, workers: int = 1, worker_class: str = "gevent", conne
     elif worker_class == "gthread":
         # each WebSocket holds a thread; size for many streams
         argv += ["--threads", str(threads), "--worker-connections", str(connections)]
-    return argv + ["app:create_app()"]
+    return [*argv, *extra, "app:create_app()"]
 
 
 def worker_argv(name: str, queues: str = "scans,uploads", concurrency: int = 2,
-                autoscale: str | None = None, quiet: bool = False) -> list[str]:
+                autoscale: str | None = None, quiet: bool = False, app: str = "workers.bootstrap") -> list[str]:
     """A Celery worker: ``concurrency`` pool processes, or ``autoscale="MAX,MIN"`` to grow and shrink.
-    ``quiet`` drops the start-up banner (for JSON logs)."""
+    ``quiet`` drops the start-up banner (for JSON logs); ``app`` is the composition root (the
+    benchmarks start one of their own)."""
     pool = ["--autoscale", autoscale] if autoscale else ["--concurrency", str(concurrency)]
-    return [str(BIN / "celery"), *(["--quiet"] if quiet else []), "-A", "workers.bootstrap", "worker",
+    return [str(BIN / "celery"), *(["--quiet"] if quiet else []), "-A", app, "worker",
             "--queues", queues, *pool,
             "--hostname", f"{name}@%h", "--loglevel", "INFO",
             "--task-events", "--without-mingle", "--without-gossip"]
@@ -46,9 +49,12 @@ def spawn(argv: list[str], env: Mapping[str, str], log_path: Path | None = None,
     full_env = {**os.environ, **env}
     full_env["PYTHONPATH"] = str(ROOT) + (os.pathsep + full_env["PYTHONPATH"] if full_env.get("PYTHONPATH")
                                           else "")
-    out = open(log_path, "ab") if log_path else None  # noqa: SIM115 - handed to the child
-    return subprocess.Popen(argv, cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT if out else None,
-                            start_new_session=new_session)
+    if log_path is None:
+        return subprocess.Popen(argv, cwd=ROOT, env=full_env, start_new_session=new_session)
+    # The child holds its own copy of the log's descriptor: the launcher's is closed at once.
+    with open(log_path, "ab") as out:
+        return subprocess.Popen(argv, cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=new_session)
 
 
 def stop(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:

@@ -63,15 +63,17 @@ class Child:
 
 class Supervisor:
     def __init__(self, policy: Policy | None = None, on_change: Callable[[], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, *, quiet: bool = False) -> None:
         self.policy = policy or Policy()
         self.children: dict[str, Child] = {}
         self.on_change = on_change
         self.clock = clock
+        self.quiet = quiet
         self.stopping = False
 
     def say(self, message: str) -> None:
-        print(f"supervisor: {message}", file=sys.stderr, flush=True)
+        if not self.quiet:
+            print(f"supervisor: {message}", file=sys.stderr, flush=True)
 
     def add(self, name: str, start: Callable[[], subprocess.Popen[bytes]],
             stop: Callable[[subprocess.Popen[bytes]], None] | None = None, *, own_group: bool = True) -> Child:

@@ -18,6 +18,7 @@ from typing import Any
 import redis
 import requests
 
+from stack.launcher import scratch_env
 from stack.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,8 +61,7 @@ def running_cluster(folder: Path, settings: dict[str, str], *args: str,
     env.update({
         # No REDIS_URL: the cluster starts its own embedded Redis, as `make cluster` does.
         "CERTUS_ASSURANCE_GIT_ALLOWED_HOSTS": "127.0.0.1",
-        "CERTUS_ASSURANCE_ARTIFACT_ROOT": str(folder / "artifacts"),
-        "CERTUS_ASSURANCE_WORK_ROOT": str(folder / "work"),
+        **scratch_env(folder),
         "PYTHONPATH": str(ROOT),
         **settings,
     })

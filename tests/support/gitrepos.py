@@ -1,7 +1,9 @@
-"""Git repositories made for the tests, served by a real `git daemon` on loopback."""
+"""Git repositories made for the tests and the benchmarks, served by a real `git daemon` on
+loopback (the benchmarks import it from here, as they take the OSV snapshot from tests/fixtures)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,8 +16,6 @@ GIT_ENV = {"GIT_AUTHOR_NAME": "Test", "GIT_AUTHOR_EMAIL": "test@example.invalid"
 
 
 def git(cwd: Path, *args: str) -> str:
-    import os
-
     out = subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True,
                          env={**os.environ, **GIT_ENV})
     return out.stdout.strip()
@@ -43,6 +43,9 @@ def commit_files(repo: Path, files: dict[str, str], message: str) -> str:
 
 
 class GitDaemon:
+    """``git daemon`` serving every repository under ``base`` (made by ``make_repo``) read-only,
+    as ``git://127.0.0.1:<port>/<name>``."""
+
     def __init__(self, base: Path) -> None:
         self.base = base
         self.port = free_port()

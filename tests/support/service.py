@@ -1,4 +1,6 @@
-"""The whole service on loopback: a real Redis, real Celery workers and the API under gunicorn."""
+"""The whole service on loopback: a real Redis, real Celery workers and the API under gunicorn,
+started by the service's own launcher (``stack/launcher.py``), unsupervised: a process a test
+kills stays dead."""
 
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ from typing import Any
 import requests
 
 from stack import processes
-from stack.ports import free_port, wait_port
+from stack.launcher import Launcher, scratch_env
+from stack.ports import free_port
 from tasks.api_keys import KeyStore
 from tasks.redis_client import connect
 from tasks.settings import Settings
@@ -23,14 +26,17 @@ class Service:
     env: dict[str, str]
     workdir: Path
     api_ports: list[int] = field(default_factory=list)
+    # Every process this service stops at the end; a test may add one it started itself.
     procs: list[Popen[bytes]] = field(default_factory=list)
-    workers: list[Popen[bytes]] = field(default_factory=list)
     # Every test talks to the API through this session, so credentials can be added in one place.
     http: requests.Session = field(default_factory=requests.Session)
     ws_headers: list[str] = field(default_factory=list)
     api_key: str = ""
 
+    launcher: Launcher = field(init=False)
+
     def __post_init__(self) -> None:
+        self.launcher = Launcher(self.env)
         # An admin key for every workspace, so every test is authenticated without saying so.
         if not self.api_key:
             self.api_key = self.create_key("admin", ["*"], name="test harness")
@@ -70,17 +76,17 @@ class Service:
 
     def start_api(self, worker_class: str = "gevent") -> int:
         port = free_port()
-        log = self.workdir / f"api-{port}.log"
-        self.procs.append(processes.spawn(processes.api_argv(f"127.0.0.1:{port}", worker_class=worker_class),
-                                          self.env, log))
-        wait_port("127.0.0.1", port, 60)
+        name = f"api-{port}"
+        self.procs.append(self.launcher.start_api(name, f"127.0.0.1:{port}", worker_class=worker_class,
+                                                  log=self.workdir / f"{name}.log", stop_timeout=20))
+        self.launcher.wait_answers(name, "127.0.0.1", port, 60)
         self.api_ports.append(port)
         return port
 
-    def start_worker(self, name: str, queues: str = "scans,uploads", concurrency: int = 2) -> Popen[bytes]:
-        log = self.workdir / f"worker-{name}.log"
-        proc = processes.spawn(processes.worker_argv(name, queues, concurrency), self.env, log)
-        self.workers.append(proc)
+    def start_worker(self, name: str, queues: str = "scans,uploads", concurrency: int = 2,
+                     quiet: bool = False) -> Popen[bytes]:
+        proc = self.launcher.start_worker(name, queues, concurrency, quiet=quiet,
+                                          log=self.workdir / f"worker-{name}.log", stop_timeout=20)
         self.procs.append(proc)
         return proc
 
@@ -97,6 +103,8 @@ class Service:
         raise TimeoutError(f"{count} workers did not come online; see {self.workdir}")
 
     def stop(self) -> None:
+        """The APIs, then the workers; then any process a test added to ``procs``."""
+        self.launcher.stop()
         for proc in reversed(self.procs):
             processes.stop(proc, timeout=20)
 
@@ -120,8 +128,7 @@ class Service:
 def base_env(tmp: Path, redis_url: str, **extra: str) -> dict[str, str]:
     env = {
         "CERTUS_ASSURANCE_REDIS_URL": redis_url,
-        "CERTUS_ASSURANCE_ARTIFACT_ROOT": str(tmp / "artifacts"),
-        "CERTUS_ASSURANCE_WORK_ROOT": str(tmp / "work"),
+        **scratch_env(tmp),
         "CERTUS_ASSURANCE_GIT_ALLOWED_HOSTS": "127.0.0.1",
         "CERTUS_ASSURANCE_LEASE_SECONDS": "6",
         # Each test service generates its own signing key pair on first use, here.

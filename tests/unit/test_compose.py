@@ -1,5 +1,6 @@
-"""The compose stack: valid for the compose client (or its schema), shaped for production, and its
-.env.example in step with tasks/settings.py."""
+"""The compose stack: valid for the compose client (or its schema), shaped for production, its
+.env.example in step with tasks/settings.py and its haproxy.cfg with the template `make cluster`
+renders too."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stack.cluster import haproxy_config, haproxy_executable
 from stack.compose_env import render
+from stack.haproxy_cfg import haproxy_executable, render_cluster, render_compose
 from tasks.settings import PREFIX, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -152,13 +153,40 @@ def test_no_secret_is_baked_in():
 def test_load_balancer_configs_are_valid_for_haproxy(tmp_path):
     haproxy = haproxy_executable()
     cluster_cfg = tmp_path / "cluster.cfg"
-    cluster_cfg.write_text(haproxy_config("127.0.0.1:1", {"api1": 2, "api2": 3}))
+    cluster_cfg.write_text(render_cluster("127.0.0.1:1", {"api1": 2, "api2": 3}))
     out = subprocess.run([haproxy, "-c", "-f", str(cluster_cfg)], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
     compose_cfg = (COMPOSE / "haproxy.cfg").read_text()
-    assert "timeout tunnel" in compose_cfg and "server-template api" in compose_cfg
+    assert "timeout tunnel 1h" in compose_cfg and "server-template api" in compose_cfg
     out = subprocess.run([haproxy, "-c", "-f", str(COMPOSE / "haproxy.cfg")], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_compose_haproxy_cfg_is_the_rendered_template():
+    text = (COMPOSE / "haproxy.cfg").read_text()
+    assert text == render_compose(), \
+        "compose/haproxy.cfg is stale: python -m stack.haproxy_cfg --compose > compose/haproxy.cfg"
+
+
+def _section(cfg: str, header: str) -> list[str]:
+    lines = cfg.splitlines()
+    start = lines.index(header) + 1
+    end = next((i for i in range(start, len(lines)) if lines[i] and not lines[i].startswith(" ")), len(lines))
+    return [line.strip() for line in lines[start:end] if line.strip() and not line.strip().startswith("#")]
+
+
+def test_cluster_and_compose_balance_and_guard_alike():
+    """What differs is only where the replicas are (and the route header `make cluster` adds for tests)."""
+    cluster = render_cluster("127.0.0.1:8080", {"api1": 2, "api2": 3})
+    compose = render_compose()
+    for cfg in (cluster, compose):
+        assert "balance leastconn" in _section(cfg, "backend api_replicas")
+        assert "http-request deny deny_status 404 if { path /metrics }" in _section(cfg, "frontend api")
+    assert _section(cluster, "defaults") == _section(compose, "defaults")
+    assert [line for line in _section(cluster, "frontend api") if not line.startswith("bind")] \
+        == [line for line in _section(compose, "frontend api") if not line.startswith("bind")]
+    assert "X-Certus-Route" in cluster and "X-Certus-Route" not in compose
+    assert "X-Certus-Route" not in render_cluster("127.0.0.1:8080", {"api1": 2}, allow_routing=False)
 
 
 def test_alert_rules_are_well_formed():
