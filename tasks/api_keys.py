@@ -18,6 +18,8 @@ from typing import Any
 
 import redis
 
+from tasks import keyspace
+
 ROLES = ("reader", "submitter", "publisher", "admin")
 # What each role may do; every role includes the ones before it.
 PERMISSIONS: dict[str, frozenset[str]] = {
@@ -30,7 +32,7 @@ ALL_WORKSPACES = "*"
 WORKSPACE_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\Z")
 KEY_RE = re.compile(r"^ca_([0-9a-f]{12})_([A-Za-z0-9_-]{32,64})\Z")
 TOKEN_RE = re.compile(r"^cst_[A-Za-z0-9_-]{32,64}\Z")
-KEYS_INDEX = "ca:keys"
+KEYS_INDEX = keyspace.KEYS_INDEX
 
 
 class InvalidKeySpec(ValueError):
@@ -69,11 +71,11 @@ def key_digest(plain: str) -> str | None:
 
 def bucket_key(digest: str) -> str:
     """The rate-limit bucket of a key (see ``app.limits``)."""
-    return f"ca:rl:{digest}"
+    return keyspace.rate_bucket(digest)
 
 
 def key_record(digest: str) -> str:
-    return f"ca:key:{digest}"
+    return keyspace.api_key(digest)
 
 
 # The token bucket of a key: one hash with the tokens left and when they were counted. `take`
@@ -176,7 +178,7 @@ class KeyStore:
         pipe = self.redis.pipeline(transaction=True)
         pipe.delete(key_record(digest))
         pipe.hdel(KEYS_INDEX, key_id)
-        pipe.delete(f"ca:wsconn:{key_id}", bucket_key(digest))
+        pipe.delete(keyspace.stream_connections(key_id), bucket_key(digest))
         pipe.execute()
         return True
 
@@ -184,12 +186,12 @@ class KeyStore:
     def issue_stream_token(self, principal: Principal, ttl_seconds: int) -> str:
         """A single-use token for one WebSocket connection, bound to the key that asked for it."""
         token = "cst_" + secrets.token_urlsafe(32)
-        self.redis.set(f"ca:wstoken:{_sha256(token)}", principal.key_hash, ex=ttl_seconds)
+        self.redis.set(keyspace.stream_token(_sha256(token)), principal.key_hash, ex=ttl_seconds)
         return token
 
     def redeem_stream_token(self, token: str) -> Principal | None:
         if not TOKEN_RE.match(token):
             return None
-        digest: Any = self.redis.getdel(f"ca:wstoken:{_sha256(token)}")
+        digest: Any = self.redis.getdel(keyspace.stream_token(_sha256(token)))
         # The key is looked up again: a token of a key revoked since is worthless.
         return self._principal(digest) if digest else None

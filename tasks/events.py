@@ -14,7 +14,7 @@ from typing import Any
 
 import redis
 
-from tasks import metrics
+from tasks import keyspace, metrics
 
 EVENT_TYPES = frozenset({"phase", "tool_start", "log", "tool_complete", "error", "scan_complete", "upload"})
 FINAL_UPLOAD_STATUSES = frozenset({"uploaded", "denied", "upload_failed"})
@@ -29,7 +29,7 @@ class InvalidEventId(ValueError):
 
 
 def stream_key(test_id: str) -> str:
-    return f"ca:events:{test_id}"
+    return keyspace.events(test_id)
 
 
 def check_event_id(value: str) -> str:

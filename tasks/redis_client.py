@@ -139,6 +139,7 @@ def connect(url: str, *, settings: Settings | None = None, max_connections: int 
         sentinel = Sentinel(parsed.hosts, sentinel_kwargs=sentinel_kwargs, password=parsed.password,
                             username=parsed.username, db=parsed.db, max_connections=max_connections, **common,
                             **tls)
-        return sentinel.master_for(settings.redis_sentinel_master, redis_class=redis.Redis)
+        master: redis.Redis = sentinel.master_for(settings.redis_sentinel_master, redis_class=redis.Redis)
+        return master
     extra = tls_options(settings) if uses_tls(url, settings) else {}
     return redis.Redis.from_url(url, max_connections=max_connections, **common, **extra)

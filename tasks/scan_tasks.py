@@ -20,7 +20,7 @@ class EngineTask(Task):
 
     @property
     def engine(self) -> Engine:
-        engine = getattr(self.app, "certus_engine", None)
+        engine: Engine | None = getattr(self.app, "certus_engine", None)
         if engine is None:
             raise RuntimeError("no engine attached to this Celery app (start the worker via workers.bootstrap)")
         return engine

@@ -25,14 +25,13 @@ from tasks.logconfig import test_id_var
 from tasks.profiles import builtin
 from tasks.records import ScanRecord
 from tasks.settings import Settings
-from tasks.states import ScanStatus
+from tasks.states import TERMINAL, ScanStatus
 from tasks.store import (
     CANCELLED,
     FAILED,
     QUEUED,
     RUNNING,
     SUCCEEDED,
-    TERMINAL,
     ScanStore,
     StreamAppend,
 )
@@ -460,7 +459,7 @@ class ScanJob:
                    policy: dict[str, Any] | None) -> dict[str, Any]:
         rec = self.record
         assert self.bundle is not None
-        return self.redactor.value({
+        document: dict[str, Any] = self.redactor.value({
             "test_id": self.test_id,
             "workspace_id": rec.workspace_id,
             "component_id": rec.component_id,
@@ -489,6 +488,7 @@ class ScanJob:
             "tools": self.tools.versions if self.tools else {},
             "artifacts": {p: {"sha256": d} for p, d in self.bundle.digests().items()},
         })
+        return document
 
     def _predicate(self, scan_json: dict[str, Any], signer: Signer) -> dict[str, Any]:
         """What the attestation says about the scan (the files themselves are its subjects)."""

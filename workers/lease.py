@@ -10,6 +10,8 @@ from collections.abc import Callable
 
 import redis
 
+from tasks import keyspace
+
 log = logging.getLogger(__name__)
 
 _RENEW = """
@@ -27,7 +29,7 @@ return 0
 
 
 def lease_key(test_id: str) -> str:
-    return f"ca:lease:{test_id}"
+    return keyspace.lease(test_id)
 
 
 class Lease:

@@ -11,8 +11,10 @@ from typing import Any
 
 from celery.signals import worker_ready, worker_shutdown
 
+from tasks import keyspace
+
 log = logging.getLogger(__name__)
-WORKERS_KEY = "ca:workers"
+WORKERS_KEY = keyspace.WORKERS
 
 
 class _Presence:

@@ -24,11 +24,12 @@ from typing import Any
 
 import redis
 
-from tasks import archives
+from tasks import archives, keyspace
 from tasks.clock import parse_iso
 from tasks.ids import is_test_id
 from tasks.settings import Settings
-from tasks.store import QUEUED, RUNNING, STATUSES, TERMINAL, ScanStore
+from tasks.states import TERMINAL
+from tasks.store import QUEUED, RUNNING, STATUSES, ScanStore
 
 log = logging.getLogger(__name__)
 
@@ -114,15 +115,16 @@ class Retention:
 
     def prune_indexes(self) -> int:
         gone = 0
-        indexes: list[str] = ["ca:idx:all", *(str(k) for k in self.redis.scan_iter("ca:idx:ws:*"))]
-        sets = [f"ca:status:{s}" for s in STATUSES]
+        indexes: list[str] = [keyspace.ALL_INDEX,
+                                *(str(k) for k in self.redis.scan_iter(keyspace.WORKSPACE_INDEX_PREFIX + "*"))]
+        sets = [keyspace.status_set(s) for s in STATUSES]
         for key in indexes + sets:
-            members: Any = (self.redis.zrange(key, 0, -1) if key.startswith("ca:idx") else self.redis.smembers(key))
+            members: Any = (self.redis.zrange(key, 0, -1) if key in indexes else self.redis.smembers(key))
             for test_id in members:
                 if not self.store.exists(test_id):
                     gone += 1
                     if not self.dry_run:
-                        (self.redis.zrem if key.startswith("ca:idx") else self.redis.srem)(key, test_id)
+                        (self.redis.zrem if key in indexes else self.redis.srem)(key, test_id)
         return gone
 
     def run(self) -> dict[str, Any]:

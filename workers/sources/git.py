@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ class GitCheckout:
 
 def fetch(settings: Settings, url: str, dest: Path, *, branch: str | None, commit: str | None,
           credentials: tuple[str, str] | None = None, ssh_key: str | None = None, full_history: bool = False,
-          should_stop: toolrun.Callable[[], bool] | None = None) -> GitCheckout:
+          should_stop: Callable[[], bool] | None = None) -> GitCheckout:
     try:
         check_url(url, settings.git_allowed_hosts, settings.allow_local_sources)
     except HostNotAllowed as exc:

@@ -252,7 +252,7 @@ def _check_tree(repo: Repo, commit: bytes, max_files: int) -> None:
 
 def _target(repo: Repo, branch: str | None, commit: str | None) -> bytes:
     refs: Any = repo.refs
-    tip = refs[b"HEAD"] if b"HEAD" in refs else None
+    tip: bytes | None = refs[b"HEAD"] if b"HEAD" in refs else None
     if branch:
         ref = f"refs/remotes/origin/{branch}".encode()
         local = f"refs/heads/{branch}".encode()

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from tasks import keyspace
 from workers.signing import dsse, intoto
 from workers.uploads import signing
 
@@ -60,7 +61,7 @@ class MemoryReplayGuard:
 
 
 class RedisReplayGuard:
-    def __init__(self, client: Any, prefix: str = "ca:trust:seen:") -> None:
+    def __init__(self, client: Any, prefix: str = keyspace.TRUST_SEEN_PREFIX) -> None:
         self.redis = client
         self.prefix = prefix
 
