@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +43,7 @@ def run_cli(*args: str, url: str | None = None, api_key: str | None = None, time
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
 
-def service_cli(service: Any):  # noqa: ANN201 - returns a bound runner
+def service_cli(service: Any) -> Callable[..., Any]:
     """A runner bound to ``service`` with whatever credentials its HTTP session carries."""
     auth = service.http.headers.get("Authorization", "")
     key = auth.split(" ", 1)[1] if auth.startswith("Bearer ") else None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -20,7 +21,8 @@ class SentTasks:
     def __init__(self) -> None:
         self.sent: list[str] = []
 
-    def send_task(self, name, args=None, task_id=None, queue=None, **_):
+    def send_task(self, name: str, args: Any = None, task_id: str = "", queue: str | None = None,
+                  **_: Any) -> None:
         self.sent.append(task_id)
 
 
@@ -31,7 +33,7 @@ def edge(redis_url: str, tmp_path: Path) -> Iterator[tuple[Callable[..., Flask],
     client = redis.Redis.from_url(db, decode_responses=True)
     client.flushdb()
 
-    def build(**overrides):
+    def build(**overrides: Any) -> Flask:
         settings = dataclasses.replace(Settings(redis_url=db, artifact_root=str(tmp_path / "a")), **overrides)
         celery = SentTasks()
         app = create_app(settings, celery=celery)
@@ -42,7 +44,7 @@ def edge(redis_url: str, tmp_path: Path) -> Iterator[tuple[Callable[..., Flask],
     client.flushdb()
 
 
-def auth(key):
+def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
@@ -50,7 +52,7 @@ BODY = {"workspace_id": "ws-a", "component_id": "c", "assessment_id": "a1",
         "git_url": "https://127.0.0.1/org/repo.git"}
 
 
-def make_app(build, **over):
+def make_app(build: Callable[..., Flask], **over: Any) -> Flask:
     return build(git_allowed_hosts=("127.0.0.1",), **over)
 
 

@@ -33,7 +33,8 @@ class GitHttpServer:
         self.username = username
         self.token = token
         self.seen_auth: list[str] = []  # Authorization headers received, for leak checks
-        backend = DictBackend({f"/{name}": Repo(str(path)) for name, path in repos.items()})
+        served: dict[str, Any] = {f"/{name}": Repo(str(path)) for name, path in repos.items()}
+        backend = DictBackend(served)
         self._git = make_wsgi_chain(backend)
         self._server = make_server("127.0.0.1", self.port, self._app, server_class=_ThreadingServer,
                                    handler_class=_QuietHandler)
@@ -57,7 +58,8 @@ class GitHttpServer:
             start_response("401 Unauthorized", [("WWW-Authenticate", 'Basic realm="git"'),
                                                 ("Content-Type", "text/plain")])
             return [b"authentication required\n"]
-        return self._git(environ, start_response)  # type: ignore[no-any-return]
+        answer: Iterable[bytes] = self._git(environ, start_response)
+        return answer
 
     def start(self) -> GitHttpServer:
         self._thread.start()

@@ -177,7 +177,7 @@ class Registry:
                     "artifactType": "application/vnd.certus.manifest.v1+json",
                     "config": {"mediaType": "application/vnd.oci.empty.v1+json", **config},
                     "layers": layers}
-        return self.push_manifest(repo, tag, manifest, manifest["mediaType"])
+        return self.push_manifest(repo, tag, manifest, str(manifest["mediaType"]))
 
     def push_image(self, repo: str, tag: str, layer_tar_gz: bytes) -> str:
         """A docker v2 image with one gzipped tar layer (no titles: the files are found inside)."""
@@ -187,7 +187,7 @@ class Registry:
         manifest = {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
                     "config": {"mediaType": "application/vnd.docker.container.image.v1+json", **config},
                     "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", **layer}]}
-        return self.push_manifest(repo, tag, manifest, manifest["mediaType"])
+        return self.push_manifest(repo, tag, manifest, str(manifest["mediaType"]))
 
 
 def registry_binary() -> str | None:

@@ -49,7 +49,7 @@ class Sshd:
         started.set()
         self._loop.run_forever()
 
-    async def _serve(self, process: asyncssh.SSHServerProcess) -> None:
+    async def _serve(self, process: asyncssh.SSHServerProcess[bytes]) -> None:
         argv = shlex.split(process.command or "")
         self.commands.append(argv)
         if len(argv) != 2 or argv[0] != "git-upload-pack":  # a git host runs nothing else

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from subprocess import Popen
+from typing import Any
 
 import requests
 from cryptography import x509
@@ -49,7 +50,7 @@ class MotoS3:
     def stop(self) -> None:
         self.server.stop()
 
-    def client(self, url: str | None = None):  # noqa: ANN201 - a boto3 client
+    def client(self, url: str | None = None) -> Any:
         import boto3
         from botocore.config import Config
 
