@@ -9,8 +9,9 @@ import time
 from typing import Any, TextIO
 
 from cli.textsafe import visible
+from tasks.states import SEVERITIES
 
-SEVERITY_ORDER = ("critical", "high", "medium", "low", "info")
+SEVERITY_ORDER: tuple[str, ...] = SEVERITIES
 # The only escape sequences the CLI writes itself (colours, on a terminal); anything else is escaped.
 PALETTE = ("1;34", "36", "32", "31", "1;31", "1;32", "1;33")
 OWN_SEQUENCES = frozenset({"\033[0m", *(f"\033[{code}m" for code in PALETTE)})

@@ -6,6 +6,7 @@ import hashlib
 from collections import Counter
 from typing import Any
 
+from tasks.states import SEVERITIES
 from workers.scanners.base import Finding
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -81,7 +82,7 @@ def build(tool: str, version: str, findings: list[Finding], *, information_uri: 
 
 
 def severity_counts(findings: list[Finding]) -> dict[str, int]:
-    counts = {s: 0 for s in ("critical", "high", "medium", "low", "info")}
+    counts = {str(s): 0 for s in SEVERITIES}
     for f in findings:
         counts[f.severity] += 1
     return counts

@@ -1,8 +1,9 @@
 """The CLI is a pure API client: it may use requests, websocket-client, cryptography and the standard
 library, never the service's own packages, so it installs and runs anywhere. The exceptions are
-the bundle verifier (``tasks.bundle_verifier``) and the rule for showing outside text
-(``tasks.textsafe``), which are themselves the standard library and cryptography only, so the CLI
-and the service verify a bundle and escape text with the same code."""
+the bundle verifier (``tasks.bundle_verifier``), the rule for showing outside text
+(``tasks.textsafe``) and the contract's named values (``tasks.states``: statuses, severities), which
+are themselves the standard library and cryptography only, so the CLI and the service verify a
+bundle, escape text and order severities with the same code."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 ALLOWED_THIRD_PARTY = {"requests", "websocket", "cryptography"}
-SHARED_WITH_THE_SERVICE = {"tasks.bundle_verifier", "tasks.textsafe"}
+SHARED_WITH_THE_SERVICE = {"tasks.bundle_verifier", "tasks.textsafe", "tasks.states"}
 
 
 def _imported(path: Path) -> list[str]:
