@@ -1,10 +1,17 @@
 """The shared core: everything the API (``app/``), the workers (``workers/``) and the launcher
 (``stack/``) agree on. Not only Celery tasks, despite the folder's name (the layout is fixed).
 
-- The contract: ``store`` (scan records and their state machine), ``uploads`` (upload state),
-  ``events`` (each scan's event stream), ``names`` (task and queue names), ``ids``, ``clock``,
-  ``keys`` (API keys and principals), ``archives`` (uploaded archives and who owns them),
-  ``manifest`` / ``manifest_s3`` / ``profiles`` (what a scan runs and where a manifest may come from).
+- The contract, typed:
+  ``records`` (``ScanRecord``, ``UploadRecord``: the one mapping to and from Redis),
+  ``states`` (scan status, upload status and tier, severity),
+  ``errors`` (every ``ErrorCode`` and the ``CodedError`` base),
+  ``keyspace`` (every Redis key name),
+  ``store`` (scan records, their indexes and the one compare-and-set script),
+  ``uploads`` (upload state), ``events`` (each scan's event stream),
+  ``names`` (task and queue names), ``ids``, ``clock``.
+- Who may do what: ``api_keys`` (API keys, principals, stream tokens), ``archives`` (uploaded
+  archives and who owns them).
+- What a scan runs: ``manifest`` / ``manifest_s3`` / ``profiles``.
 - The tasks and their transport: ``celery_app``, ``scan_tasks``, ``upload_tasks``, ``enqueue``,
   ``broker_recovery``, ``redis_client``, ``flower_app``.
 - Rules applied on both sides: ``settings``, ``netpolicy`` (which hosts may be reached),
