@@ -1,8 +1,9 @@
 """Authentication, roles and per-key limits for every ``/v1`` endpoint, in one before-request hook.
 
 Endpoints need no decorator: the hook decides the permission from the method and path, so a new
-endpoint is covered the moment it is registered. The tenant check lives in the service layer
-(``ScanService.get``): a scan of a workspace the key does not hold is reported as not found.
+endpoint is covered the moment it is registered. The hook leaves the caller's ``Principal`` in
+``g``; a route hands it to the service (``caller()``), and the service checks the tenant with it
+(``app.services.access``): a scan of a workspace the key does not hold is reported as not found.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from typing import Any
 
 from flask import Flask, current_app, g, has_request_context, request
 
-from app.errors import APIError
-from app.limits import RateLimiter, retry_after, too_deep
+from app.limits import RateLimiter, too_deep
+from app.services.errors import Forbidden, RateLimited, TooLarge, Unauthenticated
 from tasks.api_keys import KeyCheck, KeyStore, Principal
 from tasks.ids import is_test_id
 
@@ -35,19 +36,22 @@ def required_permission(method: str, path: str) -> str:
 
 
 def current_principal() -> Principal | None:
-    return g.get("principal") if has_request_context() else None
+    """The request's caller, as the hook authenticated it; None outside a request or before the hook."""
+    principal: Principal | None = g.get("principal") if has_request_context() else None
+    return principal
 
 
-def may_see(workspace_id: str | None) -> bool:
-    """Whether the caller may see a workspace; outside a request (internal use) everything is visible."""
-    if not has_request_context():
-        return True
-    principal = g.get("principal")
-    return principal is not None and principal.sees(workspace_id)
+def caller() -> Principal:
+    """The request's caller, to hand to a service; refused (401) when there is none, so nothing is
+    ever done for nobody."""
+    principal = current_principal()
+    if principal is None:  # the guard has already refused; never act without a key
+        raise _unauthorized("send an API key")
+    return principal
 
 
-def _unauthorized(message: str) -> APIError:
-    return APIError(401, "unauthorized", message, headers={"WWW-Authenticate": 'Bearer realm="certus"'})
+def _unauthorized(message: str) -> Unauthenticated:
+    return Unauthenticated("unauthorized", message)
 
 
 def _bearer() -> str | None:
@@ -66,9 +70,8 @@ def _is_stream(path: str) -> bool:
             and is_test_id(test_id) and request.headers.get("Upgrade", "").lower() == "websocket")
 
 
-def rate_limited(wait: int) -> APIError:
-    return APIError(429, "rate_limited", f"too many requests for this key; retry in {wait} s",
-                    headers=retry_after(wait))
+def rate_limited(wait: int) -> RateLimited:
+    return RateLimited("rate_limited", f"too many requests for this key; retry in {wait} s", retry_after=wait)
 
 
 def authenticate(keys: KeyStore, limiter: RateLimiter) -> Principal:
@@ -97,7 +100,9 @@ def authenticate(keys: KeyStore, limiter: RateLimiter) -> Principal:
 # about the key: it takes the principal it remembers and leaves a KeyCheck, and the write confirms
 # the key and takes its token in the same atomic step (see ScanStore.create). Whatever answer the
 # request ends with other than that write, the key is confirmed the ordinary way first (the hook
-# and `key_confirmed`), so a revoked or exhausted key gets the same 401 or 429 as ever.
+# and `key_confirmed`), so a revoked or exhausted key gets the same 401 or 429 as ever. The route
+# hands the service a `DeferredKey` (the service's `KeyConfirmation`): the check for its write,
+# and what to call when the write ran it or refused the remembered record.
 
 DEFERRED_PATHS = frozenset({"/v1/security-scans"})
 
@@ -121,13 +126,28 @@ def confirm_deferred() -> None:
     _authorize(authenticate(certus.keys, certus.limiter))
 
 
+class DeferredKey:
+    """This request's key as a write sees it (``app.services.scans.KeyConfirmation``)."""
+
+    @property
+    def check(self) -> KeyCheck | None:
+        return deferred_key()
+
+    def settle(self) -> None:
+        settle_deferred()
+
+    def confirm(self) -> Principal:
+        confirm_deferred()
+        return caller()
+
+
 @contextmanager
-def key_confirmed() -> Iterator[None]:
-    """Leave the block only with the request's key confirmed, by the write inside it or else here:
-    an error raised in the block is answered only to a key that is still valid and has a token
-    (otherwise with the 401 or 429 that key gets)."""
+def key_confirmed() -> Iterator[DeferredKey]:
+    """Leave the block only with the request's key confirmed, by the write inside it (given the
+    ``DeferredKey`` this yields) or else here: an error raised in the block is answered only to a
+    key that is still valid and has a token (otherwise with the 401 or 429 that key gets)."""
     try:
-        yield
+        yield DeferredKey()
     except Exception:
         confirm_deferred()
         raise
@@ -148,7 +168,7 @@ def _defer(limiter: RateLimiter) -> Principal | None:
 def _authorize(principal: Principal) -> None:
     permission = required_permission(request.method, request.path)
     if not principal.can(permission):
-        raise APIError(403, "forbidden", f"the key's role ({principal.role}) may not {permission}")
+        raise Forbidden("forbidden", f"the key's role ({principal.role}) may not {permission}")
     _check_json_body()
 
 
@@ -167,7 +187,7 @@ def install(app: Flask) -> None:
             if settings.open_service_endpoints:
                 return
             if not authenticate(keys, limiter).can("admin"):
-                raise APIError(403, "forbidden", "this endpoint needs an admin key")
+                raise Forbidden("forbidden", "this endpoint needs an admin key")
             return
         if not path.startswith("/v1/") and path != "/v1":
             return  # unknown paths answer 404 on their own
@@ -188,4 +208,4 @@ def _check_json_body() -> None:
     data: Any = request.get_data(cache=True)  # over MAX_CONTENT_LENGTH this raises 413
     limit = current_app.extensions["certus"].settings.max_json_depth
     if too_deep(data, limit):
-        raise APIError(413, "json_too_deep", f"the JSON body nests deeper than {limit} levels")
+        raise TooLarge("json_too_deep", f"the JSON body nests deeper than {limit} levels")

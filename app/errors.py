@@ -1,6 +1,9 @@
 """One JSON error envelope for every 4xx and 5xx, each with a stable ``code``.
 
 ``{"error": {"code": "validation_error", "message": "...", "fields": {...}, "request_id": "..."}}``
+
+The one place a refusal becomes HTTP: ``STATUS`` maps each kind of ``ServiceError``
+(``app.services.errors``) to its status, and ``_headers`` adds what a client needs to act on it.
 """
 
 from __future__ import annotations
@@ -13,22 +16,43 @@ from flask import Flask, Response, g, jsonify
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from app.services.errors import Kind, ServiceError
 from tasks.errors import CodedError, ErrorCode
 
 log = logging.getLogger(__name__)
 
+STATUS: dict[Kind, int] = {
+    Kind.MALFORMED: 400,
+    Kind.UNAUTHENTICATED: 401,
+    Kind.FORBIDDEN: 403,
+    Kind.NOT_FOUND: 404,
+    Kind.CONFLICT: 409,
+    Kind.TOO_LARGE: 413,
+    Kind.INVALID: 422,
+    Kind.RATE_LIMITED: 429,
+    Kind.UNAVAILABLE: 503,
+}
+
+
+def _headers(exc: ServiceError) -> dict[str, str]:
+    headers = {}
+    if exc.kind is Kind.UNAUTHENTICATED:
+        headers["WWW-Authenticate"] = 'Bearer realm="certus"'
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(int(exc.retry_after))
+    return headers
+
 
 class APIError(CodedError):
+    """An answer with an explicit HTTP status, for code that is HTTP by nature; everything else
+    raises a ``ServiceError`` and lets ``STATUS`` pick the status."""
+
     def __init__(self, status: int, code: ErrorCode | str, message: str, *, fields: dict[str, Any] | None = None,
                  headers: dict[str, str] | None = None) -> None:
         super().__init__(code, message)
         self.status = status
         self.fields = fields
         self.headers = headers or {}
-
-
-def not_found(what: str = "scan") -> APIError:
-    return APIError(404, f"{what}_not_found", f"no such {what}")
 
 
 def error_body(code: str, message: str, fields: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -55,6 +79,10 @@ def _http_code(exc: HTTPException) -> str:
 
 
 def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ServiceError)
+    def _service_error(exc: ServiceError) -> Response:
+        return error_response(STATUS[exc.kind], exc.code, exc.message, exc.fields, _headers(exc))
+
     @app.errorhandler(APIError)
     def _api_error(exc: APIError) -> Response:
         return error_response(exc.status, exc.code, exc.message, exc.fields, exc.headers)

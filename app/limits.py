@@ -10,6 +10,7 @@ from typing import Any
 
 import redis
 
+from tasks import keyspace
 from tasks.api_keys import BUCKET_TAKE_LUA, KeyCheck, Principal, bucket_key, key_digest, key_record, principal_from
 
 _ARGS_LUA = """
@@ -106,7 +107,7 @@ class StreamSlots:
         self.cap = cap
 
     def take(self, key_id: str) -> str | None:
-        key = f"ca:wsconn:{key_id}"
+        key = keyspace.stream_connections(key_id)
         now = time.time()
         conn = secrets.token_hex(6)
         pipe = self.redis.pipeline(transaction=True)
@@ -121,7 +122,7 @@ class StreamSlots:
         return conn
 
     def refresh(self, key_id: str, conn: str) -> None:
-        key = f"ca:wsconn:{key_id}"
+        key = keyspace.stream_connections(key_id)
         pipe = self.redis.pipeline(transaction=False)
         pipe.zadd(key, {conn: time.time() + self.LAPSE_S}, xx=True)
         pipe.expire(key, self.LAPSE_S * 2)
@@ -129,7 +130,7 @@ class StreamSlots:
 
     def release(self, key_id: str, conn: str) -> None:
         try:
-            self.redis.zrem(f"ca:wsconn:{key_id}", conn)
+            self.redis.zrem(keyspace.stream_connections(key_id), conn)
         except redis.RedisError:
             pass  # it lapses on its own
 
@@ -172,7 +173,3 @@ def too_deep(data: bytes, limit: int) -> bool:
     """Whether ``data`` nests deeper than ``limit``. A body with no more opening brackets than the
     limit cannot, which spares walking the usual small body."""
     return data.count(b"[") + data.count(b"{") > limit and json_depth(data) > limit
-
-
-def retry_after(seconds: Any) -> dict[str, str]:
-    return {"Retry-After": str(int(seconds))}

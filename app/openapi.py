@@ -25,12 +25,16 @@ view function's docstring, keyed by HTTP method, referring to marshmallow schema
 A response given as a bare word names a shared error response (``ERROR_RESPONSES``), all of which
 carry the error envelope. Every operation also gets 500 and 503; one with a path parameter gets 404,
 one with a body gets 400, 413, 415 and 422, and one with query parameters gets 422. Path parameters
-are filled in from the route. Nothing else to register: the document walks the app's URL map.
+are filled in from the route. Nothing else to register: the document walks the app's URL map, and a
+schema named in a docstring (any class in a module of app/schemas) becomes a component under its
+name without ``Schema`` (``ThingSchema`` -> ``#/components/schemas/Thing``), with the schemas it nests.
 """
 
 from __future__ import annotations
 
 import copy
+import importlib
+import pkgutil
 import re
 from typing import Any
 
@@ -39,11 +43,10 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from apispec.yaml_utils import load_yaml_from_docstring
 from flask import Flask
+from marshmallow import class_registry
 
-from app.schemas import api_keys
-from app.schemas import responses as out
-from app.schemas import scans as inp
-from app.schemas import uploads as up
+from app import schemas
+from app.schemas.responses import ErrorSchema
 
 TITLE = "Certus Assurance"
 VERSION = "1.0.0"
@@ -69,19 +72,6 @@ ERROR_RESPONSES: dict[str, tuple[int, str, str, str]] = {
                            "redis_unavailable", "the state store is unreachable; try again"),
 }
 STATUS_TO_RESPONSE = {status: name for name, (status, *_rest) in ERROR_RESPONSES.items()}
-
-SCHEMAS = {  # nested schemas first: apispec registers a nested schema on first sight
-    "ScanRequest": inp.ScanRequestSchema, "ScanListQuery": inp.ScanListQuerySchema,
-    "EventsQuery": inp.EventsQuerySchema, "ErrorBody": out.ErrorBodySchema, "Error": out.ErrorSchema,
-    "ScanCreated": out.ScanCreatedSchema, "Phase": out.PhaseSchema, "CodeMessage": out.CodeMessageSchema,
-    "ScanRecord": out.ScanRecordSchema, "ScanList": out.ScanListSchema, "Cancel": out.CancelSchema,
-    "Event": out.EventSchema, "EventsPage": out.EventsPageSchema, "Health": out.HealthSchema,
-    "Ready": out.ReadySchema, "Stats": out.StatsSchema, "ArtifactFile": out.ArtifactFileSchema,
-    "ArtifactList": out.ArtifactListSchema, "ArchiveUpload": out.ArchiveUploadSchema,
-    "UploadRequest": up.UploadRequestSchema, "UploadAccepted": out.UploadAcceptedSchema,
-    "StreamToken": out.StreamTokenSchema, "KeyCreate": api_keys.KeyCreateSchema, "KeyCreated": out.KeyCreatedSchema,
-    "KeyInfo": out.KeyInfoSchema, "KeyList": out.KeyListSchema,
-}
 
 DESCRIPTION = """\
 Submit security scans of git repositories, watch them live, fetch their bundles, request publication.
@@ -145,12 +135,27 @@ def _complete(operation: dict[str, Any], path_params: list[str], *, keyed: bool 
     return op
 
 
+def _load_schemas() -> None:
+    """Import every module of app/schemas, so a docstring can name any of their classes (apispec
+    finds a schema by class name in marshmallow's registry of the classes defined so far)."""
+    for module in pkgutil.iter_modules(schemas.__path__):
+        importlib.import_module(f"{schemas.__name__}.{module.name}")
+
+
+def _register_query_schemas(spec: APISpec, operation: dict[str, Any]) -> None:
+    """A query schema is spread into parameters; it is also listed as a component, like a body's."""
+    for param in operation.get("parameters", []):
+        name = param.get("schema") if isinstance(param, dict) and param.get("in") == "query" else None
+        if isinstance(name, str) and name.removesuffix("Schema") not in spec.components.schemas:
+            spec.components.schema(name.removesuffix("Schema"), schema=class_registry.get_class(name))
+
+
 def build_spec(app: Flask, server_url: str | None = None) -> dict[str, Any]:
+    _load_schemas()
     spec = APISpec(title=TITLE, version=VERSION, openapi_version="3.0.3", plugins=[MarshmallowPlugin()],
                    info={"description": DESCRIPTION},
                    servers=[{"url": server_url}] if server_url else [])
-    for name, schema in SCHEMAS.items():
-        spec.components.schema(name, schema=schema)
+    spec.components.schema("Error", schema=ErrorSchema)  # the error envelope of every shared response
     for name in ERROR_RESPONSES:
         spec.components.response(name, _error_response(name))
     spec.components.security_scheme("bearerAuth", {
@@ -172,6 +177,7 @@ def build_spec(app: Flask, server_url: str | None = None) -> dict[str, Any]:
             if method in methods:
                 keyed = path.startswith("/v1/") or path in ("/stats", "/metrics")
                 ops[method] = _complete(operation, path_params, keyed=keyed)
+                _register_query_schemas(spec, ops[method])
     for path, ops in by_path.items():
         spec.path(path=path, operations=ops)
     return spec.to_dict()

@@ -4,11 +4,12 @@ workspace the client names (or of the key's own workspaces)."""
 from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, request
+from werkzeug.exceptions import UnsupportedMediaType
 
-from app.auth import current_principal
-from app.errors import APIError
+from app.auth import caller
 from app.schemas.archives import ArchiveUploadFormSchema
 from app.services.archives import store_upload
+from app.services.errors import Invalid, TooLarge
 from tasks.textsafe import visible
 
 _form_schema = ArchiveUploadFormSchema()
@@ -47,29 +48,16 @@ def upload_archive() -> tuple[Response, int]:
     # This endpoint alone takes large bodies; every other one keeps the app's 1 MiB cap.
     request.max_content_length = settings.archive_file_max_bytes + 64 * 1024
     if not request.mimetype == "multipart/form-data":
-        raise APIError(415, "unsupported_media_type", "send the archive as multipart/form-data in field `file`")
+        raise UnsupportedMediaType("send the archive as multipart/form-data in field `file`")
     if request.content_length is not None and request.content_length > settings.archive_file_max_bytes + 64 * 1024:
-        raise APIError(413, "payload_too_large", f"the archive is larger than {settings.archive_file_max_bytes} bytes")
+        raise TooLarge("payload_too_large", f"the archive is larger than {settings.archive_file_max_bytes} bytes")
     upload = request.files.get("file")
     if upload is None or not upload.filename:
-        raise APIError(422, "validation_error", "the request has invalid fields",
-                       fields={"file": ["send the archive in multipart field `file`, with a filename"]})
+        raise Invalid("validation_error", "the request has invalid fields",
+                      fields={"file": ["send the archive in multipart field `file`, with a filename"]})
     if visible(upload.filename) != upload.filename:
-        raise APIError(422, "validation_error", "the request has invalid fields", fields={
+        raise Invalid("validation_error", "the request has invalid fields", fields={
             "file": ["the file name must not contain control, format or bidirectional characters"]})
-    return jsonify(store_upload(settings, upload, _workspaces())), 201
-
-
-def _workspaces() -> list[str]:
-    """The workspaces the archive belongs to: the one named in the form, which the key must hold,
-    or the key's own."""
     form = _form_schema.load(request.form.to_dict(flat=True))
-    principal = current_principal()
-    if principal is None:  # the guard has already refused; never store without a key
-        raise APIError(401, "unauthorized", "send an API key")
-    named = form.get("workspace_id")
-    if named is None:
-        return sorted(principal.workspaces)
-    if not principal.sees(named):
-        raise APIError(404, "workspace_not_found", "no such workspace")
-    return [named]
+    stored = store_upload(settings, caller(), upload.filename, upload.stream, form.get("workspace_id"))
+    return jsonify(stored), 201

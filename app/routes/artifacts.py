@@ -9,6 +9,7 @@ from flask import Blueprint, Response, current_app, jsonify, send_file
 from flask.blueprints import BlueprintSetupState
 from werkzeug.routing import PathConverter
 
+from app.auth import caller
 from app.services import artifacts
 
 bp = Blueprint("artifacts", __name__, url_prefix="/v1/security-scans")
@@ -29,8 +30,8 @@ def _converter(state: BlueprintSetupState) -> None:
 
 def _root(test_id: str) -> Path:
     certus = current_app.extensions["certus"]
-    certus.scans.get(test_id)  # 404 scan_not_found for an unknown or malformed id
-    return artifacts.bundle_root(certus.settings.artifact_root, test_id)
+    scan = certus.scans.get(caller(), test_id)  # scan_not_found for an unknown, malformed or hidden id
+    return artifacts.bundle_root(certus.settings.artifact_root, scan)
 
 
 @bp.get("/<test_id>/artifacts")

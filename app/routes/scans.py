@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
+from werkzeug.exceptions import UnsupportedMediaType
 
-from app.auth import key_confirmed
-from app.errors import APIError
+from app.auth import caller, key_confirmed
 from app.schemas.scans import EventsQuerySchema, ScanListQuerySchema, ScanRequestSchema
+from app.services.errors import Malformed
 from app.services.scans import ScanService, public_view
-from tasks.events import InvalidEventId, check_event_id
 
 bp = Blueprint("scans", __name__, url_prefix="/v1/security-scans")
 
@@ -20,15 +20,16 @@ _events_schema = EventsQuerySchema()
 
 
 def service() -> ScanService:
-    return current_app.extensions["certus"].scans  # type: ignore[no-any-return,unused-ignore]
+    scans: ScanService = current_app.extensions["certus"].scans
+    return scans
 
 
 def json_body() -> dict[str, Any]:
     if not request.is_json:
-        raise APIError(415, "unsupported_media_type", "send a JSON body with Content-Type: application/json")
+        raise UnsupportedMediaType("send a JSON body with Content-Type: application/json")
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
-        raise APIError(400, "invalid_json", "the body must be a JSON object")
+        raise Malformed("invalid_json", "the body must be a JSON object")
     return body
 
 
@@ -63,8 +64,8 @@ def submit() -> tuple[Response, int, dict[str, str]]:
             application/json:
               schema: ScanCreatedSchema
     """
-    with key_confirmed():  # the key may be confirmed by the write itself (app.auth)
-        created = service().submit(_submit_schema.load(json_body()))
+    with key_confirmed() as key:  # the key may be confirmed by the write itself (app.auth)
+        created = service().submit(caller(), _submit_schema.load(json_body()), key)
     return jsonify(created), 202, {"Location": created["status_url"]}
 
 
@@ -87,7 +88,7 @@ def list_scans() -> Response:
               schema: ScanListSchema
     """
     query = _list_schema.load(request.args.to_dict())
-    return jsonify(service().list(query))
+    return jsonify(service().list(caller(), query))
 
 
 @bp.get("/<test_id>")
@@ -104,7 +105,7 @@ def get_scan(test_id: str) -> Response:
             application/json:
               schema: ScanRecordSchema
     """
-    return jsonify(public_view(service().get(test_id)))
+    return jsonify(public_view(service().get(caller(), test_id)))
 
 
 @bp.post("/<test_id>/cancel")
@@ -124,7 +125,7 @@ def cancel_scan(test_id: str) -> tuple[Response, int]:
               example: {test_id: test_3f9c2a1b7d4e, status: CANCELLED, cancel_requested: true}
         409: Conflict
     """
-    return jsonify(service().cancel(test_id)), 202
+    return jsonify(service().cancel(caller(), test_id)), 202
 
 
 @bp.get("/<test_id>/events")
@@ -152,13 +153,6 @@ def list_events(test_id: str) -> Response:
                 complete: false
     """
     svc = service()
-    svc.get(test_id)
+    scan = svc.get(caller(), test_id)
     query = _events_schema.load(request.args.to_dict())
-    try:
-        after = check_event_id(query["after"])
-    except InvalidEventId as exc:
-        raise APIError(422, "invalid_event_id", str(exc), fields={"after": [str(exc)]}) from exc
-    events = svc.events.range(test_id, after, query["limit"])
-    complete = any(e["type"] == "scan_complete" for e in events)
-    next_after = events[-1]["id"] if events else after
-    return jsonify({"events": events, "next_after": next_after, "complete": complete})
+    return jsonify(svc.events_page(scan, query["after"], query["limit"]))

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify
 
-from app.auth import current_principal
-from app.errors import APIError
+from app.auth import caller
 
 bp = Blueprint("tokens", __name__, url_prefix="/v1")
 
@@ -28,9 +27,7 @@ def issue() -> tuple[Response, int]:
               schema: StreamTokenSchema
     """
     certus = current_app.extensions["certus"]
-    principal = current_principal()
-    if principal is None:  # the guard has already refused; never issue without a key
-        raise APIError(401, "unauthorized", "send an API key")
+    principal = caller()  # never issued without a key
     ttl = certus.settings.stream_token_seconds
     token = certus.keys.issue_stream_token(principal, ttl)
     return jsonify({"token": token, "expires_in": ttl, "query_parameter": "token"}), 201

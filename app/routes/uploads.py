@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from app.auth import caller
 from app.routes.scans import json_body
 from app.schemas.uploads import UploadRequestSchema
 from app.services.uploads import UploadService
@@ -38,4 +39,4 @@ def upload_request(test_id: str) -> tuple[Response, int]:
     body = json_body() if request.get_data() else {}
     data = _schema.load(body)
     svc: UploadService = current_app.extensions["certus"].uploads
-    return jsonify(svc.request(test_id, data["tier"], data["signer"])), 202
+    return jsonify(svc.request(caller(), test_id, data["tier"], data["signer"])), 202

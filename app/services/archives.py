@@ -10,13 +10,12 @@ import tarfile
 import unicodedata
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from werkzeug.datastructures import FileStorage
-
-from app.auth import current_principal
-from app.errors import APIError
+from app.services.access import check_workspace, require
+from app.services.errors import Invalid, TooLarge
 from tasks import archives
+from tasks.api_keys import Principal
 from tasks.clock import utcnow_iso
 from tasks.settings import Settings
 
@@ -39,14 +38,25 @@ def _looks_like(path: Path, suffix: str) -> bool:
         return False
 
 
-def store_upload(settings: Settings, upload: FileStorage, workspaces: list[str]) -> dict[str, Any]:
-    """Store the archive for scans of ``workspaces`` (already checked against the key)."""
-    filename = clean_filename(upload.filename or "")
+def owners(principal: Principal | None, workspace_id: str | None) -> list[str]:
+    """The workspaces an archive uploaded by the caller belongs to: the one named, which the caller
+    must hold, or the caller's own."""
+    if workspace_id is None:
+        return sorted(require(principal).workspaces)
+    check_workspace(principal, workspace_id)
+    return [workspace_id]
+
+
+def store_upload(settings: Settings, principal: Principal | None, filename: str, stream: IO[bytes],
+                 workspace_id: str | None = None) -> dict[str, Any]:
+    """Store the archive read from ``stream`` for scans of ``workspace_id`` (one the caller holds)
+    or, without it, of the caller's own workspaces."""
+    workspaces = owners(principal, workspace_id)
+    filename = clean_filename(filename)
     suffix = archives.archive_suffix(filename)
     if suffix is None:
-        raise APIError(422, "archive_format_unsupported",
-                       "the file name must end in .tar, .tar.gz, .tgz, .tar.bz2 or .zip",
-                       fields={"file": ["unsupported archive type"]})
+        raise Invalid("archive_format_unsupported", "the file name must end in .tar, .tar.gz, .tgz, .tar.bz2 or .zip",
+                      fields={"file": ["unsupported archive type"]})
     folder = Path(settings.archives_root)
     folder.mkdir(parents=True, exist_ok=True)
     archive_id = archives.new_archive_id()
@@ -57,16 +67,16 @@ def store_upload(settings: Settings, upload: FileStorage, workspaces: list[str])
     try:
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "wb") as out:
-            while chunk := upload.stream.read(1 << 20):
+            while chunk := stream.read(1 << 20):
                 size += len(chunk)
                 if size > settings.archive_file_max_bytes:
-                    raise APIError(413, "payload_too_large",
+                    raise TooLarge("payload_too_large",
                                    f"the archive is larger than {settings.archive_file_max_bytes} bytes")
                 digest.update(chunk)
                 out.write(chunk)
         if size == 0 or not _looks_like(partial, suffix):
-            raise APIError(422, "archive_invalid", "the file is not a readable archive of its named type",
-                           fields={"file": ["not a readable archive"]})
+            raise Invalid("archive_invalid", "the file is not a readable archive of its named type",
+                          fields={"file": ["not a readable archive"]})
         os.replace(partial, stored)
     finally:
         partial.unlink(missing_ok=True)
@@ -78,11 +88,11 @@ def store_upload(settings: Settings, upload: FileStorage, workspaces: list[str])
     return {k: meta[k] for k in ("archive_path", "archive_hash", "filename", "size", "workspaces")}
 
 
-def usable_archive(settings: Settings, archive_id: str, workspace_id: str) -> bool:
+def usable_archive(settings: Settings, archive_id: str, workspace_id: str, principal: Principal | None) -> bool:
     """Whether the upload exists and a scan of ``workspace_id`` by the caller may use it
-    (``tasks.archives.usable_in``). Unknown and another workspace's answer alike."""
+    (``tasks.archives.usable_in``). Unknown and another workspace's answer alike; never without a
+    caller."""
     found = archives.load(settings.archives_root, archive_id)
-    if found is None:
+    if found is None or principal is None:
         return False
-    principal = current_principal()
-    return archives.usable_in(found[1], workspace_id, principal is None or principal.all_workspaces)
+    return archives.usable_in(found[1], workspace_id, principal.all_workspaces)

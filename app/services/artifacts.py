@@ -9,21 +9,23 @@ import stat
 from pathlib import Path
 from typing import IO, Any
 
-from app.errors import APIError
+from app.services.errors import Forbidden, Malformed, NotFound, ServiceError
 from tasks.pathsafe import UnsafePath, confine
+from tasks.records import ScanRecord
 
 _CODES = {"path_traversal": "artifact_path_traversal", "path_absolute": "artifact_path_absolute",
           "path_symlink": "artifact_path_symlink", "path_invalid": "artifact_path_invalid"}
 
 
-def bundle_root(artifact_root: str, test_id: str) -> Path:
-    root = Path(artifact_root) / test_id
+def bundle_root(artifact_root: str, scan: ScanRecord) -> Path:
+    """The bundle folder of a scan (one ``ScanService.get`` returned to the caller)."""
+    root = Path(artifact_root) / scan.test_id
     try:
         mode = os.lstat(root).st_mode
     except FileNotFoundError as exc:
-        raise APIError(404, "artifacts_not_found", "the scan has no artifact bundle (yet)") from exc
+        raise NotFound("artifacts_not_found", "the scan has no artifact bundle (yet)") from exc
     if not stat.S_ISDIR(mode):
-        raise APIError(404, "artifacts_not_found", "the scan has no artifact bundle (yet)")
+        raise NotFound("artifacts_not_found", "the scan has no artifact bundle (yet)")
     return root
 
 
@@ -54,12 +56,12 @@ def list_files(root: Path) -> list[dict[str, Any]]:
 
 
 def open_file(root: Path, relative: str) -> IO[bytes]:
-    """An open handle on one regular file of the bundle, or a 4xx with a stable code."""
+    """An open handle on one regular file of the bundle, or a refusal with a stable code."""
     try:
         path = confine(root, relative)
     except UnsafePath as exc:
-        status = 403 if exc.code == "path_symlink" else 400
-        raise APIError(status, _CODES.get(exc.code, "artifact_path_invalid"), str(exc)) from exc
+        refusal = Forbidden if exc.code == "path_symlink" else Malformed
+        raise refusal(_CODES.get(exc.code, "artifact_path_invalid"), str(exc)) from exc
     except OSError as exc:  # a part of the path the service cannot read
         raise _open_error(exc) from exc
     try:
@@ -68,15 +70,16 @@ def open_file(root: Path, relative: str) -> IO[bytes]:
         raise _open_error(exc) from exc
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
-        raise APIError(404, "artifact_not_found", "no such file in the bundle")
+        raise NotFound("artifact_not_found", "no such file in the bundle")
     return os.fdopen(fd, "rb")
 
 
-def _open_error(exc: OSError) -> APIError:
+def _open_error(exc: OSError) -> ServiceError:
     """The answer for a bundle file that cannot be opened: a link (``ELOOP``, created after the
-    check) is 403, a name too long for the file system 400, anything else is no file of the bundle."""
+    check) is refused, a name too long for the file system is malformed, anything else is no file
+    of the bundle."""
     if exc.errno == errno.ELOOP:
-        return APIError(403, "artifact_path_symlink", "the path runs through a symbolic link")
+        return Forbidden("artifact_path_symlink", "the path runs through a symbolic link")
     if exc.errno == errno.ENAMETOOLONG:
-        return APIError(400, "artifact_path_invalid", "the path is too long")
-    return APIError(404, "artifact_not_found", "no such file in the bundle")
+        return Malformed("artifact_path_invalid", "the path is too long")
+    return NotFound("artifact_not_found", "no such file in the bundle")

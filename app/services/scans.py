@@ -1,39 +1,33 @@
-"""The thin service layer behind the scan endpoints: records, events and task sending."""
+"""The thin service layer behind the scan endpoints: records, events and task sending.
+
+Every method takes the caller (a ``Principal``) and raises ``app.services.errors``; nothing here
+knows of HTTP or of a request, so it can be called from a request, a thread or a command alike.
+"""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from celery import Celery
 
-from app.auth import confirm_deferred, current_principal, deferred_key, may_see, rate_limited, settle_deferred
-from app.errors import APIError, not_found
 from app.limits import wait_seconds
+from app.services.access import check_workspace, may_see, require
 from app.services.archives import usable_archive
+from app.services.errors import Conflict, Invalid, NotFound, RateLimited, Unavailable
 from tasks import archives, enqueue, manifest_s3, metrics, names
 from tasks import manifest as manifests
-from tasks.api_keys import KeyCheck
+from tasks.api_keys import KeyCheck, Principal
 from tasks.clock import utcnow_iso
-from tasks.events import EventLog, encode_event, stream_key
+from tasks.events import EventLog, InvalidEventId, check_event_id, encode_event, stream_key
 from tasks.ids import is_test_id, new_test_id
 from tasks.netpolicy import HostNotAllowed, check_host, check_url
 from tasks.records import ScanRecord
 from tasks.settings import Settings
-from tasks.store import (
-    CANCELLED,
-    QUEUED,
-    RUNNING,
-    TERMINAL,
-    InvalidCursor,
-    KeyNotCurrent,
-    KeyRateLimited,
-    QueueFull,
-    ScanStore,
-    StreamAppend,
-)
+from tasks.states import TERMINAL, ScanStatus
+from tasks.store import InvalidCursor, KeyNotCurrent, KeyRateLimited, QueueFull, ScanStore, StreamAppend
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +48,22 @@ def _confined(path: str, roots: tuple[str, ...]) -> bool:
         return False
     resolved = Path(path).resolve()
     return any(resolved == Path(root) or Path(root) in resolved.parents for root in roots)
+
+
+class KeyConfirmation(Protocol):
+    """The caller's API key, when its authentication was deferred to the write (``app.auth``): the
+    write confirms the key and takes its token in the same atomic step (``ScanStore.create``)."""
+
+    @property
+    def check(self) -> KeyCheck | None:
+        """What the write must confirm; None once the key is confirmed."""
+
+    def settle(self) -> None:
+        """The write ran the check: the key was confirmed (or refused) there."""
+
+    def confirm(self) -> Principal:
+        """Authenticate the key afresh (raising the refusal a revoked or exhausted key gets) and
+        return the principal its stored record names now."""
 
 
 class ScanService:
@@ -78,9 +88,9 @@ class ScanService:
                 raise HostNotAllowed("manifest_uri_not_allowed",
                                      "file manifests must lie inside an allowed root with local sources enabled")
         except HostNotAllowed as exc:
-            raise APIError(422, exc.code, str(exc), fields={"manifest_uri": [str(exc)]}) from exc
+            raise Invalid(exc.code, str(exc), fields={"manifest_uri": [str(exc)]}) from exc
 
-    def _check_source(self, data: dict[str, Any]) -> None:
+    def _check_source(self, data: dict[str, Any], principal: Principal) -> None:
         for name in ("manifest_uri", "manifest_signature_uri"):
             if data.get(name):
                 self._check_manifest_uri(data[name], data["workspace_id"])
@@ -89,34 +99,58 @@ class ScanService:
             try:
                 check_url(data["git_url"], self.settings.git_allowed_hosts, self.settings.allow_local_sources)
             except HostNotAllowed as exc:
-                raise APIError(422, exc.code, str(exc), fields={"git_url": [str(exc)]}) from exc
+                raise Invalid(exc.code, str(exc), fields={"git_url": [str(exc)]}) from exc
             return
         field = "directory_path" if source_type == "directory" else "archive_path"
         path = data[field]
         if source_type == "archive" and archives.is_archive_id(path):
             # Another workspace's upload answers as an unknown one.
-            if not usable_archive(self.settings, path, data["workspace_id"]):
-                raise APIError(422, "archive_not_found", "no uploaded archive has that id",
-                               fields={field: ["unknown upload id"]})
+            if not usable_archive(self.settings, path, data["workspace_id"], principal):
+                raise Invalid("archive_not_found", "no uploaded archive has that id",
+                              fields={field: ["unknown upload id"]})
             return
         if not Path(path).is_absolute() or not _confined(path, self.settings.allowed_source_roots):
-            raise APIError(422, "path_not_allowed", f"{field} must lie inside a configured allowed root",
-                           fields={field: ["outside the allowed roots"]})
+            raise Invalid("path_not_allowed", f"{field} must lie inside a configured allowed root",
+                          fields={field: ["outside the allowed roots"]})
 
-    def _check_workspace(self, workspace_id: str) -> None:
-        if not may_see(workspace_id):
-            # Not 403: a key must not learn which workspaces exist.
-            raise APIError(404, "workspace_not_found", "no such workspace")
+    def submit(self, principal: Principal | None, data: dict[str, Any],
+               key: KeyConfirmation | None = None) -> dict[str, Any]:
+        """Store a scan (QUEUED) of a workspace the caller holds and queue it. With ``key``, the
+        write also confirms the caller's key (see ``KeyConfirmation``)."""
+        caller = check_workspace(principal, data["workspace_id"])
+        self._check_source(data, caller)
+        record = self._new_record(data)
+        test_id = record.test_id
+        # The record, its first event and (on the store's Redis) its task are written in one step:
+        # a worker never sees an id the store does not know, and a watcher can connect the moment
+        # we answer. On another broker the task is sent once the record exists.
+        first = encode_event("phase", {"phase": "queued", "message": "scan accepted and queued"})
+        queue = names.scan_queue(record.profile, self.settings.scan_queue_per_profile)
+        task = enqueue.build(self.celery, names.SCAN_RUN, test_id, [test_id], queue) if self.inline_enqueue else None
+        event = StreamAppend(stream_key(test_id), "*", first, self.settings.stream_maxlen)
+        try:
+            self._write(record, event, task, key)
+        except KeyNotCurrent:
+            # The key remembered was revoked (or changed) since: authenticate afresh (refused for a
+            # revoked key), then check again what the fresh principal may do.
+            if key is None:
+                raise
+            check_workspace(key.confirm(), record.workspace_id)
+            self._write(record, event, task, None)
+        if task is None:
+            self._send(test_id, record.workspace_id, queue)
+        metrics.SCANS_SUBMITTED.labels(profile=metrics.profile_label(record.profile)).inc()
+        view = record.to_dict()
+        return {k: view[k] for k in ("test_id", "workspace_id", "component_id", "assessment_id", "status",
+                                     "profile", "manifest_digest", "stream_url", "status_url")}
 
-    def submit(self, data: dict[str, Any]) -> dict[str, Any]:
-        self._check_workspace(data["workspace_id"])
-        self._check_source(data)
+    def _new_record(self, data: dict[str, Any]) -> ScanRecord:
         test_id = new_test_id()
         manifest_digest = None
         if "manifest" in data:
             manifest_digest = manifests.digest(manifests.inline_text(data["manifest"]))
         base = f"/v1/security-scans/{test_id}"
-        record = ScanRecord(
+        return ScanRecord(
             test_id=test_id,
             workspace_id=data["workspace_id"],
             component_id=data["component_id"],
@@ -138,42 +172,23 @@ class ScanService:
             directory_path=data.get("directory_path"),
             archive_path=data.get("archive_path"),
         )
-        # The record, its first event and (on the store's Redis) its task are written in one step:
-        # a worker never sees an id the store does not know, and a watcher can connect the moment
-        # we answer. On another broker the task is sent once the record exists.
-        first = encode_event("phase", {"phase": "queued", "message": "scan accepted and queued"})
-        queue = names.scan_queue(record.profile, self.settings.scan_queue_per_profile)
-        task = enqueue.build(self.celery, names.SCAN_RUN, test_id, [test_id], queue) if self.inline_enqueue else None
-        event = StreamAppend(stream_key(test_id), "*", first, self.settings.stream_maxlen)
-        try:
-            self._write(record, event, task, deferred_key())
-        except KeyNotCurrent:
-            # The key this process remembered was revoked (or changed) since: authenticate afresh
-            # (401 for a revoked key), then check again what the fresh principal may do.
-            confirm_deferred()
-            self._check_workspace(record.workspace_id)
-            self._write(record, event, task, None)
-        if task is None:
-            self._send(test_id, record.workspace_id, queue)
-        metrics.SCANS_SUBMITTED.labels(profile=metrics.profile_label(record.profile)).inc()
-        view = record.to_dict()
-        return {k: view[k] for k in ("test_id", "workspace_id", "component_id", "assessment_id", "status",
-                                     "profile", "manifest_digest", "stream_url", "status_url")}
 
     def _write(self, record: ScanRecord, event: StreamAppend, task: enqueue.QueuedTask | None,
-               key_check: KeyCheck | None) -> None:
+               key: KeyConfirmation | None) -> None:
         try:
             self.store.create(record, event=event, queue_cap=self.settings.max_queued_per_workspace, task=task,
-                              key_check=key_check)
+                              key_check=key.check if key is not None else None)
         except QueueFull as exc:
-            settle_deferred()
-            raise APIError(429, "queue_full",
-                           f"the workspace already has {exc.queued} scans queued; retry when some have started",
-                           headers={"Retry-After": "30"}) from exc
+            _settle(key)
+            raise RateLimited("queue_full",
+                              f"the workspace already has {exc.queued} scans queued; retry when some have started",
+                              retry_after=30) from exc
         except KeyRateLimited as exc:
-            settle_deferred()
-            raise rate_limited(wait_seconds(exc.wait_ms)) from exc
-        settle_deferred()
+            _settle(key)
+            wait = wait_seconds(exc.wait_ms)
+            raise RateLimited("rate_limited", f"too many requests for this key; retry in {wait} s",
+                              retry_after=wait) from exc
+        _settle(key)
 
     def _send(self, test_id: str, workspace_id: str, queue: str) -> None:
         try:
@@ -182,56 +197,76 @@ class ScanService:
             log.error("enqueue failed for %s: %s", test_id, exc.__class__.__name__)
             self.store.delete(test_id, workspace_id)
             self.events.redis.delete(stream_key(test_id))
-            raise APIError(503, "queue_unavailable", "the scan could not be queued; nothing was kept",
-                           headers={"Retry-After": "5"}) from exc
+            raise Unavailable("queue_unavailable", "the scan could not be queued; nothing was kept",
+                              retry_after=5) from exc
 
     # -- read --------------------------------------------------------------------------------
-    def get(self, test_id: str) -> ScanRecord:
+    def get(self, principal: Principal | None, test_id: str) -> ScanRecord:
+        """The scan, if the caller may see it. Every endpoint that names a scan comes through here:
+        another workspace's scan is "not found", like one that does not exist."""
+        caller = require(principal)
         record = self.store.get(test_id) if is_test_id(test_id) else None
-        # Every endpoint that names a scan comes through here: another workspace's scan is "not found".
-        if record is None or not may_see(record.workspace_id):
-            raise not_found()
+        if record is None or not may_see(caller, record.workspace_id):
+            raise NotFound("scan_not_found", "no such scan")
         return record
 
-    def list(self, query: dict[str, Any]) -> dict[str, Any]:
-        principal = current_principal()
+    def list(self, principal: Principal | None, query: dict[str, Any]) -> dict[str, Any]:
+        """One page of the scans the caller may see, newest first."""
+        caller = require(principal)
         workspaces = None
-        if principal is not None and not principal.all_workspaces:
+        if not caller.all_workspaces:
             if query.get("workspace_id"):
-                self._check_workspace(query["workspace_id"])
-            elif len(principal.workspaces) == 1:
-                query = {**query, "workspace_id": next(iter(principal.workspaces))}
+                check_workspace(caller, query["workspace_id"])
+            elif len(caller.workspaces) == 1:
+                query = {**query, "workspace_id": next(iter(caller.workspaces))}
             else:
-                workspaces = principal.workspaces
+                workspaces = caller.workspaces
         try:
             items, cursor = self.store.list(**query, workspaces=workspaces)
         except InvalidCursor as exc:
-            raise APIError(422, "invalid_cursor", str(exc), fields={"cursor": [str(exc)]}) from exc
+            raise Invalid("invalid_cursor", str(exc), fields={"cursor": [str(exc)]}) from exc
         return {"items": [public_view(r) for r in items], "next_cursor": cursor}
+
+    def events_page(self, scan: ScanRecord, after: str, limit: int) -> dict[str, Any]:
+        """Up to ``limit`` events of a scan (one ``get`` returned) after the event id ``after``."""
+        try:
+            after = check_event_id(after)
+        except InvalidEventId as exc:
+            raise Invalid("invalid_event_id", str(exc), fields={"after": [str(exc)]}) from exc
+        events = self.events.range(scan.test_id, after, limit)
+        complete = any(e["type"] == "scan_complete" for e in events)
+        next_after = events[-1]["id"] if events else after
+        return {"events": events, "next_after": next_after, "complete": complete}
 
     def is_finished(self, test_id: str) -> bool:
         status = self.store.get_fields(test_id, "status")["status"]
         return status is None or status in TERMINAL
 
     # -- cancel ------------------------------------------------------------------------------
-    def cancel(self, test_id: str) -> dict[str, Any]:
-        record = self.get(test_id)
+    def cancel(self, principal: Principal | None, test_id: str) -> dict[str, Any]:
+        record = self.get(principal, test_id)
         if record.status in TERMINAL:
-            raise APIError(409, "scan_finished", f"the scan already ended {record.status}")
+            raise Conflict("scan_finished", f"the scan already ended {record.status}")
         event_id = self.events.next_id(test_id)
         complete = StreamAppend(
             stream_key(test_id), event_id,
-            encode_event("scan_complete", {"status": CANCELLED, "manifest_digest": record.manifest_digest,
+            encode_event("scan_complete", {"status": ScanStatus.CANCELLED, "manifest_digest": record.manifest_digest,
                                            "bundle": None, "summary": None}),
             self.settings.stream_maxlen)
         # A queued scan is cancelled here; a running one is flagged and its worker stops it.
-        result = self.store.transition(test_id, CANCELLED, allowed_from=[QUEUED], event=complete,
-                                       completed_at=utcnow_iso(), cancel_requested=True)
+        result = self.store.transition(test_id, ScanStatus.CANCELLED, allowed_from=[ScanStatus.QUEUED],
+                                       event=complete, completed_at=utcnow_iso(), cancel_requested=True)
         if not result.ok:
-            if result.previous == RUNNING:
+            if result.previous == ScanStatus.RUNNING:
                 self.store.update(test_id, cancel_requested=True)
             elif result.previous in TERMINAL:
-                raise APIError(409, "scan_finished", f"the scan already ended {result.previous}")
+                raise Conflict("scan_finished", f"the scan already ended {result.previous}")
         else:
             self.events.expire(test_id)
-        return {"test_id": test_id, "status": CANCELLED if result.ok else RUNNING, "cancel_requested": True}
+        return {"test_id": test_id, "status": ScanStatus.CANCELLED if result.ok else ScanStatus.RUNNING,
+                "cancel_requested": True}
+
+
+def _settle(key: KeyConfirmation | None) -> None:
+    if key is not None:
+        key.settle()

@@ -7,10 +7,10 @@ from typing import Any
 
 from celery import Celery
 
-from app.errors import APIError, not_found
+from app.services.errors import Conflict, NotFound, Unavailable
 from app.services.scans import ScanService
 from tasks import names
-from tasks.ids import is_test_id
+from tasks.api_keys import Principal
 from tasks.uploads import DENIED, IN_FLIGHT, PENDING, UploadStore
 
 log = logging.getLogger(__name__)
@@ -22,23 +22,21 @@ class UploadService:
         self.celery = celery
         self.scans = scans
 
-    def request(self, test_id: str, tier: str, signer: str | None) -> dict[str, Any]:
-        if not is_test_id(test_id):
-            raise not_found()
-        self.scans.get(test_id)  # a scan of another workspace is not found, like a missing one
+    def request(self, principal: Principal | None, test_id: str, tier: str, signer: str | None) -> dict[str, Any]:
+        self.scans.get(principal, test_id)  # a scan of another workspace is not found, like a missing one
         created, move, request_id = self.uploads.open_request(test_id, tier, signer)
         if not created:
             if move.previous == "missing":
-                raise not_found()
+                raise NotFound("scan_not_found", "no such scan")
             if move.previous.startswith("scan:"):
-                raise APIError(409, "scan_not_succeeded",
+                raise Conflict("scan_not_succeeded",
                                f"only a SUCCEEDED scan can be uploaded; this one is {move.previous[5:]}")
             if move.previous in IN_FLIGHT:
                 state = self.uploads.state(test_id)
                 return {"upload_permission_id": state.upload_permission_id,
                         "upload_status": state.upload_status,
                         "upload_request_id": state.upload_request_id, "existing": True}
-            raise APIError(409, "upload_conflict", f"the upload is {move.previous}; try again")
+            raise Conflict("upload_conflict", f"the upload is {move.previous}; try again")
         self.uploads.emit(test_id, PENDING, f"upload requested (tier {tier})", tier=tier)
         try:
             self.celery.send_task(names.UPLOAD_VERIFY, args=[test_id, request_id], queue=names.UPLOADS_QUEUE)
@@ -47,6 +45,6 @@ class UploadService:
             reason = "the upload could not be queued"
             self.uploads.move(test_id, DENIED, allowed_from=[PENDING], request_id=request_id, upload_reason=reason)
             self.uploads.emit(test_id, DENIED, reason)
-            raise APIError(503, "queue_unavailable", reason, headers={"Retry-After": "5"}) from exc
+            raise Unavailable("queue_unavailable", reason, retry_after=5) from exc
         return {"upload_permission_id": None, "upload_status": PENDING, "upload_request_id": request_id,
                 "existing": False}

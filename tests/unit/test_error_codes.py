@@ -11,8 +11,12 @@ import pytest
 from tasks.errors import CodedError, ErrorCode
 
 ROOT = Path(__file__).resolve().parents[2]
-# The classes whose first (APIError: second) argument is a code.
-CODED = {"APIError": 1, "HostNotAllowed": 0, "UnsafePath": 0, "SigningKeyError": 0, "PermanentUploadError": 0,
+# The classes whose first (APIError: second) argument is a code; the service layer's errors
+# (app/services/errors.py) take it first.
+SERVICE_ERRORS = ("Invalid", "Malformed", "NotFound", "Conflict", "Forbidden", "Unauthenticated", "TooLarge",
+                  "RateLimited", "Unavailable")
+CODED = {**dict.fromkeys(SERVICE_ERRORS, 0),
+         "APIError": 1, "HostNotAllowed": 0, "UnsafePath": 0, "SigningKeyError": 0, "PermanentUploadError": 0,
          "SourceError": 0, "ManifestSourceError": 0, "ManifestSignatureError": 0, "CloneError": 0, "Stop": 1,
          "VerifyError": 0, "EnvelopeError": 0, "StatementError": 0}
 
@@ -55,6 +59,12 @@ def test_every_code_the_service_raises_is_an_error_code():
     raised = _raised()
     assert len(raised) > 50  # the scan found the raise sites
     assert {code: where for code, where in raised.items() if code not in set(ErrorCode)} == {}
+
+
+def test_the_scan_knows_every_service_error():
+    from app.services.errors import ServiceError
+
+    assert sorted(cls.__name__ for cls in ServiceError.__subclasses__()) == sorted(SERVICE_ERRORS)
 
 
 def test_a_coded_error_refuses_a_code_that_does_not_exist():
