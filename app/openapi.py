@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import json
 import pkgutil
 import re
 from typing import Any
@@ -184,4 +185,5 @@ def build_spec(app: Flask, server_url: str | None = None) -> dict[str, Any]:
 
 
 def to_yaml(document: dict[str, Any]) -> str:
-    return yaml.safe_dump(document, sort_keys=False)
+    # Through JSON first: the document holds named values (StrEnum members) YAML cannot represent.
+    return yaml.safe_dump(json.loads(json.dumps(document)), sort_keys=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -53,3 +54,21 @@ def test_errors_use_the_envelope_and_requests_use_the_schemas(document):
 def test_unknown_shared_response_is_refused():
     with pytest.raises(ValueError, match="unknown shared response"):
         _complete({"responses": {"418": "Teapot"}}, [])
+
+
+def test_the_yaml_document_is_the_json_one(document):
+    import yaml
+
+    from app.openapi import to_yaml
+
+    _, doc = document
+    assert yaml.safe_load(to_yaml(doc)) == json.loads(json.dumps(doc))
+
+
+def test_every_schema_a_docstring_names_is_a_component(document):
+    _, doc = document
+    text = json.dumps(doc)
+    for ref in re.findall(r'"#/components/schemas/([A-Za-z]+)"', text):
+        assert ref in doc["components"]["schemas"], ref
+    # query schemas are spread into parameters and listed as components as well
+    assert {"ScanListQuery", "EventsQuery", "Error", "ErrorBody"} <= set(doc["components"]["schemas"])
