@@ -84,7 +84,7 @@ class Stack:
         assert self.api_name is not None, "no API started"
         arbiter = psutil.Process(self.launcher.proc(self.api_name).pid)
         children = arbiter.children()
-        return children[0].pid if children else arbiter.pid
+        return int(children[0].pid if children else arbiter.pid)
 
     def worker(self, name: str, *, app: str = "workers.bootstrap", concurrency: int = 2,
                queues: str = "scans,uploads") -> subprocess.Popen[bytes]:

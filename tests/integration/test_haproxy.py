@@ -17,6 +17,8 @@ from stack.haproxy_cfg import haproxy_executable, render_cluster
 from stack.ports import free_port, wait_port
 
 pytestmark = pytest.mark.integration
+# The load balancer's URL, and what each replica was asked: (path, X-Request-ID).
+Balancer = tuple[str, dict[str, list[tuple[str, str | None]]]]
 
 
 class Replica(BaseHTTPRequestHandler):
@@ -36,7 +38,7 @@ class Replica(BaseHTTPRequestHandler):
 
 
 @pytest.fixture()
-def balancer(tmp_path: Path) -> Iterator[tuple[str, dict[str, list[tuple[str, str | None]]]]]:
+def balancer(tmp_path: Path) -> Iterator[Balancer]:
     servers: list[ThreadingHTTPServer] = []
     seen: dict[str, list[tuple[str, str | None]]] = {}
     ports: dict[str, int] = {}
@@ -61,7 +63,7 @@ def balancer(tmp_path: Path) -> Iterator[tuple[str, dict[str, list[tuple[str, st
             server.server_close()
 
 
-def test_metrics_are_refused_at_the_load_balancer_and_the_rest_passes(balancer):
+def test_metrics_are_refused_at_the_load_balancer_and_the_rest_passes(balancer: Balancer) -> None:
     url, seen = balancer
     refused = requests.get(url + "/metrics", timeout=10)
     assert refused.status_code == 404
@@ -74,7 +76,7 @@ def test_metrics_are_refused_at_the_load_balancer_and_the_rest_passes(balancer):
     assert seen["api1"] == []
 
 
-def test_requests_are_spread_and_given_an_id(balancer):
+def test_requests_are_spread_and_given_an_id(balancer: Balancer) -> None:
     url, seen = balancer
     backends = set()
     for _ in range(6):

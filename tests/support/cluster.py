@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def output(cluster: dict[str, Any]) -> str:
-    return (cluster["folder"] / "cluster-stdout.log").read_text(errors="replace")
+    folder: Path = cluster["folder"]
+    return (folder / "cluster-stdout.log").read_text(errors="replace")
 
 
 def state(cluster: dict[str, Any]) -> dict[str, Any]:

@@ -113,7 +113,7 @@ class Service:
         return self.http.post(self.url("/v1/security-scans", replica), json=body, timeout=60)
 
     def status(self, test_id: str) -> dict[str, Any]:
-        return self.http.get(self.url(f"/v1/security-scans/{test_id}"), timeout=60).json()
+        return dict(self.http.get(self.url(f"/v1/security-scans/{test_id}"), timeout=60).json())
 
     def wait_done(self, test_id: str, timeout: float = 240) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

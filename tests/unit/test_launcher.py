@@ -7,6 +7,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -19,11 +21,11 @@ def sleeper() -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
 
 
-def test_stop_goes_balancer_apis_workers_redis_whatever_the_start_order():
+def test_stop_goes_balancer_apis_workers_redis_whatever_the_start_order() -> None:
     launcher = Launcher()
     stopped: list[str] = []
 
-    def stop(name: str):
+    def stop(name: str) -> Callable[[subprocess.Popen[bytes]], None]:
         def stop_it(proc: subprocess.Popen[bytes]) -> None:
             stopped.append(name)
             processes.stop(proc, timeout=5)
@@ -40,7 +42,7 @@ def test_stop_goes_balancer_apis_workers_redis_whatever_the_start_order():
         launcher.add("x", "sidecar", sleeper)
 
 
-def test_a_name_started_again_keeps_the_first_process_stoppable():
+def test_a_name_started_again_keeps_the_first_process_stoppable() -> None:
     launcher = Launcher()
     first = launcher.add("w", "worker", sleeper)
     second = launcher.add("w", "worker", sleeper)
@@ -49,7 +51,7 @@ def test_a_name_started_again_keeps_the_first_process_stoppable():
     assert first.poll() is not None and second.poll() is not None
 
 
-def test_unsupervised_wait_ends_when_the_process_exits_and_nothing_restarts(tmp_path):
+def test_unsupervised_wait_ends_when_the_process_exits_and_nothing_restarts(tmp_path: Path) -> None:
     launcher = Launcher(logs=tmp_path)
     log = tmp_path / "quitter.log"
     launcher.add("quitter", "api", lambda: subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"]))
@@ -64,7 +66,7 @@ def test_unsupervised_wait_ends_when_the_process_exits_and_nothing_restarts(tmp_
     launcher.stop()
 
 
-def test_supervised_launcher_restarts_what_exits():
+def test_supervised_launcher_restarts_what_exits() -> None:
     launcher = Launcher(supervise=True)
     launcher.supervisor.quiet = True
     launcher.add("once", "worker", lambda: subprocess.Popen([sys.executable, "-c", "pass"]))
