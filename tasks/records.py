@@ -76,13 +76,15 @@ class ScanRecord:
     profile: str
     status: ScanStatus = ScanStatus.QUEUED
     created_at: str = field(default_factory=utcnow_iso)
-    # what to scan
+    # what to scan: a source kind (tasks.sources) and its request fields. The contract's kinds keep
+    # theirs in fields of their own (SOURCE_COLUMNS); any other kind's are kept in source_fields.
     source_type: str | None = None
     git_url: str | None = None
     branch: str | None = None
     commit: str | None = None
     directory_path: str | None = None
     archive_path: str | None = None
+    source_fields: dict[str, JSON] | None = field(default=None, metadata=_SOMETIMES)
     # how
     manifest: dict[str, JSON] | None = None
     manifest_path: str | None = None
@@ -131,7 +133,12 @@ class ScanRecord:
     @classmethod
     def from_fields(cls, raw: Mapping[str, str]) -> ScanRecord:
         """A record from its hash fields; fields this version does not know are ignored."""
-        values = {k: json.loads(v) for k, v in raw.items() if k in FIELD_NAMES}
+        return cls.from_values({k: json.loads(v) for k, v in raw.items() if k in FIELD_NAMES})
+
+    @classmethod
+    def from_values(cls, given: Mapping[str, JSON]) -> ScanRecord:
+        """A record from JSON values (a decoded hash, or a status answer); unknown names are ignored."""
+        values = {k: v for k, v in given.items() if k in FIELD_NAMES}
         for name in _REQUIRED:
             values.setdefault(name, "")
         record = cls(**values)
@@ -151,6 +158,12 @@ class ScanRecord:
             out[f.name] = value
         return out
 
+    def source_value(self, name: str) -> JSON:
+        """The value of the source field ``name``, wherever the record keeps it."""
+        if name in SOURCE_COLUMNS:
+            return getattr(self, name)
+        return (self.source_fields or {}).get(name)
+
     @property
     def upload(self) -> UploadRecord:
         return UploadRecord(**{name: getattr(self, name) for name in UPLOAD_FIELDS})
@@ -161,7 +174,20 @@ class ScanRecord:
 
 
 FIELD_NAMES: frozenset[str] = frozenset(f.name for f in fields(ScanRecord))
+# The source fields that are fields of the record (the contract's kinds': git, directory, archive).
+SOURCE_COLUMNS: frozenset[str] = frozenset({"git_url", "branch", "commit", "directory_path", "archive_path"})
 _REQUIRED = tuple(f.name for f in fields(ScanRecord) if f.default is MISSING and f.default_factory is MISSING)
+
+
+def source_record_fields(source_type: str, values: Mapping[str, JSON]) -> dict[str, JSON]:
+    """The record fields that keep a scan's source: its kind, a field of its own for each of
+    ``SOURCE_COLUMNS``, and every other source field in ``source_fields``."""
+    out: dict[str, JSON] = {"source_type": source_type}
+    extra = {name: value for name, value in values.items() if name not in SOURCE_COLUMNS}
+    out.update({name: value for name, value in values.items() if name in SOURCE_COLUMNS})
+    if extra:
+        out["source_fields"] = extra
+    return out
 
 
 def fields_of(values: Mapping[str, object]) -> dict[str, str]:

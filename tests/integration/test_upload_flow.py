@@ -14,6 +14,7 @@ import pytest
 import redis
 import requests
 
+from tasks.records import ScanRecord
 from tests.support.cosign import find_cosign, run_cosign
 from tests.support.service import Service, base_env
 from tests.support.uploads_servers import FaultyProxy, MotoS3, Registry, TrustServer, wait_for
@@ -295,7 +296,7 @@ def test_standalone_trust_refuses_a_replayed_request(remote, vulnerable_repo):
     key_dir = Path(svc.workdir) / "keys"
     signer = signing_keys.Signer(signing_keys.decrypt_private_key((key_dir / "cosign.key").read_bytes(), PASSWORD),
                          key_dir / "cosign.key", key_dir / "cosign.pub")
-    record = svc.status(test_id)
+    record = ScanRecord.from_values(svc.status(test_id))
     request = build_request(root=svc.artifact_root / test_id, record=record, tier="verified",
                             signer_name="certus-assurance", signer=signer,
                             destinations={"raw_s3": "s3://flow-raw/x/", "oci_registry": "r/x:t"})
