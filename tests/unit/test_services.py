@@ -18,7 +18,7 @@ from app import auth
 from app.errors import STATUS
 from app.services.access import may_see, within
 from app.services.api_keys import KeyService
-from app.services.archives import store_upload, usable_archive
+from app.services.archives import store_upload
 from app.services.errors import Conflict, Forbidden, Invalid, Kind, NotFound, Unauthenticated
 from app.services.scans import ScanService
 from app.services.uploads import UploadService
@@ -183,11 +183,19 @@ def test_uploaded_archives_belong_to_the_callers_workspaces_and_never_to_no_call
     assert mine["workspaces"] == ["alpha"]
     everywhere = store_upload(site.settings, EVERYONE, "src.tar.gz", io.BytesIO(_tar()))
     assert everywhere["workspaces"] == ["*"]
-    assert usable_archive(site.settings, mine["archive_path"], "alpha", ALPHA)
-    assert not usable_archive(site.settings, mine["archive_path"], "beta", BETA)
-    assert usable_archive(site.settings, everywhere["archive_path"], "alpha", EVERYONE)
-    assert not usable_archive(site.settings, everywhere["archive_path"], "alpha", None)
-    assert not usable_archive(site.settings, mine["archive_path"], "alpha", None)
+
+    def scan(principal, workspace, upload):
+        body = {**BODY, "workspace_id": workspace, "source_type": "archive", "archive_path": upload["archive_path"]}
+        del body["git_url"]
+        return site.scans.submit(principal, body)
+
+    assert scan(ALPHA, "alpha", mine)["workspace_id"] == "alpha"
+    assert scan(EVERYONE, "beta", everywhere)["workspace_id"] == "beta"
+    for principal, workspace, upload in [(BETA, "beta", mine), (ALPHA, "alpha", everywhere)]:
+        with pytest.raises(Invalid) as unknown:
+            scan(principal, workspace, upload)
+        assert unknown.value.code == "archive_not_found"
+    assert len(site.celery.sent) == 2
 
 
 def test_key_management_stays_within_the_callers_workspaces(site):
