@@ -45,6 +45,17 @@ def _path(raw: str) -> str:
     return str(Path(raw).expanduser().resolve())
 
 
+def _database_url(raw: str) -> str:
+    """A ``sqlite:///relative/path`` made absolute (like the other paths); any other URL as given."""
+    raw = raw.strip()
+    prefix = "sqlite:///"
+    if raw.startswith(prefix):
+        path, sep, query = raw[len(prefix):].partition("?")
+        if path and path != ":memory:" and not path.startswith("/"):
+            return f"{prefix}{_path(path)}{sep}{query}"
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
     redis_url: str = field(default="redis://127.0.0.1:6379/0", metadata={
@@ -57,6 +68,11 @@ class Settings:
     work_root: str = field(default="var/work", metadata={
         "doc": "Scratch folder for clones and tool runs; each scan's workspace is removed when it ends.",
         "parse": _path})
+    database_url: str = field(default="sqlite:///var/certus.db", repr=False, metadata={
+        "doc": "SQL database holding history: findings across scans and their triage (`postgresql://user:pass@host/db` "
+               "in production and with `make cluster`; every API and worker process must use the same one). The "
+               "default, a SQLite file under `var/` in WAL mode, needs no server; see docs/findings.md. The schema "
+               "is migrated on start and by `python -m tasks.db upgrade`.", "parse": _database_url})
     scan_soft_time_limit: int = field(default=1800, metadata={
         "doc": "Seconds before a scan is asked to stop (it ends FAILED with code `scan_timeout`)."})
     scan_hard_time_limit: int = field(default=1900, metadata={
@@ -379,12 +395,15 @@ class Settings:
         for name in ("artifact_root", "work_root", "archives_root", "signing_key_dir", "osv_db_path",
                      "trust_key_dir", "datalake_root", "oci_layout_root", "admin_key_file"):
             object.__setattr__(self, name, _path(getattr(self, name)))
+        object.__setattr__(self, "database_url", _database_url(self.database_url))
 
     def check(self) -> None:
         if self.scan_soft_time_limit >= self.scan_hard_time_limit:
             raise SettingsError("SCAN_SOFT_TIME_LIMIT must be below SCAN_HARD_TIME_LIMIT")
         if self.upload_soft_time_limit >= self.upload_hard_time_limit:
             raise SettingsError("UPLOAD_SOFT_TIME_LIMIT must be below UPLOAD_HARD_TIME_LIMIT")
+        if self.database_url.partition(":")[0].partition("+")[0] not in ("sqlite", "postgresql"):
+            raise SettingsError("DATABASE_URL must be a sqlite:/// or postgresql:// URL")
         if self.log_format not in ("console", "json"):
             raise SettingsError("LOG_FORMAT must be `console` or `json`")
         if not 100 <= self.ws_block_ms <= 4000:
