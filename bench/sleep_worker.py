@@ -12,16 +12,15 @@ from tasks.redis_client import connect
 from tasks.settings import Settings
 from workers import presence
 from workers.engine import ScanEngine
-from workers.scanners.base import ToolContext, ToolOutput
+from workers.scanners.base import Scanner, ToolContext, ToolOutput
 from workers.sources.git import install_spares
 from workers.toolrun import ProcessResult
 
 SLEEP_SECONDS = float(os.environ.get("BENCH_SLEEP_SECONDS", "2"))
 
 
-class SleepScanner:
+class SleepScanner(Scanner):
     id = "bandit"  # stands in for the smoke profile's one tool
-    category = "sast"
 
     def unavailable_reason(self) -> str | None:
         return None

@@ -44,7 +44,7 @@ from workers.pipeline.tools import Selection, ToolRunReport, run_tools, select_t
 from workers.redact import Redactor
 from workers.sandbox import Sandbox, SandboxUnavailable
 from workers.scanners.base import Scanner
-from workers.scanners.registry import all_scanners, needs_history
+from workers.scanners.registry import all_scanners
 from workers.signing import attestation
 from workers.signing.signing_keys import Signer, SigningKeyError, load_signer
 from workers.sources import git
@@ -356,7 +356,7 @@ class ScanJob:
                 tools = resolve_manifest(self.record, self.settings).tools
             except manifests.ManifestInvalid:
                 return False
-        return any(needs_history(s) for s in (self.engine.scanners.get(t) for t in tools) if s is not None)
+        return any(s.needs_history for s in (self.engine.scanners.get(t) for t in tools) if s is not None)
 
     # -- finishing ---------------------------------------------------------------------------
     def _summary(self) -> dict[str, Any]:

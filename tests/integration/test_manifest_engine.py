@@ -21,7 +21,7 @@ from tasks.settings import Settings
 from tasks.store import ScanStore
 from workers import engine as engine_mod
 from workers.engine import ScanEngine
-from workers.scanners.base import ToolContext, ToolOutput
+from workers.scanners.base import Scanner, ToolContext, ToolOutput
 from workers.signing import signing_keys
 from workers.signing.attestation import verify_bundle
 from workers.toolrun import ProcessResult
@@ -30,11 +30,10 @@ pytestmark = pytest.mark.integration
 
 
 @dataclass
-class Sleeper:
+class Sleeper(Scanner):
     """A scanner that never finishes on its own."""
 
     id: str = "sleeper"
-    category: str = "test"
 
     def unavailable_reason(self) -> str | None:
         return None

@@ -30,17 +30,16 @@ from workers.emitter import ScanEmitter
 from workers.pipeline.tools import Selection, ToolRunReport, run_tools
 from workers.redact import Redactor
 from workers.sandbox import Confinement, Sandbox, SandboxUnavailable
-from workers.scanners.base import ToolContext, ToolOutput, read_json_report
+from workers.scanners.base import Scanner, ToolContext, ToolOutput, read_json_report
 from workers.toolrun import ProcessResult
 
 
 @dataclass
-class HostileTool:
+class HostileTool(Scanner):
     """Runs ``script`` (its text fixed by the test, so no target path is named in its argv)."""
 
     script: Path
     id: str = "hostile"
-    category: str = "sast"
 
     def unavailable_reason(self) -> str | None:
         return None

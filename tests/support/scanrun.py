@@ -26,8 +26,8 @@ def run_scanner(scanner: Scanner, source: Path, scratch: Path, config: dict[str,
     home = scratch / "home"
     home.mkdir(exist_ok=True)
     ctx = ToolContext(source_dir=source, out_dir=out_dir, config=config or {}, home=home)
-    cwd = out_dir if getattr(scanner, "runs_outside_source", False) else source
+    cwd = out_dir if scanner.runs_outside_source else source
     result = toolrun.run(scanner.command(ctx), cwd=str(cwd), timeout=300,
                          env=toolrun.scrubbed_env(home=str(home)),
-                         capture_stdout=getattr(scanner, "report_on_stdout", False))
+                         capture_stdout=scanner.report_on_stdout)
     return scanner.parse(ctx, result), result

@@ -13,7 +13,7 @@ from tests.support.gitrepos import commit_files, git, make_repo
 from tests.support.scanning import located, run_scanner, sarif_of, sarif_text
 from workers.scanners.base import Scanner
 from workers.scanners.detect_secrets_scan import DetectSecrets, DetectSecretsHistory
-from workers.scanners.registry import all_scanners, needs_history
+from workers.scanners.registry import all_scanners
 from workers.scanners.ruff_security import RuffSecurity
 from workers.scanners.semgrep import Semgrep, rule_files
 from workers.scanners.toolenv import mask_literals
@@ -141,7 +141,7 @@ def history_repo(tmp_path: Path) -> dict[str, str]:
 def test_detect_secrets_history_finds_removed_secrets_only(history_repo: dict[str, str], tmp_path: Path) -> None:
     scanner = DetectSecretsHistory()
     _installed(scanner)
-    assert needs_history(scanner) and not needs_history(DetectSecrets())
+    assert scanner.needs_history and not DetectSecrets().needs_history
     lines: list[str] = []
     out = run_scanner(scanner, Path(history_repo["path"]), tmp_path / "scratch", lines=lines)
     # only the removed file: the settings.py secrets are still in the tree, left to the tree scan

@@ -94,7 +94,7 @@ def run_tools(selection: Selection, source: Path, scratch: Path, bundle: Bundle,
         report.versions[scanner.id] = scanner.version()
         argv = scanner.command(ctx)
         emitter.emit("tool_start", tool=scanner.id, command=argv)
-        cwd = out_dir if getattr(scanner, "runs_outside_source", False) else source
+        cwd = out_dir if scanner.runs_outside_source else source
         confined, env = sandbox.wrap(argv, Confinement(
             read_only=(source, *tool_paths(argv, exclude=(source, out_dir))), writable=(out_dir,),
             env=toolrun.scrubbed_env(home=str(home))), cwd)
@@ -103,7 +103,7 @@ def run_tools(selection: Selection, source: Path, scratch: Path, bundle: Bundle,
                              on_line=lambda stream, line: _emit_line(emitter, scanner.id, stream, line),
                              max_lines=settings.tool_output_max_lines, env=env,
                              should_stop=lambda: watch.exceeded() or should_stop(),
-                             capture_stdout=getattr(scanner, "report_on_stdout", False))
+                             capture_stdout=scanner.report_on_stdout)
         report.durations[scanner.id] = result.duration_s
         metrics.TOOL_DURATION.labels(tool=scanner.id).observe(result.duration_s)
         # The tool and all it started have ended: what it left is read by the worker itself, so

@@ -11,7 +11,7 @@ import re
 from importlib import metadata
 
 from workers.scanners import suppressions
-from workers.scanners.base import Finding, ToolContext, ToolOutput, find_executable, read_json_report
+from workers.scanners.base import Finding, Scanner, ToolContext, ToolOutput, find_executable, read_json_report
 from workers.scanners.toolenv import mask_literals
 from workers.toolrun import ProcessResult
 
@@ -25,9 +25,8 @@ CONFIG_FILES = (suppressions.named(".bandit", "bandit.yaml", "bandit.yml", ".ban
                 suppressions.with_section("setup.cfg", "[bandit]"), suppressions.with_section("tox.ini", "[bandit]"))
 
 
-class Bandit:
+class Bandit(Scanner):
     id = "bandit"
-    category = "sast"
 
     def unavailable_reason(self) -> str | None:
         return None if find_executable("bandit") else "bandit is not installed"

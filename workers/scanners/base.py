@@ -73,14 +73,19 @@ def read_json_report(tool: str, path: Path, result: ProcessResult, *, ok_exit: t
 
 
 class Scanner(Protocol):
-    """A scanner may also set ``report_on_stdout = True``: its stdout is then kept whole for
-    ``parse`` (in ``ProcessResult.stdout_tail``) instead of being streamed as log lines; and
-    ``runs_outside_source = True``: it then runs in its scratch folder (``ToolContext.out_dir``)
-    instead of the source tree, for tools that would load configuration, or code, from their
-    working folder."""
+    """A scanner adapter. An adapter subclasses this protocol, so it takes the capabilities'
+    defaults and sets only those it differs in; ``workers/scanners/registry.py`` lists the adapters."""
 
     id: str
-    category: str
+    # It reads earlier commits, not only the checked-out tree: a git source is then cloned with its
+    # whole history instead of the branch tip alone.
+    needs_history: bool = False
+    # Its stdout is its report: kept whole for ``parse`` (``ProcessResult.stdout_tail``) instead of
+    # being streamed as log lines.
+    report_on_stdout: bool = False
+    # It runs in its scratch folder (``ToolContext.out_dir``) instead of the source tree: for tools
+    # that would load configuration, or code, from their working folder.
+    runs_outside_source: bool = False
 
     def unavailable_reason(self) -> str | None: ...
 

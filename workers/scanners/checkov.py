@@ -35,7 +35,6 @@ class Checkov(PinnedCli):
     id = "checkov"
     env = "checkov"
     program = "checkov"
-    category = "iac"
     # checkov reads .checkov.yaml from its working folder and from the folder after a separate
     # `-d`/`--directory` argument, and such a file can name directories of Python checks to import
     # or checks to skip. So it runs from its scratch folder and gets `--directory=<path>` as one

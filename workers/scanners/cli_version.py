@@ -6,7 +6,7 @@ import re
 import subprocess
 from functools import cache
 
-from workers.scanners.base import TOOLS_DIR, find_executable
+from workers.scanners.base import TOOLS_DIR, Scanner, find_executable
 from workers.toolrun import scrubbed_env
 
 _VERSION = re.compile(r"(\d+\.\d+(?:\.\d+)*)")
@@ -33,7 +33,7 @@ def version_of(exe: str | None, *args: str) -> str:
     return m.group(1) if m else "unknown"
 
 
-class PinnedCli:
+class PinnedCli(Scanner):
     """The part every scanner that is one pinned command-line program shares: ``program`` found
     in its tool environment ``env`` (``.tools/<env>/bin``), its version from ``version_args``, and
     the skip reason when it is not installed."""

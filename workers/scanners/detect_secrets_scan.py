@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tasks.textsafe import visible
 from workers.scanners import suppressions
-from workers.scanners.base import Finding, ToolContext, ToolOutput, read_json_report
+from workers.scanners.base import Finding, Scanner, ToolContext, ToolOutput, read_json_report
 from workers.scanners.toolenv import dist_version, executable, interpreter_of
 from workers.toolrun import ProcessResult
 
@@ -65,10 +65,8 @@ def rule_id(secret_type: str) -> str:
     return "-".join(secret_type.lower().split())
 
 
-class _DetectSecretsBase:
-    category = "secrets"
+class _DetectSecretsBase(Scanner):
     mode = "tree"
-    needs_history = False
 
     def _python(self) -> str | None:
         exe = executable("detect-secrets")
@@ -111,7 +109,7 @@ class _DetectSecretsBase:
                 props["commit"] = item["commit"]
                 where = f" in commit {item['commit'][:12]} (no longer in the current tree)"
             findings.append(Finding(
-                tool=self.id,  # type: ignore[attr-defined]
+                tool=self.id,
                 rule_id=rule_id(kind),
                 rule_name=kind,
                 message=f"{kind} found{where}; revoke it and remove it from the repository",
@@ -123,7 +121,7 @@ class _DetectSecretsBase:
                 snippet=item.get("snippet") or f"[{kind} redacted]",
                 properties=props,
             ))
-        found = suppressions.Suppressions(self.id, "pragma: allowlist secret",  # type: ignore[attr-defined]
+        found = suppressions.Suppressions(self.id, "pragma: allowlist secret",
                                           config_files=self._config_files(ctx))
         for path, count in (data.get("allowlist_comments") or {}).items():
             if isinstance(count, int):

@@ -32,7 +32,6 @@ class Hadolint(PinnedCli):
     id = "hadolint"
     env = "deps"
     program = "hadolint"
-    category = "iac"
     report_on_stdout = True
 
     def command(self, ctx: ToolContext) -> list[str]:

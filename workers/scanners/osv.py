@@ -11,16 +11,15 @@ from typing import Any
 
 from workers import sarif
 from workers.osv.database import dumps
-from workers.scanners.base import Finding, ToolContext, ToolOutput, read_json_report
+from workers.scanners.base import Finding, Scanner, ToolContext, ToolOutput, read_json_report
 from workers.toolrun import ProcessResult
 
 VERSION = "1.0"
 REPORT_PATH = "reports/sca/osv.sarif.json"
 
 
-class Osv:
+class Osv(Scanner):
     id = "osv"
-    category = "sca"
 
     def __init__(self, db_path: str) -> None:
         self.db_path = db_path

@@ -1,4 +1,5 @@
-"""The scanners the engine knows, by id."""
+"""The scanners the engine knows, by id. A new scanner: its adapter module in workers/scanners/ (a
+subclass of ``Scanner``) and one entry in the list below."""
 
 from __future__ import annotations
 
@@ -22,8 +23,3 @@ def all_scanners(settings: Settings | None = None) -> dict[str, Scanner]:
                                Osv(settings.osv_db_path), Sbom(), Checkov(), Hadolint(), Shellcheck(), Zizmor()]
     return {s.id: s for s in scanners}
 
-
-def needs_history(scanner: Scanner) -> bool:
-    """A scanner that reads earlier commits sets ``needs_history = True``; the engine then clones
-    the whole history instead of the branch tip alone."""
-    return bool(getattr(scanner, "needs_history", False))

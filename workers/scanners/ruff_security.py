@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 from workers.scanners import suppressions
-from workers.scanners.base import Finding, ToolContext, ToolFailed, ToolOutput, read_json_report
+from workers.scanners.base import Finding, Scanner, ToolContext, ToolFailed, ToolOutput, read_json_report
 from workers.scanners.sourcefiles import walk
 from workers.scanners.toolenv import cli_version, executable, mask_literals, relative_path, source_line
 from workers.toolrun import ProcessResult
@@ -48,9 +48,8 @@ def severity(code: str) -> str:
     return "medium"
 
 
-class RuffSecurity:
+class RuffSecurity(Scanner):
     id = "ruff"
-    category = "sast"
 
     def unavailable_reason(self) -> str | None:
         return None if executable("ruff") else "ruff is not installed (make tools installs requirements/tools-sast.txt)"

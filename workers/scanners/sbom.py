@@ -35,7 +35,6 @@ class Sbom(PinnedCli):
     env = "deps"
     program = "syft"
     version_args = ("version",)
-    category = "sbom"
 
     def command(self, ctx: ToolContext) -> list[str]:
         exe = self.executable() or "syft"

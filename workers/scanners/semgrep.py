@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from workers.scanners import suppressions
-from workers.scanners.base import Finding, ToolContext, ToolOutput, read_json_report
+from workers.scanners.base import Finding, Scanner, ToolContext, ToolOutput, read_json_report
 from workers.scanners.toolenv import dist_version, executable, mask_literals, relative_path, source_line
 from workers.toolrun import ProcessResult
 
@@ -31,9 +31,8 @@ def rule_files() -> list[Path]:
     return sorted(RULES_DIR.glob("*.yml"))
 
 
-class Semgrep:
+class Semgrep(Scanner):
     id = "semgrep"
-    category = "sast"
 
     def unavailable_reason(self) -> str | None:
         if not executable("semgrep"):

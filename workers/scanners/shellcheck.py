@@ -55,7 +55,6 @@ class Shellcheck(PinnedCli):
     id = "shellcheck"
     env = "deps"
     program = "shellcheck"
-    category = "iac"
     report_on_stdout = True
 
     def command(self, ctx: ToolContext) -> list[str]:

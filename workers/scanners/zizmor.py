@@ -43,7 +43,6 @@ class Zizmor(PinnedCli):
     id = "zizmor"
     env = "deps"
     program = "zizmor"
-    category = "iac"
     report_on_stdout = True
 
     def command(self, ctx: ToolContext) -> list[str]:
