@@ -20,7 +20,7 @@ from app.services.api_keys import KeyService
 from app.services.scans import ScanService
 from app.services.stats import Presence, Stats
 from app.services.uploads import UploadService
-from tasks import names
+from tasks import names, plugins
 from tasks.api_keys import KeyStore
 from tasks.celery_app import create_celery
 from tasks.events import EventLog
@@ -49,6 +49,7 @@ class Certus:
 def create_app(settings: Settings | None = None, *, celery: Celery | None = None) -> Flask:
     settings = settings or Settings.from_env()
     configure_logging(settings)
+    plugins.load(settings.plugins)  # source kinds of plugins, before any request is read
     client = connect(settings.redis_url, settings=settings)
     broker = client if settings.broker_is_store else connect(settings.broker, settings=settings)
     store = ScanStore(client, retention_seconds=settings.retention_seconds)

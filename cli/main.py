@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path, PurePosixPath
@@ -32,6 +33,8 @@ from cli.verify import VerifyError, verify_bundle
 EXIT_OK, EXIT_POLICY, EXIT_USAGE, EXIT_FAILED, EXIT_CANCELLED = 0, 1, 2, 3, 4
 EXIT_API, EXIT_UNAVAILABLE, EXIT_VERIFY = 5, 6, 7
 UPLOAD_FINAL = ("uploaded", "denied", "upload_failed")
+# A request field of a source kind, as --source-field names it (the service checks the rest).
+SOURCE_FIELD = re.compile(r"^[a-z][a-z0-9_]{0,63}\Z")
 
 SCAN_FLAGS = {
     # flag -> request field
@@ -81,6 +84,11 @@ def build_payload(args: argparse.Namespace) -> dict[str, Any]:
         value = getattr(args, flag)
         if value is not None:
             payload[field] = value
+    for item in args.source_field or []:
+        name, sep, value = item.partition("=")
+        if not sep or not SOURCE_FIELD.match(name):
+            raise CliError(f"--source-field takes NAME=VALUE, not {visible(item)!r}", EXIT_USAGE)
+        payload[name] = value
     if args.manifest:
         manifest = _read_json_file(args.manifest, "manifest")
         if not isinstance(manifest, dict):
@@ -151,12 +159,13 @@ def print_record(record: dict[str, Any]) -> None:
             ("assessment", record.get("assessment_id")), ("profile", record.get("profile")),
             ("source", record.get("git_url") or record.get("directory_path") or record.get("archive_path")),
             ("branch", record.get("branch")), ("commit", record.get("resolved_commit") or record.get("commit")),
+            *_source_fields(record),
             ("created", record.get("created_at")), ("started", record.get("started_at")),
             ("completed", record.get("completed_at")), ("manifest", record.get("manifest_digest")),
             ("upload", record.get("upload_status"))]
     for name, value in rows:
         if value:
-            print(f"  {name:<11}{visible(value)}")
+            print(f"  {visible(name) + ' ':<11}{visible(value)}")
     phases = record.get("phases") or []
     if phases:
         print("  phases:    " + ", ".join(f"{visible(p.get('name'))} {visible(p.get('status'))} {_duration(p)}"
@@ -174,6 +183,12 @@ def print_record(record: dict[str, Any]) -> None:
     for kind in ("errors", "warnings"):
         for item in record.get(kind) or []:
             print(f"  {kind[:-1]}:    {visible(item.get('code'))}: {visible(item.get('message'))}")
+
+
+def _source_fields(record: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The fields of a source kind the contract does not name (``source_fields``), one row each."""
+    found = record.get("source_fields")
+    return [(str(name), value) for name, value in found.items()] if isinstance(found, dict) else []
 
 
 def cmd_status(client: Client, args: argparse.Namespace) -> int:
@@ -426,12 +441,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workspace", help="workspace_id")
     p.add_argument("--component", help="component_id")
     p.add_argument("--assessment", help="assessment_id")
-    p.add_argument("--source-type", choices=["git", "directory", "archive"])
+    p.add_argument("--source-type", help="git (default), directory, archive, or another kind the service offers")
     p.add_argument("--git-url")
     p.add_argument("--branch")
     p.add_argument("--commit")
     p.add_argument("--directory-path")
     p.add_argument("--archive-path")
+    p.add_argument("--source-field", action="append", metavar="NAME=VALUE",
+                   help="a field of the source kind (repeatable), e.g. for a kind without flags of its own")
     p.add_argument("--profile", help="built-in profile or one the manifest defines (default light)")
     p.add_argument("--manifest", help="JSON manifest file sent inline")
     p.add_argument("--manifest-path", help="manifest inside the source tree")

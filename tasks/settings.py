@@ -69,10 +69,11 @@ class Settings:
         "doc": "Scratch folder for clones and tool runs; each scan's workspace is removed when it ends.",
         "parse": _path})
     database_url: str = field(default="sqlite:///var/certus.db", repr=False, metadata={
-        "doc": "SQL database holding history: findings across scans and their triage (`postgresql://user:pass@host/db` "
-               "in production and with `make cluster`; every API and worker process must use the same one). The "
-               "default, a SQLite file under `var/` in WAL mode, needs no server; see docs/findings.md. The schema "
-               "is migrated on start and by `python -m tasks.db upgrade`.", "parse": _database_url})
+        "doc": "SQL database holding history: findings across scans and their triage. The default, a SQLite file "
+               "under `var/` in WAL mode, needs no server and serves the processes of one machine; when they run on "
+               "several (compose, production) use PostgreSQL, `postgresql://user:pass@host/db`. Every API and worker "
+               "process must use the same one. `python -m tasks.db upgrade` creates or migrates its schema "
+               "(docs/findings.md).", "parse": _database_url})
     scan_soft_time_limit: int = field(default=1800, metadata={
         "doc": "Seconds before a scan is asked to stop (it ends FAILED with code `scan_timeout`)."})
     scan_hard_time_limit: int = field(default=1900, metadata={
@@ -307,6 +308,13 @@ class Settings:
                "process's children through PROMETHEUS_MULTIPROC_DIR."})
     worker_metrics_bind: str = field(default="127.0.0.1", metadata={
         "doc": "Address the worker's `/metrics` listens on (`0.0.0.0` in a container)."})
+    plugins: tuple[str, ...] = field(default=(), metadata={
+        "doc": "Comma-separated Python modules the API and every worker import at start; each registers "
+               "source kinds (docs/sources.md). Imported by the API too, so they must not import workers/.",
+        "parse": _list})
+    worker_plugins: tuple[str, ...] = field(default=(), metadata={
+        "doc": "Comma-separated Python modules every worker (never the API) imports at start, after PLUGINS; "
+               "each registers publish destinations (docs/uploads.md).", "parse": _list})
     # -- dependency scanning (OSV) ---------------------------------------------------------------
     osv_db_path: str = field(default="var/osv", metadata={
         "doc": "Folder of the local OSV database (`<Ecosystem>-all.zip` dumps); filled by "

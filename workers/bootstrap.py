@@ -12,7 +12,7 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_shutdown, worker_ready, worker_shutdown
 
-from tasks import broker_recovery, metrics, scan_tasks, threadlogs, upload_tasks
+from tasks import broker_recovery, metrics, plugins, scan_tasks, threadlogs, upload_tasks
 from tasks.celery_app import create_celery, quiet_known_warnings
 from tasks.logconfig import bind_celery_task_context, configure_logging
 from tasks.redis_client import connect
@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 def create_worker_app(settings: Settings | None = None) -> Celery:
     settings = settings or Settings.from_env()
     configure_logging(settings)
+    plugins.load(settings.plugins + settings.worker_plugins)  # source kinds and publish destinations
     bind_celery_task_context()
     app = create_celery(settings)
     threadlogs.install_in_worker(app, after_setup=quiet_known_warnings)

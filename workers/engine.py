@@ -291,8 +291,8 @@ class ScanJob:
                 self.check_stop()  # cancelled or out of time: report that, not a source failure
             raise
         self.check_stop()
-        if rec.source_type != "git":
-            sandbox.share(src)  # written by the worker: the tools' user must be able to read it
+        if self.source.written_by_worker:
+            sandbox.share(src)  # the tools' user must be able to read it
         self.warnings.extend(self.source.warnings)
         if self.source.commit:
             self.checkout = git.GitCheckout(commit=self.source.commit, branch=self.source.branch)
@@ -474,6 +474,7 @@ class ScanJob:
                 "resolved_commit": self.checkout.commit if self.checkout else None,
                 "directory_path": rec.directory_path,
                 "archive_path": rec.archive_path,
+                **(rec.source_fields or {}),  # a kind's fields that the record has no field of its own for
                 "hash": self.source.hash if self.source else None,
                 **({"detail": self.source.detail} if self.source and self.source.detail else {}),
             },

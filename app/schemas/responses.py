@@ -64,6 +64,9 @@ class ScanRecordSchema(_Open):
     resolved_commit = fields.String(allow_none=True)
     directory_path = fields.String(allow_none=True)
     archive_path = fields.String(allow_none=True)
+    source_fields = fields.Dict(keys=fields.String(), values=fields.String(), metadata={
+        "description": "the request fields of a source kind other than git, directory and archive (a plugin's); "
+                       "absent for those three, whose fields are the record's own"})
     profile = fields.String(required=True)
     created_at = fields.String(required=True, metadata={"example": "2026-01-05T10:00:00Z"})
     started_at = fields.String(allow_none=True)

@@ -2,124 +2,43 @@
 
 from __future__ import annotations
 
-import ipaddress
 import re
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
-from urllib.parse import SplitResult, urlsplit
 
 from flask import current_app, has_app_context
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
+from marshmallow.fields import Field
+from marshmallow.types import StrSequenceOrSet, UnknownOption
 
 from app.errors import APIError
 from app.schemas.patterns import Whole, shown_as_is
 from tasks import manifest as manifests
-from tasks.netpolicy import HostNotAllowed, check_local_source
+from tasks import sources
+from tasks.errors import CodedError
 from tasks.profiles import DEFAULT_PROFILE
+from tasks.sources.base import FieldCheck
+from tasks.sources.urls import check_netloc, split_url
 from tasks.store import STATUSES
 
 SLUG = r"^[a-z0-9][a-z0-9-]{0,62}$"
 ASSESSMENT = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
-COMMIT = r"^[0-9a-fA-F]{7,40}$"
-GIT_SCHEMES = ("https", "http", "ssh", "git", "file")
 MANIFEST_SCHEMES = ("s3", "oci", "https", "file")
-
-# git check-ref-format rules, plus: no leading '-' (option injection), and no character that is not
-# shown as itself (C1 controls, bidirectional and other format characters: `shown_as_is`).
-_BAD_REF = re.compile(r"(^[-/.])|(\.\.)|(@\{)|([\x00-\x20\x7f~^:?*\[\\])|(//)|(/$)|(\.lock$)|(\.$)|(/\.)")
-
-
-def check_branch(value: str) -> None:
-    if not value or len(value) > 255 or _BAD_REF.search(value) or value == "@":
-        raise ValidationError("not a valid branch name")
-    shown_as_is(value)
-
-
-# A DNS name or an IPv4 literal (IPv6 literals are checked with ipaddress); never a leading '-'.
-_HOSTNAME = re.compile(r"^(?=.{1,253}\Z)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_-]{1,63})*\.?\Z")
-_SSH_USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\Z")
-
-
-def _check_netloc(parts: SplitResult, raw: str) -> None:
-    netloc = parts.netloc
-    if not netloc.isascii() or "%" in netloc or "\\" in raw:
-        raise ValidationError("the host must be plain ASCII without escapes or backslashes")
-    host = parts.hostname or ""
-    if host.startswith("-"):
-        raise ValidationError("the host must not begin with '-'")
-    if netloc.rsplit("@", 1)[-1].startswith("["):
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError as exc:
-            raise ValidationError("not a valid IPv6 address") from exc
-    elif not _HOSTNAME.match(host):
-        raise ValidationError("not a valid host name")
-    try:
-        parts.port  # noqa: B018 - parsing raises on a port out of range
-    except ValueError as exc:
-        raise ValidationError("not a valid port") from exc
-
-
-def _split(value: str) -> SplitResult:
-    try:
-        return urlsplit(value)
-    except ValueError as exc:  # e.g. an unbalanced '[' in the host
-        raise ValidationError("not a valid URL") from exc
-
-
-def check_local_git_url(value: str) -> None:
-    """With local sources on, a local repository must lie inside ``ALLOWED_SOURCE_ROOTS`` once every
-    link on its way is followed: 422 ``path_not_allowed`` otherwise. With them off, the service
-    answers ``git_url_not_allowed``. Only the serving app's settings can judge it."""
-    if not has_app_context():
-        raise ValidationError("a local repository can only be checked by the service")
-    settings = current_app.extensions["certus"].settings
-    if not settings.allow_local_sources:
-        return
-    try:
-        check_local_source(value, settings.allow_local_sources, settings.allowed_source_roots)
-    except HostNotAllowed as exc:
-        raise APIError(422, exc.code, str(exc), fields={"git_url": [str(exc)]}) from exc
-
-
-def check_git_url(value: str) -> None:
-    if value.startswith("-"):
-        raise ValidationError("must not begin with '-'")
-    if "::" in value.split("/", 1)[0] or value.lower().startswith("ext::"):
-        raise ValidationError("transport helpers (such as ext::) are not allowed")
-    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in value) or "\\" in value:
-        raise ValidationError("must not contain spaces, backslashes or control characters")
-    shown_as_is(value)
-    parts = _split(value)
-    if not parts.scheme and value.startswith("/"):
-        if any(part == ".." for part in value.split("/")):
-            raise ValidationError("a local path must not contain '..'")
-        check_local_git_url(value)
-        return
-    if parts.scheme not in GIT_SCHEMES:
-        raise ValidationError(f"scheme must be one of {', '.join(GIT_SCHEMES)}")
-    if parts.query or parts.fragment or "?" in value or "#" in value:
-        raise ValidationError("must not carry a query or fragment")
-    if parts.scheme == "file":
-        if parts.netloc not in ("", "localhost") or any(p == ".." for p in parts.path.split("/")):
-            raise ValidationError("a file URL must name a local absolute path without '..'")
-        check_local_git_url(value)
-        return
-    if not parts.hostname:
-        raise ValidationError("must name a host")
-    _check_netloc(parts, value)
-    if parts.password is not None:
-        raise ValidationError("credentials belong in the workspace's git secret, not in the URL")
-    if parts.username is not None:
-        # https://trusted.example@10.0.0.1/ smuggles a host; ssh needs a user name, nothing more.
-        if parts.scheme != "ssh" or not _SSH_USER.match(parts.username):
-            raise ValidationError("credentials belong in the workspace's git secret, not in the URL")
 
 
 def check_manifest_uri(value: str) -> None:
+    try:
+        _check_manifest_uri(value)
+    except sources.FieldInvalid as exc:
+        raise ValidationError(str(exc)) from exc
+
+
+def _check_manifest_uri(value: str) -> None:
     if any(ord(c) < 0x21 or ord(c) == 0x7F for c in value) or value.startswith("-"):
         raise ValidationError("must not contain spaces or control characters, nor begin with '-'")
     shown_as_is(value)
-    parts = _split(value)
+    parts = split_url(value)
     if parts.scheme not in MANIFEST_SCHEMES:
         raise ValidationError(f"scheme must be one of {', '.join(MANIFEST_SCHEMES)}")
     if parts.scheme != "file" and not parts.netloc:
@@ -127,7 +46,7 @@ def check_manifest_uri(value: str) -> None:
     if "@" in parts.netloc:
         raise ValidationError("must not carry credentials")
     if parts.scheme == "https":
-        _check_netloc(parts, value)
+        check_netloc(parts, value)
     if parts.scheme == "file" and (parts.netloc not in ("", "localhost")
                                    or any(p == ".." for p in parts.path.split("/"))):
         raise ValidationError("a file URI must name a local absolute path without '..'")
@@ -141,20 +60,60 @@ def check_relative_path(value: str) -> None:
         raise ValidationError("must not leave the source tree")
 
 
+def _field_check(spec: sources.SourceField, check: FieldCheck) -> Callable[[str], None]:
+    """A source field's own check as a marshmallow validator, given the serving app's settings."""
+
+    def run(value: str) -> None:
+        settings = current_app.extensions["certus"].settings if has_app_context() else None
+        try:
+            check(value, settings)
+        except sources.FieldInvalid as exc:
+            raise ValidationError(str(exc)) from exc
+        except CodedError as exc:
+            raise APIError(422, exc.code, exc.message, fields={spec.name: [exc.message]}) from exc
+
+    return run
+
+
+def _source_field(spec: sources.SourceField) -> fields.String:
+    validators: list[Callable[[str], Any]] = []
+    if spec.min_length is not None or spec.max_length is not None:
+        validators.append(validate.Length(min=spec.min_length, max=spec.max_length))
+    if spec.pattern is not None:
+        validators.append(Whole(spec.pattern))
+    if spec.check is not None:
+        validators.append(_field_check(spec, spec.check))
+    return fields.String(validate=validators)
+
+
+def _with_sources(declared: Mapping[str, Field[Any]]) -> dict[str, Field[Any]]:
+    """The request's fields with ``source_type`` choosing among the registered kinds, and every
+    kind's fields after it."""
+    out: dict[str, Field[Any]] = {}
+    for name, field in declared.items():
+        out[name] = field
+        if name != "source_type":
+            continue
+        out[name] = fields.String(load_default=sources.DEFAULT, validate=validate.OneOf(sources.names()))
+        for spec in sources.source_fields().values():
+            if spec.name in declared:
+                raise ValueError(f"source field {spec.name!r} is already a field of the scan request")
+            out[spec.name] = _source_field(spec)
+    return out
+
+
 class ScanRequestSchema(Schema):
+    """The body of ``POST /v1/security-scans``. The choices of ``source_type`` and the source fields
+    after it are the registered source kinds' (``tasks.sources``): taken when a schema is made, and
+    again at the next load once a kind is registered later (a plugin, at the app's start)."""
+
     class Meta:
         unknown = RAISE
 
     workspace_id = fields.String(required=True, validate=Whole(SLUG))
     component_id = fields.String(required=True, validate=Whole(SLUG))
     assessment_id = fields.String(required=True, validate=Whole(ASSESSMENT))
-    source_type = fields.String(load_default="git", validate=validate.OneOf(["git", "directory", "archive"]))
-    git_url = fields.String(validate=[validate.Length(max=2048), check_git_url])
-    branch = fields.String(validate=check_branch)
-    commit = fields.String(validate=Whole(COMMIT))
-    # Server paths, judged by the service against ALLOWED_SOURCE_ROOTS (422 path_not_allowed).
-    directory_path = fields.String(validate=validate.Length(min=1, max=4096))
-    archive_path = fields.String(validate=validate.Length(min=1, max=4096))
+    source_type = fields.String(load_default=sources.DEFAULT)  # its choices: _with_sources
     profile = fields.String(load_default=DEFAULT_PROFILE,
                             validate=Whole(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"))
     manifest = fields.Dict(keys=fields.String())
@@ -167,22 +126,49 @@ class ScanRequestSchema(Schema):
                                                  Whole(r"^[A-Za-z0-9+/]+={0,2}\s*$")])
     requested_by = fields.String(validate=[validate.Length(max=256), shown_as_is])
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._generation = sources.generation()
+        self._declared_fields = _with_sources(type(self)._declared_fields)
+        super().__init__(*args, **kwargs)
+        self._options = (args, kwargs)
+        self._successor: ScanRequestSchema | None = None
+        self._successor_lock = threading.Lock()
+
+    def _current(self) -> ScanRequestSchema:
+        """This schema, or one made since the source kinds changed."""
+        if self._generation == sources.generation():
+            return self
+        with self._successor_lock:
+            if self._successor is None or self._successor._generation != sources.generation():
+                args, kwargs = self._options
+                self._successor = type(self)(*args, **kwargs)
+            return self._successor
+
+    def load(self, data: Mapping[str, Any] | Sequence[Mapping[str, Any]], *, many: bool | None = None,
+             partial: bool | StrSequenceOrSet | None = None, unknown: UnknownOption | None = None) -> Any:
+        current = self._current()
+        if current is not self:
+            return current.load(data, many=many, partial=partial, unknown=unknown)
+        return super().load(data, many=many, partial=partial, unknown=unknown)
+
     @validates_schema(skip_on_field_errors=False)
     def _check_sources(self, data: dict[str, Any], **_: Any) -> None:
         errors: dict[str, list[str]] = {}
-        source_type = data.get("source_type", "git")
-        if source_type not in ("git", "directory", "archive"):
+        kind = sources.get(data.get("source_type", sources.DEFAULT))
+        if kind is None:
             return
-        required = {"git": "git_url", "directory": "directory_path", "archive": "archive_path"}[source_type]
-        if not data.get(required):
-            errors[required] = [f"required when source_type is {source_type}"]
-        for other in ("git_url", "directory_path", "archive_path"):
-            if other != required and other in data:
-                errors.setdefault(other, []).append(f"not allowed when source_type is {source_type}")
-        if source_type != "git":
-            for name in ("branch", "commit"):
-                if name in data:
-                    errors.setdefault(name, []).append("only for git sources")
+        for spec in kind.fields:
+            if spec.required and not data.get(spec.name):
+                errors[spec.name] = [f"required when source_type is {kind.name}"]
+        own = {spec.name for spec in kind.fields}
+        others = [spec for spec in sources.source_fields().values() if spec.name not in own and spec.name in data]
+        # Another kind's main field first ("not allowed"), then its options ("only for ... sources").
+        for spec in sorted(others, key=lambda spec: not _required_somewhere(spec.name)):
+            if _required_somewhere(spec.name):
+                errors.setdefault(spec.name, []).append(f"not allowed when source_type is {kind.name}")
+            else:
+                takers = " and ".join(k.name for k in sources.owners(spec.name))
+                errors.setdefault(spec.name, []).append(f"only for {takers} sources")
         given = [n for n in ("manifest", "manifest_path", "manifest_uri") if n in data]
         if len(given) > 1:
             for name in given:
@@ -208,9 +194,14 @@ class ScanRequestSchema(Schema):
 
     @post_load
     def _normalise(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
-        if "commit" in data:
-            data["commit"] = data["commit"].lower()
+        for spec in sources.source_fields().values():
+            if spec.normalise is not None and spec.name in data:
+                data[spec.name] = spec.normalise(data[spec.name])
         return data
+
+
+def _required_somewhere(name: str) -> bool:
+    return any(spec.name == name and spec.required for kind in sources.owners(name) for spec in kind.fields)
 
 
 class ScanListQuerySchema(Schema):

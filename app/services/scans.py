@@ -15,15 +15,14 @@ from celery import Celery
 
 from app.limits import wait_seconds
 from app.services.access import check_workspace, may_see, require
-from app.services.archives import usable_archive
 from app.services.errors import Conflict, Invalid, NotFound, RateLimited, Unavailable
-from tasks import archives, enqueue, manifest_s3, metrics, names
+from tasks import enqueue, manifest_s3, metrics, names, sources
 from tasks import manifest as manifests
 from tasks.api_keys import KeyCheck, Principal
 from tasks.clock import utcnow_iso
 from tasks.events import EventLog, InvalidEventId, check_event_id, encode_event, stream_key
 from tasks.ids import is_test_id, new_test_id
-from tasks.netpolicy import HostNotAllowed, check_host, check_url
+from tasks.netpolicy import HostNotAllowed, check_host
 from tasks.records import ScanRecord
 from tasks.settings import Settings
 from tasks.states import TERMINAL, ScanStatus
@@ -94,24 +93,10 @@ class ScanService:
         for name in ("manifest_uri", "manifest_signature_uri"):
             if data.get(name):
                 self._check_manifest_uri(data[name], data["workspace_id"])
-        source_type = data["source_type"]
-        if source_type == "git":
-            try:
-                check_url(data["git_url"], self.settings.git_allowed_hosts, self.settings.allow_local_sources)
-            except HostNotAllowed as exc:
-                raise Invalid(exc.code, str(exc), fields={"git_url": [str(exc)]}) from exc
-            return
-        field = "directory_path" if source_type == "directory" else "archive_path"
-        path = data[field]
-        if source_type == "archive" and archives.is_archive_id(path):
-            # Another workspace's upload answers as an unknown one.
-            if not usable_archive(self.settings, path, data["workspace_id"], principal):
-                raise Invalid("archive_not_found", "no uploaded archive has that id",
-                              fields={field: ["unknown upload id"]})
-            return
-        if not Path(path).is_absolute() or not _confined(path, self.settings.allowed_source_roots):
-            raise Invalid("path_not_allowed", f"{field} must lie inside a configured allowed root",
-                          fields={field: ["outside the allowed roots"]})
+        try:
+            sources.check(data, sources.CheckContext(self.settings, data["workspace_id"], principal))
+        except sources.SourceRefused as exc:
+            raise Invalid(exc.code, exc.message, fields={exc.field: [exc.detail]}) from exc
 
     def submit(self, principal: Principal | None, data: dict[str, Any],
                key: KeyConfirmation | None = None) -> dict[str, Any]:
@@ -165,12 +150,7 @@ class ScanService:
             requested_by=data.get("requested_by"),
             stream_url=f"{base}/stream",
             status_url=base,
-            source_type=data.get("source_type"),
-            git_url=data.get("git_url"),
-            branch=data.get("branch"),
-            commit=data.get("commit"),
-            directory_path=data.get("directory_path"),
-            archive_path=data.get("archive_path"),
+            **sources.record_fields(data),
         )
 
     def _write(self, record: ScanRecord, event: StreamAppend, task: enqueue.QueuedTask | None,

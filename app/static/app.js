@@ -232,8 +232,8 @@ class ScanView {
     const meta = $("#scan-meta"); meta.replaceChildren();
     const rows = [["workspace", r.workspace_id], ["component", r.component_id], ["assessment", r.assessment_id],
       ["profile", r.profile], ["source", r.git_url || r.directory_path || r.archive_path], ["branch", r.branch],
-      ["commit", r.resolved_commit || r.commit], ["created", r.created_at], ["completed", r.completed_at],
-      ["manifest", r.manifest_digest]];
+      ["commit", r.resolved_commit || r.commit], ...Object.entries(r.source_fields || {}),
+      ["created", r.created_at], ["completed", r.completed_at], ["manifest", r.manifest_digest]];
     for (const [k, v] of rows) if (v) meta.append(el("dt", { text: k }), el("dd", { text: v }));
     for (const e of r.errors || []) meta.append(el("dt", { class: "failed", text: "error" }), el("dd", { text: `${e.code}: ${e.message}` }));
     for (const w of r.warnings || []) meta.append(el("dt", { text: "warning" }), el("dd", { text: `${w.code}: ${w.message}` }));

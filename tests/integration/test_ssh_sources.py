@@ -9,6 +9,7 @@ import json
 
 import pytest
 
+from tasks.records import ScanRecord
 from tasks.settings import Settings
 from tests.support.gitrepos import git, make_repo
 from tests.support.sshd import Sshd
@@ -37,7 +38,8 @@ def setup(sshd, tmp_path):
 
 
 def _fetch(settings, workspace, url, dest):
-    record = {"source_type": "git", "git_url": url, "workspace_id": workspace}
+    record = ScanRecord(test_id="test_00000000abcd", workspace_id=workspace, component_id="c", assessment_id="a",
+                        profile="light", source_type="git", git_url=url)
     return fetch_source(settings, record, dest, Redactor())
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import redis
 
+from tasks.records import ScanRecord
 from tasks.settings import Settings
 from tests.support.gitrepos import git, make_repo
 from tests.support.service import Service, base_env
@@ -95,8 +96,9 @@ def test_the_api_refuses_local_repositories_outside_the_roots_and_keeps_nothing(
     assert len(listed["items"]) == 2
 
 
-def _record(url: str) -> dict[str, Any]:
-    return {"source_type": "git", "git_url": url, "workspace_id": "ws", "branch": None, "commit": None}
+def _record(url: str) -> ScanRecord:
+    return ScanRecord(test_id="test_00000000abcd", workspace_id="ws", component_id="c", assessment_id="a",
+                      profile="light", source_type="git", git_url=url)
 
 
 def _settings(*roots: Path, allow: bool = True) -> Settings:

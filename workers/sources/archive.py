@@ -24,9 +24,13 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
-from tasks.pathsafe import MAX_TREE_DEPTH, UnsafePath, clean_relative, confine, link_stays_inside
+from tasks import archives
+from tasks.pathsafe import MAX_TREE_DEPTH, UnsafePath, clean_relative, confine, inside, link_stays_inside
+from tasks.settings import Settings
+from workers.bundle import sha256_file
+from workers.sources.base import FetchContext, FetchedSource
 from workers.sources.directory import links_leaving
 from workers.sources.errors import SourceError
 
@@ -51,6 +55,37 @@ class _Member:
     mode: int
     link: str = ""
     opener: Callable[[], IO[bytes]] | None = None
+
+
+def fetch_archive(ctx: FetchContext) -> FetchedSource:
+    """The ``archive`` source kind's fetcher (``tasks.sources.archive``): the archive extracted. Its
+    hash is the archive file's own (what ``upload-archive`` answered as ``archive_hash``)."""
+    s = ctx.settings
+    path, upload = resolve_archive(s, ctx.values.get("archive_path") or "")
+    limits = Limits(max_bytes=s.archive_max_bytes, max_files=s.max_repo_files, max_ratio=s.archive_max_ratio)
+    digest = sha256_file(path)
+    files = extract(path, ctx.dest, limits, ctx.should_stop)
+    detail: dict[str, Any] = {"files": files, "archive_sha256": digest, "archive_size": path.stat().st_size}
+    if upload:
+        detail["filename"] = upload.get("filename")
+    return FetchedSource("archive", digest, detail=detail)
+
+
+def resolve_archive(settings: Settings, value: str) -> tuple[Path, dict[str, Any] | None]:
+    """An upload id -> the stored upload; a path -> itself, checked again against the allowed roots."""
+    if archives.is_archive_id(value):
+        found = archives.load(settings.archives_root, value)
+        if found is None:
+            raise SourceError("archive_not_found", "no uploaded archive has that id")
+        return found
+    path = Path(value)
+    if not path.is_absolute() or not inside(path, settings.allowed_source_roots):
+        raise SourceError("path_not_allowed", "the archive lies outside the allowed roots")
+    real = path.resolve()
+    if not real.is_file():
+        raise SourceError("archive_not_found", "the archive does not exist")
+    archive_format(real)
+    return real, None
 
 
 def archive_format(path: Path) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from tasks.pathsafe import MAX_TREE_DEPTH, inside, link_stays_inside
 from workers.bundle import sha256_file
+from workers.sources.base import FetchContext, FetchedSource
 from workers.sources.errors import SourceError
 from workers.sources.links import links_leaving as links_leaving
 
@@ -27,6 +28,16 @@ class CopyReport:
     files: int = 0
     bytes: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
+
+
+def fetch_directory(ctx: FetchContext) -> FetchedSource:
+    """The ``directory`` source kind's fetcher (``tasks.sources.directory``): a copy of the folder."""
+    s = ctx.settings
+    report = copy_directory(ctx.values.get("directory_path") or "", ctx.dest, s.allowed_source_roots,
+                            max_files=s.max_repo_files, max_bytes=s.max_repo_bytes, should_stop=ctx.should_stop)
+    warnings = [{"code": "source_entries_skipped", "message": f"{count} {what} were not copied"}
+                for what, count in sorted(report.skipped.items())]
+    return FetchedSource("directory", detail={"files": report.files, "bytes": report.bytes}, warnings=warnings)
 
 
 def copy_directory(source: str, dest: Path, roots: tuple[str, ...], *, max_files: int, max_bytes: int,

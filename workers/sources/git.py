@@ -19,11 +19,13 @@ from celery import Celery
 from celery.signals import worker_process_init
 
 from tasks import names
-from tasks.netpolicy import HostNotAllowed, check_url
+from tasks.netpolicy import HostNotAllowed, check_local_source, check_url, is_local_source
 from tasks.settings import Settings
 from workers import toolrun
 from workers.sandbox import Confinement, Sandbox, SandboxUnavailable, service_python, tool_paths
 from workers.sizewatch import SizeWatch
+from workers.sources import credentials
+from workers.sources.base import FetchContext, FetchedSource
 from workers.sources.errors import SourceError
 
 
@@ -31,6 +33,28 @@ from workers.sources.errors import SourceError
 class GitCheckout:
     commit: str
     branch: str | None
+
+
+def fetch_git(ctx: FetchContext) -> FetchedSource:
+    """The ``git`` source kind's fetcher (``tasks.sources.git``): a checkout of the branch or commit."""
+    settings = ctx.settings
+    url = ctx.values.get("git_url") or ""
+    if is_local_source(url):
+        # The API checked this at submit; the folder (or a link on its way) may have changed since.
+        # The clone is given the real folder, so no link swapped in later redirects it.
+        try:
+            url = check_local_source(url, settings.allow_local_sources, settings.allowed_source_roots)
+        except HostNotAllowed as exc:
+            raise SourceError(exc.code, str(exc)) from exc
+    creds = credentials.for_source(settings, ctx.record.workspace_id, url)
+    if creds is not None and creds.token:
+        # Registered before anything runs, so no event, log line or error can carry it.
+        ctx.redactor.add(creds.token)
+    checkout = fetch(settings, url, ctx.dest, branch=ctx.values.get("branch"), commit=ctx.values.get("commit"),
+                     credentials=(creds.username, creds.token) if creds and creds.token else None,
+                     ssh_key=creds.ssh_key if creds else None, should_stop=ctx.should_stop,
+                     full_history=ctx.full_history)
+    return FetchedSource("git", commit=checkout.commit, branch=checkout.branch, written_by_worker=False)
 
 
 def fetch(settings: Settings, url: str, dest: Path, *, branch: str | None, commit: str | None,
