@@ -19,7 +19,7 @@ from app.services.errors import Forbidden, RateLimited, TooLarge, Unauthenticate
 from tasks.api_keys import KeyCheck, KeyStore, Principal
 from tasks.ids import is_test_id
 
-OPEN_PATHS = frozenset({"/health", "/ready", "/openapi.json"})
+OPEN_PATHS = frozenset({"/health", "/ready", "/openapi.json", "/schemas/manifest.json"})
 SERVICE_PATHS = frozenset({"/stats", "/metrics"})
 
 
