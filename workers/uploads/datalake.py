@@ -1,4 +1,4 @@
-"""Raw -> golden promotion of a permitted bundle.
+"""The ``s3`` publish destination: raw -> golden promotion of a permitted bundle.
 
 1. Stage: every bundle file to ``{raw_bucket}/{raw_prefix}/{test_id}/incoming/{path}`` (skipped when
    an object with the same sha256 is already there, so a re-run adds nothing twice).
@@ -14,12 +14,15 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from tasks.settings import Settings
 from workers.bundle import confine
+from workers.uploads.base import Destination, PublishJob
 from workers.uploads.errors import PermanentUploadError
-from workers.uploads.objectstore import ObjectStore
+from workers.uploads.objectstore import FileObjectStore, ObjectStore, S3ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,39 @@ class Layout:
 
 def _join(*parts: str) -> str:
     return "/".join(p.strip("/") for p in parts if p.strip("/"))
+
+
+class DatalakeDestination(Destination):
+    """``s3``: the bundle promoted through the data lake's raw and golden prefixes, on the S3
+    endpoint at ``S3_ENDPOINT_URL``, or in folders under ``DATALAKE_ROOT`` without one."""
+
+    trust_name = "raw_s3"
+
+    def __init__(self, settings: Settings, store: ObjectStore | None = None) -> None:
+        self.settings = settings
+        self._store = store
+        self.layout = Layout(settings.datalake_raw_bucket, settings.datalake_raw_prefix,
+                             settings.datalake_golden_bucket, settings.datalake_golden_prefix)
+
+    @cached_property
+    def store(self) -> ObjectStore:
+        if self._store is not None:
+            return self._store
+        s = self.settings
+        if s.s3_endpoint_url:
+            return S3ObjectStore(endpoint_url=s.s3_endpoint_url, region=s.s3_region, path_style=s.s3_path_style)
+        return FileObjectStore(s.datalake_root)
+
+    def location(self, test_id: str) -> str:
+        return f"s3://{self.layout.raw_bucket}/{self.layout.raw_dir(test_id)}/incoming/"
+
+    def publish(self, job: PublishJob) -> dict[str, Any]:
+        record = job.record
+        metadata = {"test_id": job.test_id, "workspace_id": record.workspace_id, "component_id": record.component_id,
+                    "assessment_id": record.assessment_id, "manifest_digest": record.manifest_digest or ""}
+        permit = {**job.permit, "scan_id": job.test_id, "verification_proof": record.verification_proof}
+        return promote(self.store, self.layout, root=job.root, test_id=job.test_id, digests=job.digests,
+                       metadata=metadata, permit=permit)
 
 
 def promote(store: ObjectStore, layout: Layout, *, root: Path, test_id: str, digests: dict[str, str],

@@ -1,8 +1,8 @@
 """The upload engine behind ``uploads.verify`` and ``uploads.publish``.
 
 verify: build the Trust request for the finished bundle, ask Trust, record permit or denial.
-publish: for one destination (``s3`` or ``oci``), check the bundle still matches the permitted
-digests, publish, and when every destination is done mark the upload ``uploaded``.
+publish: for one destination (``workers.uploads.destinations``), check the bundle still matches the
+permitted digests, publish, and when every destination is done mark the upload ``uploaded``.
 
 Upload results never change the signed bundle: ``scan.json`` stays as the attestation covers it, and
 the upload's outcome is written to ``{artifact_root}/{test_id}.upload.json`` (plus the scan record,
@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 
@@ -26,29 +27,28 @@ from tasks.settings import Settings
 from tasks.store import ScanStore
 from tasks.uploads import DENIED, PENDING, PERMITTED, UPLOAD_FAILED, UPLOADED, UploadStore
 from workers.bundle import sha256_file
-from workers.uploads import datalake, oci, signing
+from workers.uploads import destinations as registered_destinations
+from workers.uploads import signing
+from workers.uploads.base import Destination, PublishJob
 from workers.uploads.errors import PermanentUploadError, TransientUploadError
-from workers.uploads.objectstore import FileObjectStore, ObjectStore, S3ObjectStore
-from workers.uploads.registry import OciLayout, OciTarget, RegistryClient
 from workers.uploads.trust import EmbeddedTrustClient, RemoteTrustClient, TrustClient, build_request
 from workers.uploads.trust_policy import RedisReplayGuard, TrustPolicy
 
 log = logging.getLogger(__name__)
 # Answers that mean Trust was not reached, not that it refused: retried before the upload is denied.
-DESTINATIONS = ("s3", "oci")
 TRUST_OUTAGE = ("trust_unreachable", "trust_timeout", "trust_unavailable")
 
 
 class UploadEngine:
     def __init__(self, settings: Settings, client: redis.Redis, *, trust: TrustClient | None = None,
-                 objects: ObjectStore | None = None, oci_target: OciTarget | None = None,
+                 destinations: Mapping[str, Destination] | None = None,
                  signer: signing.Signer | None = None) -> None:
         self.settings = settings
         self.redis = client
         self.store = ScanStore(client, retention_seconds=settings.retention_seconds)
         self.events = EventLog(client, maxlen=settings.stream_maxlen, retention_seconds=settings.retention_seconds)
         self.uploads = UploadStore(self.store, self.events)
-        self._trust, self._objects, self._oci, self._signer = trust, objects, oci_target, signer
+        self._trust, self._destinations, self._signer = trust, destinations, signer
 
     # -- ports, built on first use so a worker boots without touching any of them ---------------
     @cached_property
@@ -71,37 +71,16 @@ class UploadEngine:
         return EmbeddedTrustClient(policy)
 
     @cached_property
-    def objects(self) -> ObjectStore:
-        if self._objects is not None:
-            return self._objects
-        s = self.settings
-        if s.s3_endpoint_url:
-            return S3ObjectStore(endpoint_url=s.s3_endpoint_url, region=s.s3_region, path_style=s.s3_path_style)
-        return FileObjectStore(s.datalake_root)
+    def destinations(self) -> dict[str, Destination]:
+        """Every destination, by name (``workers.uploads.destinations``)."""
+        if self._destinations is not None:
+            return dict(self._destinations)
+        return registered_destinations.build(self.settings)
 
-    @cached_property
-    def oci_target(self) -> OciTarget:
-        if self._oci is not None:
-            return self._oci
-        s = self.settings
-        if s.registry:
-            return RegistryClient(s.registry, s.registry_repository, plain_http=s.registry_plain_http,
-                                  username=s.registry_username, password=s.registry_password,
-                                  ca_bundle=s.registry_ca_bundle, token_realms=s.registry_token_realms)
-        return OciLayout(s.oci_layout_root, s.registry_repository)
-
-    @property
-    def layout(self) -> datalake.Layout:
-        s = self.settings
-        return datalake.Layout(s.datalake_raw_bucket, s.datalake_raw_prefix, s.datalake_golden_bucket,
-                               s.datalake_golden_prefix)
-
-    def destinations(self, test_id: str) -> dict[str, str]:
-        s = self.settings
-        raw = f"s3://{s.datalake_raw_bucket}/{self.layout.raw_dir(test_id)}/incoming/"
-        registry = f"{s.registry}/{s.registry_repository}:{test_id}" if s.registry else \
-            f"oci-layout:{s.oci_layout_root}/{s.registry_repository}:{test_id}"
-        return {"raw_s3": raw, "oci_registry": registry}
+    def storage_destinations(self, test_id: str) -> dict[str, str]:
+        """The Trust request's ``storage_destinations``: each destination's location, under its
+        Trust name."""
+        return {d.trust_name: d.location(test_id) for d in self.destinations.values()}
 
     def bundle_root(self, test_id: str) -> Path:
         return Path(self.settings.artifact_root) / test_id
@@ -128,7 +107,7 @@ class UploadEngine:
             log.info("upload %s of %s is no longer current; nothing to do", request_id, test_id)
             return []
         if record.upload_status == PERMITTED:
-            return list(DESTINATIONS)  # a redelivery after the permit: the publish tasks are idempotent
+            return list(self.destinations)  # a redelivery after the permit: the publish tasks are idempotent
         if record.upload_status != PENDING:
             return []
         request = record.upload_request or {}
@@ -141,7 +120,7 @@ class UploadEngine:
             if not (root / signing.ATTESTATION_PATH).is_file():
                 raise PermanentUploadError("attestation_missing", "the bundle has no attestation to verify")
             trust_request = build_request(root=root, record=record, tier=tier, signer_name=signer_name,
-                                          signer=self.signer, destinations=self.destinations(test_id))
+                                          signer=self.signer, destinations=self.storage_destinations(test_id))
             decision = self.trust.verify_and_permit(trust_request)
         except PermanentUploadError as exc:
             return self._deny(test_id, request_id, exc.code, exc.message)
@@ -166,7 +145,7 @@ class UploadEngine:
         self.uploads.emit(test_id, PERMITTED, f"Certus-Trust permitted the upload ({tier})",
                           upload_permission_id=decision.permission_id)
         self._write_record(test_id)
-        return list(DESTINATIONS)
+        return list(self.destinations)
 
     def _deny(self, test_id: str, request_id: str, reason: str, detail: str) -> list[str]:
         text = f"{reason}: {detail}" if detail else reason
@@ -207,25 +186,13 @@ class UploadEngine:
             path = root / name
             if not path.is_file() or path.is_symlink() or sha256_file(path) != digest:
                 raise PermanentUploadError("bundle_changed", f"{name} no longer matches the permitted digest")
-        if destination == "s3":
-            metadata = {k: str(getattr(record, k) or "") for k in
-                        ("test_id", "workspace_id", "component_id", "assessment_id", "manifest_digest")}
-            full_permit = {**permit, "scan_id": test_id, "verification_proof": record.verification_proof}
-            result = datalake.promote(self.objects, self.layout, root=root, test_id=test_id, digests=digests,
-                                      metadata=metadata, permit=full_permit)
-        elif destination == "oci":
-            files = {name: (root / name).read_bytes() for name in digests}
-            annotations = {"dev.certus-assurance.test_id": test_id,
-                           "dev.certus-assurance.manifest_digest": str(record.manifest_digest or ""),
-                           "org.opencontainers.image.revision": str(record.resolved_commit or ""),
-                           "org.opencontainers.image.source": str(record.git_url or ""),
-                           "org.opencontainers.image.created": str(record.completed_at or "")}
-            result = oci.push_bundle(self.oci_target, files=files, tag=test_id, annotations=annotations,
-                                     signer=self.signer, bundle_attestation=files[signing.ATTESTATION_PATH])
-        else:
+        target = self.destinations.get(destination)
+        if target is None:
             raise PermanentUploadError("destination_unknown", f"unknown destination {destination!r}")
+        result = target.publish(PublishJob(test_id=test_id, root=root, record=record, digests=digests, permit=permit,
+                                           signer=lambda: self.signer))
         done = self.uploads.mark_done(test_id, request_id, destination, result)
-        final = all(d in done for d in DESTINATIONS)
+        final = all(d in done for d in self.destinations)
         moved = self.uploads.move(test_id, UPLOADED if final else PERMITTED, allowed_from=[PERMITTED],
                                   request_id=request_id, remote_artifacts=done)
         if moved.ok:

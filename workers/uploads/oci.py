@@ -1,4 +1,5 @@
-"""The bundle as an OCI 1.1 artifact, signed the way stock cosign verifies.
+"""The ``oci`` publish destination: the bundle as an OCI 1.1 artifact, signed the way stock cosign
+verifies.
 
 * Artifact: an image manifest with ``artifactType`` ``application/vnd.certus-assurance.scan-bundle.v1``,
   the empty config, and ONE LAYER PER BUNDLE FILE (title annotation = the bundle path), so any single
@@ -17,10 +18,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from functools import cached_property
 from typing import Any
 
+from tasks.settings import Settings
 from workers.uploads import signing
-from workers.uploads.registry import OCI_INDEX, OCI_MANIFEST, OciTarget, sha256_digest
+from workers.uploads.base import Destination, PublishJob
+from workers.uploads.registry import OCI_INDEX, OCI_MANIFEST, OciLayout, OciTarget, RegistryClient, sha256_digest
 
 ARTIFACT_TYPE = "application/vnd.certus-assurance.scan-bundle.v1"
 EMPTY_CONFIG = b"{}"
@@ -55,6 +59,45 @@ def _cosign_manifest(target: OciTarget, layer: bytes, layer_type: str, annotatio
         "layers": [_desc(layer_type, layer_digest, len(layer), annotations=annotations)],
         "subject": subject,
     })
+
+
+class OciDestination(Destination):
+    """``oci``: the bundle as a signed OCI artifact tagged with its test_id, in the registry at
+    ``REGISTRY``, or in an OCI image layout under ``OCI_LAYOUT_ROOT`` without one."""
+
+    trust_name = "oci_registry"
+
+    def __init__(self, settings: Settings, target: OciTarget | None = None) -> None:
+        self.settings = settings
+        self._target = target
+
+    @cached_property
+    def target(self) -> OciTarget:
+        if self._target is not None:
+            return self._target
+        s = self.settings
+        if s.registry:
+            return RegistryClient(s.registry, s.registry_repository, plain_http=s.registry_plain_http,
+                                  username=s.registry_username, password=s.registry_password,
+                                  ca_bundle=s.registry_ca_bundle, token_realms=s.registry_token_realms)
+        return OciLayout(s.oci_layout_root, s.registry_repository)
+
+    def location(self, test_id: str) -> str:
+        s = self.settings
+        if s.registry:
+            return f"{s.registry}/{s.registry_repository}:{test_id}"
+        return f"oci-layout:{s.oci_layout_root}/{s.registry_repository}:{test_id}"
+
+    def publish(self, job: PublishJob) -> dict[str, Any]:
+        record = job.record
+        files = {name: (job.root / name).read_bytes() for name in job.digests}
+        annotations = {"dev.certus-assurance.test_id": job.test_id,
+                       "dev.certus-assurance.manifest_digest": str(record.manifest_digest or ""),
+                       "org.opencontainers.image.revision": str(record.resolved_commit or ""),
+                       "org.opencontainers.image.source": str(record.git_url or ""),
+                       "org.opencontainers.image.created": str(record.completed_at or "")}
+        return push_bundle(self.target, files=files, tag=job.test_id, annotations=annotations, signer=job.signer(),
+                           bundle_attestation=files[signing.ATTESTATION_PATH])
 
 
 def push_bundle(target: OciTarget, *, files: dict[str, bytes], tag: str, annotations: dict[str, str],
