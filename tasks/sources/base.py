@@ -72,7 +72,8 @@ class SourceRefused(CodedError):
 
 
 class SourceKind(Protocol):
-    """One kind of source a scan may read (``source_type``)."""
+    """One kind of source a scan may read (``source_type``). A kind subclasses this protocol and
+    is registered once (``tasks.sources.registry``)."""
 
     name: str
     fields: tuple[SourceField, ...]

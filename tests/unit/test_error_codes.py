@@ -18,7 +18,7 @@ SERVICE_ERRORS = ("Invalid", "Malformed", "NotFound", "Conflict", "Forbidden", "
 CODED = {**dict.fromkeys(SERVICE_ERRORS, 0),
          "APIError": 1, "HostNotAllowed": 0, "UnsafePath": 0, "SigningKeyError": 0, "PermanentUploadError": 0,
          "SourceError": 0, "ManifestSourceError": 0, "ManifestSignatureError": 0, "CloneError": 0, "Stop": 1,
-         "VerifyError": 0, "EnvelopeError": 0, "StatementError": 0}
+         "VerifyError": 0, "EnvelopeError": 0, "StatementError": 0, "SourceRefused": 0}
 
 
 def _documented() -> set[str]:
