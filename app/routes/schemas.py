@@ -34,4 +34,5 @@ def manifest_schema() -> Response:
     response = Response(_MANIFEST_SCHEMA, mimetype="application/schema+json")
     response.headers["Cache-Control"] = "public, max-age=3600"
     response.add_etag()
-    return response.make_conditional(request)
+    response.make_conditional(request)  # 304 to a client that has it
+    return response

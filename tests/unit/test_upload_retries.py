@@ -6,6 +6,7 @@ the engine is a recording implementation of the tasks' port."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -57,7 +58,7 @@ def _app(engine: FlakyEngine, **settings: Any) -> Any:
 
 
 @pytest.fixture()
-def asked() -> Any:
+def asked() -> Iterator[list[Any]]:
     """The countdowns the tasks handed to Celery with their retries."""
     seen: list[Any] = []
 
@@ -81,7 +82,7 @@ def test_the_tasks_carry_celerys_retry_options() -> None:
             (4, 7, RETRY_BACKOFF_MAX, False)
 
 
-def test_publish_retries_double_up_to_the_cap_and_the_last_attempt_fails_the_upload(asked) -> None:
+def test_publish_retries_double_up_to_the_cap_and_the_last_attempt_fails_the_upload(asked: list[Any]) -> None:
     engine = FlakyEngine(failures=99)
     app = _app(engine, upload_max_retries=7, upload_retry_backoff=5)
     app.tasks[names.UPLOAD_PUBLISH].apply(args=["test_1", "req", "s3"])
@@ -92,7 +93,7 @@ def test_publish_retries_double_up_to_the_cap_and_the_last_attempt_fails_the_upl
     assert _of(engine, "failed") == ["s3: gave up after 8 attempts: registry_unavailable: 503"]
 
 
-def test_a_publish_that_recovers_is_not_failed(asked) -> None:
+def test_a_publish_that_recovers_is_not_failed(asked: list[Any]) -> None:
     engine = FlakyEngine(failures=2)
     _app(engine, upload_max_retries=5, upload_retry_backoff=1).tasks[names.UPLOAD_PUBLISH].apply(
         args=["test_1", "req", "s3"])
@@ -100,7 +101,7 @@ def test_a_publish_that_recovers_is_not_failed(asked) -> None:
     assert len(_of(engine, "publish")) == 3 and _of(engine, "failed") == []
 
 
-def test_verification_is_retried_and_only_the_last_attempt_may_deny(asked) -> None:
+def test_verification_is_retried_and_only_the_last_attempt_may_deny(asked: list[Any]) -> None:
     engine = FlakyEngine(failures=2)
     app = _app(engine, upload_max_retries=2, upload_retry_backoff=3)
     app.tasks[names.UPLOAD_VERIFY].apply(args=["test_1", "req"])
@@ -108,7 +109,7 @@ def test_verification_is_retried_and_only_the_last_attempt_may_deny(asked) -> No
     assert _of(engine, "verify_retry") == asked == [3, 6]
 
 
-def test_a_zero_backoff_retries_at_once(asked) -> None:
+def test_a_zero_backoff_retries_at_once(asked: list[Any]) -> None:
     engine = FlakyEngine(failures=3)
     _app(engine, upload_max_retries=3, upload_retry_backoff=0).tasks[names.UPLOAD_PUBLISH].apply(
         args=["test_1", "req", "s3"])
@@ -116,7 +117,7 @@ def test_a_zero_backoff_retries_at_once(asked) -> None:
     assert _of(engine, "failed") == []
 
 
-def test_without_retries_the_first_failure_is_the_last(asked) -> None:
+def test_without_retries_the_first_failure_is_the_last(asked: list[Any]) -> None:
     engine = FlakyEngine(failures=1)
     app = _app(engine, upload_max_retries=0, upload_retry_backoff=5)
     app.tasks[names.UPLOAD_PUBLISH].apply(args=["test_1", "req", "s3"])
@@ -125,7 +126,8 @@ def test_without_retries_the_first_failure_is_the_last(asked) -> None:
     assert _of(engine, "verify") == [True] and asked == []
 
 
-def test_a_redis_outage_hands_the_message_back_instead_of_retrying(asked, monkeypatch) -> None:
+def test_a_redis_outage_hands_the_message_back_instead_of_retrying(asked: list[Any],
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(upload_tasks, "STORE_OUTAGE_PAUSE", 0)
     engine = FlakyEngine(failures=1, error=redis.ConnectionError("down"))
     app = _app(engine, upload_max_retries=5, upload_retry_backoff=5)
