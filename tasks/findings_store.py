@@ -382,7 +382,7 @@ class FindingsStore:
         rows = conn.execute(
             select(ScanFinding.finding_id, ScanFinding.severity, ScanFinding.line, Finding.fingerprint, Finding.tool,
                    Finding.rule_id, Finding.path, Finding.message, Finding.cwe)
-            .join(Finding, Finding.id == ScanFinding.finding_id).where(ScanFinding.scan_id == scan_id))
+            .join(Finding, Finding.id == ScanFinding.finding_id).where(ScanFinding.scan_id == scan_id)).all()
         severity = _SEVERITY.__getitem__
         return {r[0]: DiffEntry(r[0], r[3], r[4], r[5], severity(r[1]), r[6], r[2], r[7], r[8]) for r in rows}
 

@@ -21,6 +21,7 @@ import itertools
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import time
@@ -51,6 +52,14 @@ def binaries() -> Path:
         return debian[-1].parent
     raise RuntimeError("no PostgreSQL binaries: install the dev dependencies (`pip install -e '.[dev]'`, "
                        "which bring the pgserver wheel)")
+
+
+def reachable_by_others(path: Path) -> bool:
+    """Whether a user who is neither the owner nor in the group can reach and run ``path``."""
+    for folder in path.resolve().parents:
+        if not folder.stat().st_mode & stat.S_IXOTH:
+            return False
+    return bool(path.stat().st_mode & stat.S_IXOTH)
 
 
 class PostgresServer:
@@ -102,6 +111,8 @@ class PostgresServer:
         self.root = Path(tempfile.mkdtemp(prefix="certus-pg-"))
         if self._as_root:
             os.chown(self.root, UNPRIVILEGED, UNPRIVILEGED)
+            if not reachable_by_others(self.bin / "postgres"):
+                self.bin = self._copy_binaries()
         done = self._run([str(self.bin / "initdb"), "-D", str(self.data), "-U", SUPERUSER, "--auth=trust",
                           "--encoding=UTF8", "--locale=C", "--no-sync", "--no-instructions"])
         if done.returncode != 0:
@@ -115,6 +126,28 @@ class PostgresServer:
                 return self
         self._remove()
         raise RuntimeError(f"PostgreSQL did not start; its log:\n{self._log_tail()}")
+
+    def _copy_binaries(self) -> Path:
+        """The binaries copied where the unprivileged user can run them (a checkout under a folder
+        only root may enter, such as /root, holds them out of its reach). PostgreSQL finds its
+        ``lib`` and ``share`` beside ``bin``; the wheel's programs find their shared libraries in
+        ``pgserver.libs`` three levels up from ``bin`` (their RPATH), so that layout is kept."""
+        assert self.root is not None
+        install = self.bin.parent  # .../pgserver/pginstall
+        site = install.parent.parent
+        target = self.root / "binaries" / install.relative_to(site)
+        (target / "bin").mkdir(parents=True)
+        for name in ("initdb", "postgres"):
+            shutil.copy2(install / "bin" / name, target / "bin" / name)
+        for folder in ("lib", "share"):
+            if (install / folder).exists():
+                shutil.copytree(install / folder, target / folder, symlinks=True)
+        libs = site / f"{install.parent.name}.libs"
+        if libs.exists():
+            shutil.copytree(libs, self.root / "binaries" / libs.name, symlinks=True)
+        for path in (self.root / "binaries", *(self.root / "binaries").rglob("*")):
+            path.chmod(path.stat().st_mode | (0o555 if path.is_dir() else 0o444))
+        return target / "bin"
 
     def _launch(self) -> bool:
         settings = {"listen_addresses": "127.0.0.1", "port": str(self.port), "unix_socket_directories": "",

@@ -4,6 +4,7 @@ several processes at once, the command line), on SQLite and on the tests' own Po
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -170,3 +171,29 @@ def test_a_second_server_starts_beside_the_first_and_stops_cleanly(postgres_serv
         root = other.root
         assert root is not None and root.exists()
     assert not root.exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root runs the server as another user")
+def test_binaries_the_unprivileged_user_cannot_reach_are_copied_where_it_can(tmp_path):
+    # A checkout under a folder only root may enter (tmp_path is one: 0700) holds the wheel's
+    # binaries out of the server user's reach.
+    from tests.support.postgres import binaries, reachable_by_others
+
+    install = binaries().parent
+    site = install.parent.parent
+    hidden = tmp_path / "site"
+    shutil.copytree(install.parent, hidden / install.parent.name, symlinks=True)
+    libs = site / f"{install.parent.name}.libs"
+    if libs.exists():
+        shutil.copytree(libs, hidden / libs.name, symlinks=True)
+    server = PostgresServer()
+    server.bin = hidden / install.relative_to(site) / "bin"
+    assert not reachable_by_others(server.bin / "postgres")
+    with server:
+        assert server.bin.is_relative_to(server.root)
+        engine = make_engine(server.url())
+        try:
+            with engine.connect() as conn:
+                assert conn.execute(text("SELECT 1")).scalar() == 1
+        finally:
+            engine.dispose()
