@@ -203,12 +203,15 @@ class FindingsStore:
 
     # -- scans ---------------------------------------------------------------------------------
 
-    def _scan_row(self, conn: Connection, test_id: str) -> _Row | None:
+    @staticmethod
+    def _scans() -> Any:
+        """Scans with the test_id of the baseline each was compared with."""
         baseline = aliased(Scan)
-        row: _Row | None = conn.execute(
-            select(Scan, baseline.test_id.label("baseline_test_id"))
-            .outerjoin(baseline, baseline.id == Scan.baseline_scan_id)
-            .where(Scan.test_id == test_id)).first()
+        return (select(Scan, baseline.test_id.label("baseline_test_id"))
+                .outerjoin(baseline, baseline.id == Scan.baseline_scan_id))
+
+    def _scan_row(self, conn: Connection, test_id: str) -> _Row | None:
+        row: _Row | None = conn.execute(self._scans().where(Scan.test_id == test_id)).first()
         return row
 
     @staticmethod
@@ -216,7 +219,7 @@ class FindingsStore:
         return ScanRef(test_id=row.test_id, workspace_id=row.workspace_id, component_id=row.component_id,
                        branch=row.branch, commit=row.commit_sha, status=ScanStatus(row.status),
                        created_at=row.created_at, finding_count=row.finding_count,
-                       baseline_test_id=getattr(row, "baseline_test_id", None))
+                       baseline_test_id=row.baseline_test_id)
 
     def scan(self, test_id: str) -> ScanRef | None:
         """A recorded scan, or None."""
@@ -228,9 +231,9 @@ class FindingsStore:
                      exclude_test_id: str | None = None) -> ScanRef | None:
         """The latest SUCCEEDED scan of the component on ``branch`` (by creation time), never
         ``exclude_test_id`` (the scan that asks); None when there is none."""
-        query = (select(Scan).where(Scan.workspace_id == workspace_id, Scan.component_id == component_id,
-                                    Scan.branch.is_(None) if branch is None else Scan.branch == branch,
-                                    Scan.status == ScanStatus.SUCCEEDED.value)
+        query = (self._scans().where(Scan.workspace_id == workspace_id, Scan.component_id == component_id,
+                                     Scan.branch.is_(None) if branch is None else Scan.branch == branch,
+                                     Scan.status == ScanStatus.SUCCEEDED.value)
                  .order_by(Scan.created_at.desc(), Scan.id.desc()).limit(1))
         if exclude_test_id is not None:
             query = query.where(Scan.test_id != exclude_test_id)

@@ -195,6 +195,9 @@ def test_the_baseline_of_a_branch_is_its_latest_succeeded_scan_never_the_asking_
     baseline = store.baseline_for("acme", "billing", "main")
     assert baseline is not None and baseline.test_id == "test_3" and baseline.branch == "main"
     assert store.baseline_for("acme", "billing", "main", exclude_test_id="test_3").test_id == "test_2"
+    store.record_scan(scan("test_6", 8, baseline="test_3"), [finding(1)])
+    latest = store.baseline_for("acme", "billing", "main")
+    assert (latest.test_id, latest.baseline_test_id, latest.commit) == ("test_6", "test_3", "test_6-sha")
     assert store.baseline_for("acme", "billing", "feature").test_id == "test_f"
     assert store.baseline_for("acme", "billing", "release") is None
     assert store.baseline_for("other-ws", "billing", "main") is None
