@@ -17,6 +17,7 @@ import requests
 
 from stack.launcher import Launcher, scratch_env
 from stack.ports import free_port
+from tasks import keyspace
 from tasks.api_keys import KeyStore
 
 
@@ -95,7 +96,7 @@ class Stack:
         client = self.client
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if client.hlen("ca:workers") >= count:
+            if client.hlen(keyspace.WORKERS) >= count:
                 return
             time.sleep(0.2)
         raise TimeoutError("workers did not come online")

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from bench.harness import Stack, submit
+from tasks import keyspace
 from tests.support.gitrepos import GitDaemon, make_repo
 
 
@@ -20,12 +21,12 @@ def _throughput(stack: Stack, base: str, url: str, scans: int) -> float:
         # One round trip for all pending scans, ten times a second: the harness must not take
         # the CPU the workers are measured on (one call per scan every 50 ms did, at 8 workers).
         pipe = client.pipeline(transaction=False)
-        pipe.smismember("ca:status:SUCCEEDED", pending)
-        pipe.smismember("ca:status:FAILED", pending)
+        pipe.smismember(keyspace.status_set("SUCCEEDED"), pending)
+        pipe.smismember(keyspace.status_set("FAILED"), pending)
         succeeded, failed = pipe.execute()
         for test_id, bad in zip(pending, failed, strict=True):
             if bad:
-                errors: Any = client.hget(f"ca:scan:{test_id}", "errors")
+                errors: Any = client.hget(keyspace.scan(test_id), "errors")
                 raise RuntimeError(f"scan {test_id} failed: {errors}")
         pending = [test_id for test_id, done in zip(pending, succeeded, strict=True) if not done]
         time.sleep(0.1)

@@ -22,6 +22,7 @@ import websocket
 import werkzeug
 
 from bench.harness import Stack, submit
+from tasks import keyspace
 from tasks.profiles import DEFAULT_PROFILE, builtin
 from tasks.settings import Settings
 from tests.support.gitrepos import GitDaemon, make_repo
@@ -169,8 +170,8 @@ def run(quick: bool) -> dict[str, Any]:
                 service_s.append(elapsed)
                 client = stack.client
                 test_id = created["test_id"]
-                redis_bytes.append(int(client.memory_usage(f"ca:scan:{test_id}") or 0)
-                                   + int(client.memory_usage(f"ca:events:{test_id}") or 0))
+                redis_bytes.append(int(client.memory_usage(keyspace.scan(test_id)) or 0)
+                                   + int(client.memory_usage(keyspace.events(test_id)) or 0))
                 seq_s.append(_direct(repo, tools, parallel=False, osv_db=osv_db))
                 par_s.append(_direct(repo, tools, parallel=True, osv_db=osv_db))
         finally:
