@@ -15,9 +15,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tasks import manifest as manifests
+from tasks.records import ScanRecord
 from tasks.settings import Settings
 from tests.support.cosign import find_cosign, run_cosign
 from tests.support.manifest_servers import AWS_ENV, registry_binary, start_https, start_registry, start_s3
+from tests.support.records import scan_record
 from workers.pipeline.manifest import resolve_manifest
 from workers.pipeline.manifest_sources import ManifestSourceError
 from workers.signing import signing_keys
@@ -141,8 +143,8 @@ def _settings(pub: Path, **kw) -> Settings:
     return replace(base, **kw)
 
 
-def _record(**kw) -> dict:
-    return {"profile": "team", **kw}
+def _record(**kw: object) -> ScanRecord:
+    return scan_record(profile="team", **kw)
 
 
 def _resolve(settings: Settings, source_dir: Path | None = None, **kw):

@@ -16,6 +16,7 @@ from tasks import manifest as manifests
 from tasks.pathsafe import UnsafePath, confine
 from tasks.settings import Settings
 from tests.support.edge import BODY, auth, edge, make_app  # noqa: F401 - edge is a fixture
+from tests.support.records import scan_record
 from workers.pipeline.manifest import resolve_manifest
 from workers.sources.archive import MAX_DEPTH, Limits, extract
 from workers.sources.errors import SourceError
@@ -157,10 +158,10 @@ def test_an_out_of_range_runtime_ceiling_fails_the_scan_as_manifest_invalid_in_t
     # A manifest from the source tree (or a URI) is only read by the worker.
     (tmp_path / "certus.json").write_text(json.dumps({"bundle": {"runtimeCeilingMinutes": minutes}}))
     with pytest.raises(manifests.ManifestInvalid) as err:
-        resolve_manifest({"profile": "light", "manifest_path": "certus.json"}, Settings(), tmp_path)
+        resolve_manifest(scan_record(manifest_path="certus.json"), Settings(), tmp_path)
     assert "bundle.runtimeCeilingMinutes" in err.value.errors
     (tmp_path / "certus.json").write_text(json.dumps({"bundle": {"runtimeCeilingMinutes": 1440}}))
-    resolved = resolve_manifest({"profile": "light", "manifest_path": "certus.json"}, Settings(), tmp_path)
+    resolved = resolve_manifest(scan_record(manifest_path="certus.json"), Settings(), tmp_path)
     assert resolved.ceiling_minutes == 1440 and resolved.ceiling_minutes * 60.0 < float("inf")
 
 

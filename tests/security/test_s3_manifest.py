@@ -23,6 +23,7 @@ from tasks.settings import Settings
 from tasks.store import ScanStore
 from tests.support.edge import BODY, auth, edge, make_app  # noqa: F401 - edge is a fixture
 from tests.support.manifest_servers import AWS_ENV, start_s3
+from tests.support.records import scan_record
 from tests.support.uploads_servers import FaultyProxy
 from workers.engine import ScanEngine
 from workers.pipeline.manifest import resolve_manifest
@@ -71,7 +72,7 @@ def _settings(proxy: FaultyProxy, *allowed: str) -> Settings:
 
 
 def _code(settings: Settings, uri: str, workspace: str | None = None, **kw) -> str:
-    record = {"profile": "team", "manifest_uri": uri, "workspace_id": workspace, **kw}
+    record = scan_record(profile="team", manifest_uri=uri, workspace_id=workspace, **kw)
     with pytest.raises((ManifestSourceError, manifests.ManifestInvalid)) as err:
         resolve_manifest(record, settings, known_tools={"bandit"})
     assert CANARY not in str(err.value)
@@ -92,7 +93,7 @@ def test_without_an_allow_list_s3_manifests_are_refused_before_any_request(s3):
 def test_only_objects_under_an_allowed_prefix_are_read(s3):
     settings = _settings(s3, "manifests/team")
     s3.seen.clear()
-    ok = resolve_manifest({"profile": "team", "manifest_uri": "s3://manifests/team/manifest.json"}, settings,
+    ok = resolve_manifest(scan_record(profile="team", manifest_uri="s3://manifests/team/manifest.json"), settings,
                           known_tools={"bandit"})
     assert ok.data == MANIFEST and ok.profile_resolved == "manifest:team"
     for uri in ("s3://infra/prod/terraform.tfstate",
@@ -110,10 +111,11 @@ def test_only_objects_under_an_allowed_prefix_are_read(s3):
 
 def test_entries_for_one_workspace_apply_to_it_alone(s3):
     settings = _settings(s3, "acme=manifests/acme")
-    record = {"profile": "team", "manifest_uri": "s3://manifests/acme/manifest.json"}
-    assert resolve_manifest({**record, "workspace_id": "acme"}, settings, known_tools={"bandit"}).data == MANIFEST
-    assert _code(settings, record["manifest_uri"], workspace="beta") == "manifest_source_not_allowed"
-    assert _code(settings, record["manifest_uri"]) == "manifest_source_not_allowed"
+    uri = "s3://manifests/acme/manifest.json"
+    record = scan_record(profile="team", manifest_uri=uri, workspace_id="acme")
+    assert resolve_manifest(record, settings, known_tools={"bandit"}).data == MANIFEST
+    assert _code(settings, uri, workspace="beta") == "manifest_source_not_allowed"
+    assert _code(settings, uri) == "manifest_source_not_allowed"
 
 
 def test_a_state_file_in_an_allowed_prefix_is_refused_and_copied_nowhere(s3, tmp_path, redis_client):
