@@ -21,6 +21,9 @@ from tasks.ids import is_test_id
 
 OPEN_PATHS = frozenset({"/health", "/ready", "/openapi.json", "/schemas/manifest.json"})
 SERVICE_PATHS = frozenset({"/stats", "/metrics"})
+# Routes outside /v1 that answer without a key: the web page and its files, the API description.
+# Any other registered route needs a key, wherever it lives (an unknown path still answers 404).
+OPEN_ENDPOINTS = frozenset({"static", "web.static", "web.index", "docs.openapi_yaml"})
 
 
 def required_permission(method: str, path: str) -> str:
@@ -189,7 +192,8 @@ def install(app: Flask) -> None:
             if not authenticate(keys, limiter).can("admin"):
                 raise Forbidden("forbidden", "this endpoint needs an admin key")
             return
-        if not path.startswith("/v1/") and path != "/v1":
+        if not path.startswith("/v1/") and path != "/v1" and (
+                request.url_rule is None or request.endpoint in OPEN_ENDPOINTS):
             return  # unknown paths answer 404 on their own
         deferred = _defer(limiter)
         if deferred is None:
