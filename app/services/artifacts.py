@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import os
 import stat
 from pathlib import Path
@@ -29,11 +30,8 @@ def bundle_root(artifact_root: str, scan: ScanRecord) -> Path:
     return root
 
 
-def _sha256(fh: IO[bytes]) -> str:
-    h = hashlib.sha256()
-    for chunk in iter(lambda: fh.read(1 << 20), b""):
-        h.update(chunk)
-    return h.hexdigest()
+def _sha256(fh: io.BufferedReader) -> str:
+    return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def list_files(root: Path) -> list[dict[str, Any]]:

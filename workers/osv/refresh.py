@@ -14,6 +14,7 @@ from typing import Any
 
 import requests
 
+from workers.bundle import sha256_file
 from workers.osv.database import METADATA, SUFFIX, read_metadata, write_index
 
 DEFAULT_SOURCE = "https://osv-vulnerabilities.storage.googleapis.com"
@@ -104,7 +105,7 @@ def import_file(db: Path, ecosystem: str, dump: Path) -> dict[str, Any]:
     tmp = Path(name)
     try:
         shutil.copyfile(dump, tmp)
-        sha = hashlib.sha256(tmp.read_bytes()).hexdigest()
+        sha = sha256_file(tmp)
         return _install(db, ecosystem, tmp, {
             "url": f"file:{dump.resolve()}", "sha256": sha,
             "fetched_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")})

@@ -140,7 +140,7 @@ def validated_document(data: bytes) -> tuple[str, manifests.Manifest]:
         obj = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_refuse_constant)
     except _KeyTwice as exc:
         raise manifests.ManifestInvalid({"$": ["not a scan manifest: an object has the same key twice"]}) from exc
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         problem = f"the manifest is not valid UTF-8 JSON ({exc.__class__.__name__})"
         raise manifests.ManifestInvalid({"$": [problem]}) from exc
     obj = manifests.unwrap(obj)
