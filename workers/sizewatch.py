@@ -20,13 +20,27 @@ class SizeWatch:
         if self.over or now < self._next:
             return self.over
         self._next = now + 1.0
-        total = 0
-        for dirpath, _dirs, files in os.walk(self.folder):
-            for name in files:
-                try:
-                    total += os.lstat(os.path.join(dirpath, name)).st_size
-                except OSError:
-                    continue  # written and renamed while we looked
-            total += 4096 * (len(files) + 1)  # every file and folder takes a block, empty or not
-        self.over = total > self.limit
+        self.over = _size(self.folder, self.limit) > self.limit
         return self.over
+
+
+def _size(folder: Path, stop_above: int) -> int:
+    """Bytes a tree takes (each file's size, and a block for every file and folder), walked with a
+    stack rather than by recursion, so no depth of folders can crash the watch; stops once over."""
+    total = 0
+    pending = [str(folder)]
+    while pending and total <= stop_above:
+        try:
+            entries = list(os.scandir(pending.pop()))
+        except OSError:
+            continue  # removed or renamed while we looked
+        total += 4096
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(entry.path)
+                else:
+                    total += entry.stat(follow_symlinks=False).st_size + 4096
+            except OSError:
+                continue
+    return total
