@@ -19,6 +19,8 @@ import unicodedata
 
 UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 SHORT_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+# What a request field holding such a character is told.
+HIDDEN_MESSAGE = "must not contain control, format or bidirectional characters"
 
 
 def escape_char(char: str) -> str:

@@ -8,9 +8,7 @@ from typing import Any, cast
 
 from marshmallow import ValidationError, validate
 
-from tasks.textsafe import visible
-
-HIDDEN_MESSAGE = "must not contain control, format or bidirectional characters"
+from tasks.textsafe import HIDDEN_MESSAGE, visible
 
 
 class Whole(validate.Regexp):

@@ -88,11 +88,3 @@ def store_upload(settings: Settings, principal: Principal | None, filename: str,
     return {k: meta[k] for k in ("archive_path", "archive_hash", "filename", "size", "workspaces")}
 
 
-def usable_archive(settings: Settings, archive_id: str, workspace_id: str, principal: Principal | None) -> bool:
-    """Whether the upload exists and a scan of ``workspace_id`` by the caller may use it
-    (``tasks.archives.usable_in``). Unknown and another workspace's answer alike; never without a
-    caller."""
-    found = archives.load(settings.archives_root, archive_id)
-    if found is None or principal is None:
-        return False
-    return archives.usable_in(found[1], workspace_id, principal.all_workspaces)

@@ -7,7 +7,6 @@ knows of HTTP or of a request, so it can be called from a request, a thread or a
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -25,6 +24,7 @@ from tasks.ids import is_test_id, new_test_id
 from tasks.netpolicy import HostNotAllowed, check_host
 from tasks.records import ScanRecord
 from tasks.settings import Settings
+from tasks.sources.base import inside_roots
 from tasks.states import TERMINAL, ScanStatus
 from tasks.store import InvalidCursor, KeyNotCurrent, KeyRateLimited, QueueFull, ScanStore, StreamAppend
 
@@ -40,13 +40,6 @@ def public_view(record: ScanRecord) -> dict[str, Any]:
     view["status_url"] = view.get("status_url") or base
     view["stream_url"] = view.get("stream_url") or f"{base}/stream"
     return view
-
-
-def _confined(path: str, roots: tuple[str, ...]) -> bool:
-    if not path.startswith("/") or "\x00" in path:
-        return False
-    resolved = Path(path).resolve()
-    return any(resolved == Path(root) or Path(root) in resolved.parents for root in roots)
 
 
 class KeyConfirmation(Protocol):
@@ -83,7 +76,7 @@ class ScanService:
                 raise HostNotAllowed("manifest_source_not_allowed",
                                      "s3:// manifests may only be read from the buckets and prefixes allowed for them")
             elif parts.scheme == "file" and not (self.settings.allow_local_sources
-                                                 and _confined(parts.path, self.settings.allowed_source_roots)):
+                                                 and inside_roots(parts.path, self.settings.allowed_source_roots)):
                 raise HostNotAllowed("manifest_uri_not_allowed",
                                      "file manifests must lie inside an allowed root with local sources enabled")
         except HostNotAllowed as exc:

@@ -17,10 +17,8 @@ from typing import Any, Protocol
 from tasks.api_keys import Principal
 from tasks.errors import CodedError, ErrorCode
 from tasks.settings import Settings
-from tasks.textsafe import visible
+from tasks.textsafe import HIDDEN_MESSAGE, visible
 
-# The same words as app.schemas.patterns.HIDDEN_MESSAGE, which the other request fields answer with.
-HIDDEN_MESSAGE = "must not contain control, format or bidirectional characters"
 KIND_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}\Z")
 FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}\Z")
 

@@ -15,7 +15,6 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from marshmallow import ValidationError
 
-from app.schemas import patterns
 from app.schemas.scans import ScanRequestSchema
 from tasks import sources
 from tasks.errors import ErrorCode
@@ -219,9 +218,6 @@ def test_a_kind_the_worker_cannot_fetch_fails_the_scan_with_a_code(paste: Paste,
     finally:
         sources.unregister("unfetchable")
 
-
-def test_field_checks_answer_with_the_words_of_the_other_fields() -> None:
-    assert sources.base.HIDDEN_MESSAGE == patterns.HIDDEN_MESSAGE
 
 
 # -- a publish destination of the tests' own ----------------------------------------------------
