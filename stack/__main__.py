@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from stack import processes
@@ -39,6 +40,27 @@ def _gave_up(exc: Exception) -> int:
     return 1
 
 
+def _until_stopped(start: Callable[[], None], check: Callable[[], None], stop: Callable[[], None],
+                   farewell: str) -> int:
+    """Start, then check the processes twice a second until Ctrl-C or SIGTERM (0) or until the
+    supervisor gives up (1); stop everything in order either way."""
+    stopping = _stop_on_sigterm()
+    try:
+        start()
+        while not stopping.is_set():
+            check()
+            time.sleep(0.5)
+        return 0
+    except KeyboardInterrupt:
+        return 0
+    except (CrashLoop, TimeoutError) as exc:
+        return _gave_up(exc)
+    finally:
+        print(farewell, flush=True)
+        stop()
+        print("stopped", flush=True)
+
+
 def run(args: argparse.Namespace) -> int:
     """The API, ``--workers`` workers and (without CERTUS_ASSURANCE_REDIS_URL) an embedded Redis,
     each restarted when it exits; Ctrl-C stops the API, then the workers, then Redis."""
@@ -49,7 +71,6 @@ def run(args: argparse.Namespace) -> int:
     host, _, port = args.bind.rpartition(":")
     sup = Supervisor(Policy(limit=args.restart_limit, window=args.restart_window))
     launcher = Launcher(env, new_session=True, supervise=True, supervisor=sup)
-    stopping = _stop_on_sigterm()
 
     def write_state() -> None:
         # Which processes run, for tools and tests (no secret in it).
@@ -58,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
             "url": f"http://{args.bind}", "redis_url": redis.public_url if redis else None,
             "redis_pid": pids.pop("redis", None), "pids": pids}, indent=2))
 
-    try:
+    def start() -> None:
+        nonlocal redis
         if not os.environ.get("CERTUS_ASSURANCE_REDIS_URL"):
             password = ensure_secret(var / REDIS_PASSWORD_FILE)
             redis = launcher.start_redis(var / "redis", port=args.redis_port, password=password)
@@ -73,18 +95,8 @@ def run(args: argparse.Namespace) -> int:
         write_state()
         launcher.wait_answers("api", host or "127.0.0.1", int(port), 120)
         print(f"Certus Assurance API on http://{args.bind}  (Ctrl-C stops everything)", flush=True)
-        while not stopping.is_set():
-            launcher.check()
-            time.sleep(0.5)
-        return 0
-    except KeyboardInterrupt:
-        return 0
-    except (CrashLoop, TimeoutError) as exc:
-        return _gave_up(exc)
-    finally:
-        print("stopping", flush=True)
-        launcher.stop()
-        print("stopped", flush=True)
+
+    return _until_stopped(start, launcher.check, launcher.stop, "stopping")
 
 
 def cluster(args: argparse.Namespace) -> int:
@@ -94,24 +106,14 @@ def cluster(args: argparse.Namespace) -> int:
     c = Cluster(folder, bind=args.bind, api_replicas=args.api, scan_workers=args.scan_workers,
                 upload_workers=args.upload_workers, redis_url=os.environ.get("CERTUS_ASSURANCE_REDIS_URL"),
                 policy=Policy(limit=args.restart_limit, window=args.restart_window))
-    stopping = _stop_on_sigterm()
-    try:
+
+    def start() -> None:
         c.start()
         print(f"Certus Assurance cluster on {c.url} (HAProxy) -> {c.api_ports}", flush=True)
         print(f"Redis {c.public_redis_url}; worker metrics {c.metrics_ports}; logs in {folder / 'logs'}", flush=True)
         print("Ctrl-C stops everything", flush=True)
-        while not stopping.is_set():
-            c.check()
-            time.sleep(0.5)
-        return 0
-    except KeyboardInterrupt:
-        return 0
-    except (CrashLoop, TimeoutError) as exc:
-        return _gave_up(exc)
-    finally:
-        print("stopping the cluster", flush=True)
-        c.stop()
-        print("stopped", flush=True)
+
+    return _until_stopped(start, c.check, c.stop, "stopping the cluster")
 
 
 def embedded_redis_url(args: argparse.Namespace) -> str | None:
