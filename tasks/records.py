@@ -128,7 +128,7 @@ class ScanRecord:
     # -- Redis -----------------------------------------------------------------------------------
     def to_fields(self) -> dict[str, str]:
         """The hash fields that store this record (one JSON value each)."""
-        return {name: encode(value) for name, value in self.to_dict().items()}
+        return {name: "null" if value is None else encode(value) for name, value in self.to_dict().items()}
 
     @classmethod
     def from_fields(cls, raw: Mapping[str, str]) -> ScanRecord:
@@ -151,11 +151,11 @@ class ScanRecord:
     def to_dict(self) -> dict[str, JSON]:
         """Every field as a JSON-ready value (fields only set on some paths only once set)."""
         out: dict[str, JSON] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if value is None and f.metadata.get("omit_if_none"):
+        for name, omit_if_none in _SHAPE:
+            value = getattr(self, name)
+            if value is None and omit_if_none:
                 continue
-            out[f.name] = value
+            out[name] = value
         return out
 
     def source_value(self, name: str) -> JSON:
@@ -174,6 +174,9 @@ class ScanRecord:
 
 
 FIELD_NAMES: frozenset[str] = frozenset(f.name for f in fields(ScanRecord))
+# Each field's name and whether a record leaves it out until it is set, in declaration order.
+_SHAPE: tuple[tuple[str, bool], ...] = tuple((f.name, bool(f.metadata.get("omit_if_none")))
+                                             for f in fields(ScanRecord))
 # The source fields that are fields of the record (the contract's kinds': git, directory, archive).
 SOURCE_COLUMNS: frozenset[str] = frozenset({"git_url", "branch", "commit", "directory_path", "archive_path"})
 _REQUIRED = tuple(f.name for f in fields(ScanRecord) if f.default is MISSING and f.default_factory is MISSING)

@@ -118,9 +118,8 @@ class ScanService:
         if task is None:
             self._send(test_id, record.workspace_id, queue)
         metrics.SCANS_SUBMITTED.labels(profile=metrics.profile_label(record.profile)).inc()
-        view = record.to_dict()
-        return {k: view[k] for k in ("test_id", "workspace_id", "component_id", "assessment_id", "status",
-                                     "profile", "manifest_digest", "stream_url", "status_url")}
+        return {k: getattr(record, k) for k in ("test_id", "workspace_id", "component_id", "assessment_id",
+                                                "status", "profile", "manifest_digest", "stream_url", "status_url")}
 
     def _new_record(self, data: dict[str, Any]) -> ScanRecord:
         test_id = new_test_id()
