@@ -1,5 +1,6 @@
 """The production topology on one machine: HAProxy in front of API replicas, scan and upload
-worker pools, one Redis (embedded when none is configured). ``make cluster`` runs it.
+worker pools, one Redis and one PostgreSQL for the findings store (each embedded when none is
+configured). ``make cluster`` runs it.
 
 Every process gets its own log file and its own Prometheus multiprocess folder under the cluster's
 folder, and each worker serves its own ``/metrics``. Every process, Redis and HAProxy included, is
@@ -21,6 +22,7 @@ from stack.adminkey import ensure_admin_key
 from stack.haproxy_cfg import haproxy_executable, render_cluster
 from stack.launcher import Launcher
 from stack.ports import free_port
+from stack.postgres_server import POSTGRES_PASSWORD_FILE, PostgresServer
 from stack.private_file import ensure_secret, write_private
 from stack.redis_server import REDIS_PASSWORD_FILE, RedisServer, without_password
 from stack.supervisor import Policy, Supervisor
@@ -43,6 +45,7 @@ class Cluster:
     api_ports: dict[str, int] = field(default_factory=dict)
     metrics_ports: dict[str, int] = field(default_factory=dict)
     redis: RedisServer | None = None
+    postgres: PostgresServer | None = None
 
     @property
     def url(self) -> str:
@@ -66,6 +69,10 @@ class Cluster:
             self.redis = launcher.start_redis(self.folder / "redis", password=password)
             self.redis_url = self.redis.url
         self.env["CERTUS_ASSURANCE_REDIS_URL"] = self.redis_url
+        if not (self.env.get("CERTUS_ASSURANCE_DATABASE_URL") or os.environ.get("CERTUS_ASSURANCE_DATABASE_URL")):
+            # The findings store on a PostgreSQL of the cluster's own, as production runs it.
+            self.postgres = launcher.start_postgres(self.folder / "postgres",
+                                                    password=ensure_secret(self.folder / POSTGRES_PASSWORD_FILE))
         self.admin_key_file = Path(self.env.get("CERTUS_ASSURANCE_ADMIN_KEY_FILE") or self.folder / "admin-key")
         ensure_admin_key(self.redis_url, self.admin_key_file)
         for i in range(1, self.api_replicas + 1):
@@ -106,6 +113,9 @@ class Cluster:
         pids = self.supervisor.pids() if self.supervisor else {}
         state = {"url": self.url, "redis_url": self.public_redis_url,
                  "redis_password_file": str(self.folder / REDIS_PASSWORD_FILE) if self.redis else None,
+                 "database": (f"postgresql://postgres@127.0.0.1:{self.postgres.port}/postgres"
+                              if self.postgres else None),
+                 "database_password_file": str(self.folder / POSTGRES_PASSWORD_FILE) if self.postgres else None,
                  "api": self.api_ports,
                  "admin_key_file": str(self.admin_key_file),
                  "worker_metrics": self.metrics_ports,

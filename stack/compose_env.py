@@ -21,6 +21,8 @@ HEADER = """\
 # -- Secrets of the stack itself (required; no defaults) ----------------------------------------
 # Password of the bundled Redis (requirepass); the services' REDIS_URL is built from it.
 REDIS_PASSWORD=
+# Password of the bundled PostgreSQL (the findings store); the services' DATABASE_URL is built from it.
+POSTGRES_PASSWORD=
 # Flower's login, as user:password.
 FLOWER_BASIC_AUTH=
 # Root credentials of the bundled S3-compatible store (MinIO).

@@ -20,13 +20,14 @@ from pathlib import Path
 
 from stack import processes
 from stack.ports import answers
+from stack.postgres_server import PostgresServer
 from stack.redis_server import RedisServer
 from stack.supervisor import Supervisor
 
 Popen = subprocess.Popen[bytes]
 
 # What stop() stops first: nothing new comes in, then nothing new is taken, then the broker goes.
-STOP_ORDER = ("balancer", "api", "worker", "redis")
+STOP_ORDER = ("balancer", "api", "worker", "database", "redis")
 
 
 def scratch_env(folder: Path) -> dict[str, str]:
@@ -64,6 +65,20 @@ class Launcher:
 
         self.add("redis", "redis", start, lambda _proc: server.stop())
         self.env["CERTUS_ASSURANCE_REDIS_URL"] = server.url
+        return server
+
+    def start_postgres(self, folder: Path, *, password: str) -> PostgresServer:
+        """The embedded PostgreSQL of the findings store (``stack/postgres_server.py``), named
+        ``postgres``, its data kept in ``folder``; restarted on the same port and data."""
+        server = PostgresServer(folder, durable=True, password=password)
+
+        def start() -> Popen:
+            server.start()
+            assert server.proc is not None
+            return server.proc
+
+        self.add("postgres", "database", start, lambda _proc: server.stop())
+        self.env["CERTUS_ASSURANCE_DATABASE_URL"] = server.url()
         return server
 
     def start_api(self, name: str, bind: str, *, workers: int = 1, worker_class: str = "gevent",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -92,3 +93,12 @@ def running_cluster(folder: Path, settings: dict[str, str], *args: str,
             except subprocess.TimeoutExpired:
                 proc.kill()
         log.close()
+        _remove_database_stand_in(folder)
+
+
+def _remove_database_stand_in(folder: Path) -> None:
+    """The cluster's PostgreSQL data, when it lived outside the test's folder (a folder only root
+    may enter holds it out of the server user's reach; stack/postgres_server.py)."""
+    where = folder / "postgres" / "WHERE"
+    if where.exists():
+        shutil.rmtree(where.read_text().rsplit(" ", 1)[1].strip(), ignore_errors=True)

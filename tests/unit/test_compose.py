@@ -32,7 +32,7 @@ def _compose_project(tmp_path: Path) -> Path:
     project = tmp_path / "compose"
     shutil.copytree(COMPOSE, project)
     env = (COMPOSE / ".env.example").read_text()
-    for name in ("REDIS_PASSWORD", "FLOWER_BASIC_AUTH", "MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"):
+    for name in ("REDIS_PASSWORD", "POSTGRES_PASSWORD", "FLOWER_BASIC_AUTH", "MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"):
         env = env.replace(f"\n{name}=\n", f"\n{name}=placeholder-{name.lower()}\n")
     (project / ".env").write_text(env)
     return project
@@ -82,6 +82,8 @@ def test_compose_file_validates_with_the_compose_client(tmp_path):
     assert set(APP_SERVICES) <= set(resolved["services"])
     api_env = resolved["services"]["api"]["environment"]
     assert api_env["CERTUS_ASSURANCE_REDIS_URL"] == "redis://:placeholder-redis_password@redis:6379/0"
+    assert api_env["CERTUS_ASSURANCE_DATABASE_URL"] == \
+        "postgresql://certus:placeholder-postgres_password@postgres:5432/certus"
     # Missing secrets are refused, not defaulted.
     (project / ".env").write_text((project / ".env").read_text().replace("REDIS_PASSWORD=placeholder",
                                                                          "REDIS_PASSWORD_UNUSED=x"))
@@ -111,7 +113,7 @@ def test_compose_file_matches_the_compose_spec_schema():
 def test_stack_is_shaped_for_production():
     doc = _compose()
     services = doc["services"]
-    assert {"redis", "api", "lb", "worker-scans", "worker-uploads", "flower", "minio", "registry",
+    assert {"redis", "postgres", "api", "lb", "worker-scans", "worker-uploads", "flower", "minio", "registry",
             "trust"} <= set(services)
     for name, svc in services.items():
         assert "healthcheck" in svc, f"{name} has no health check"
