@@ -17,6 +17,7 @@ from app import auth, routes
 from app.errors import register_error_handlers
 from app.limits import RateLimiter, StreamSlots
 from app.services.api_keys import KeyService
+from app.services.findings import FindingsService
 from app.services.scans import ScanService
 from app.services.stats import Presence, Stats
 from app.services.uploads import UploadService
@@ -24,6 +25,7 @@ from tasks import names, plugins
 from tasks.api_keys import KeyStore
 from tasks.celery_app import create_celery
 from tasks.events import EventLog
+from tasks.findings_store import FindingsStore
 from tasks.logconfig import configure_logging, request_id_var
 from tasks.redis_client import connect
 from tasks.settings import Settings
@@ -44,6 +46,7 @@ class Certus:
     api_keys: KeyService
     stream_slots: StreamSlots
     limiter: RateLimiter
+    findings: FindingsService
 
 
 def create_app(settings: Settings | None = None, *, celery: Celery | None = None) -> Flask:
@@ -69,7 +72,8 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
         stats=Stats(client, store, broker, names.all_queues(settings.scan_queue_per_profile)),
         presence=Presence(client), uploads=UploadService(UploadStore(store, events), celery, scan_service),
         keys=keys, api_keys=KeyService(keys), stream_slots=StreamSlots(client, settings.max_ws_per_key),
-        limiter=RateLimiter(client, settings.rate_limit_per_minute, settings.rate_limit_burst))
+        limiter=RateLimiter(client, settings.rate_limit_per_minute, settings.rate_limit_burst),
+        findings=FindingsService(FindingsStore.from_settings(settings)))
 
     @app.before_request
     def _request_id() -> None:

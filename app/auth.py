@@ -27,10 +27,12 @@ OPEN_ENDPOINTS = frozenset({"static", "web.static", "web.index", "docs.openapi_y
 
 
 def required_permission(method: str, path: str) -> str:
-    """admin for API keys, read for GET (and WebSocket upgrades), publish for upload requests,
-    submit for other writes."""
+    """admin for API keys, read for GET (and WebSocket upgrades), triage for changes to findings,
+    publish for upload requests, submit for other writes."""
     if path == "/v1/keys" or path.startswith("/v1/keys/"):
         return "admin"
+    if (path == "/v1/findings" or path.startswith("/v1/findings/")) and method not in ("GET", "HEAD", "OPTIONS"):
+        return "triage"
     if path == "/v1/stream-tokens" or method in ("GET", "HEAD", "OPTIONS"):
         return "read"
     if path.rstrip("/").endswith("/upload-request"):

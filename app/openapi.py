@@ -69,7 +69,7 @@ ERROR_RESPONSES: dict[str, tuple[int, str, str, str]] = {
     "TooManyRequests": (429, "Rate limited; retry after `Retry-After`.", "rate_limited", "slow down"),
     "InternalError": (500, "A bug; the log has the details under `request_id`.", "internal_error",
                       "an unexpected error occurred"),
-    "ServiceUnavailable": (503, "Redis or the queue is unreachable; retry after `Retry-After`.",
+    "ServiceUnavailable": (503, "Redis, the queue or the database is unreachable; retry after `Retry-After`.",
                            "redis_unavailable", "the state store is unreachable; try again"),
 }
 STATUS_TO_RESPONSE = {status: name for name, (status, *_rest) in ERROR_RESPONSES.items()}
@@ -91,6 +91,7 @@ _PATH_PARAM_DOC = {
                 "example": "test_3f9c2a1b7d4e"},
     "key_id": {"description": "API key id", "schema": {"type": "string", "pattern": "^[0-9a-f]{12}$"},
                "example": "58a376a11372"},
+    "finding_id": {"description": "finding id", "schema": {"type": "integer", "minimum": 1}, "example": 4182},
 }
 
 

@@ -20,13 +20,16 @@ import redis
 
 from tasks import keyspace
 
-ROLES = ("reader", "submitter", "publisher", "admin")
-# What each role may do; every role includes the ones before it.
+ROLES = ("reader", "submitter", "publisher", "triager", "admin")
+# What each role may do. reader, submitter, publisher and admin are a ladder: each includes the ones
+# before it. triager stands beside it: it reads and triages findings (waives them from the gate)
+# and nothing else, so the keys that submit and publish, a CI job's, cannot waive their own gate.
 PERMISSIONS: dict[str, frozenset[str]] = {
     "reader": frozenset({"read"}),
     "submitter": frozenset({"read", "submit"}),
     "publisher": frozenset({"read", "submit", "publish"}),
-    "admin": frozenset({"read", "submit", "publish", "admin"}),
+    "triager": frozenset({"read", "triage"}),
+    "admin": frozenset({"read", "submit", "publish", "triage", "admin"}),
 }
 ALL_WORKSPACES = "*"
 WORKSPACE_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\Z")

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from marshmallow import INCLUDE, Schema, fields
 
+from tasks.api_keys import ROLES
+
 
 class _Open(Schema):
     class Meta:
@@ -178,14 +180,14 @@ class KeyCreatedSchema(_Open):
     key = fields.String(required=True, metadata={"description": "the API key; shown only here",
                                                  "example": "ca_58a376a11372_…"})
     key_id = fields.String(required=True, metadata={"example": "58a376a11372"})
-    role = fields.String(required=True, metadata={"enum": ["reader", "submitter", "publisher", "admin"]})
+    role = fields.String(required=True, metadata={"enum": list(ROLES)})
     workspaces = fields.List(fields.String(), required=True, metadata={"example": ["acme"]})
     name = fields.String(required=True)
 
 
 class KeyInfoSchema(_Open):
     key_id = fields.String(required=True, metadata={"example": "58a376a11372"})
-    role = fields.String(required=True, metadata={"enum": ["reader", "submitter", "publisher", "admin"]})
+    role = fields.String(required=True, metadata={"enum": list(ROLES)})
     workspaces = fields.List(fields.String(), required=True, metadata={"example": ["acme"]})
     name = fields.String(required=True)
     created_at = fields.Float(allow_none=True, metadata={"description": "Unix time"})
