@@ -112,6 +112,9 @@ class Client:
     def post_json(self, path: str, body: dict[str, Any] | None = None) -> Any:
         return self.request("POST", path, json=body if body is not None else {}).json()
 
+    def patch_json(self, path: str, body: dict[str, Any]) -> Any:
+        return self.request("PATCH", path, json=body).json()
+
     def download(self, path: str, dest: Path) -> int:
         response = self.request("GET", path, stream=True)
         dest.parent.mkdir(parents=True, exist_ok=True)

@@ -20,13 +20,14 @@ import json
 import re
 import sys
 import time
+from datetime import UTC, date, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, TextIO, cast
 from urllib.parse import quote
 
 from cli import config as cfg
 from cli.client import TERMINAL, ApiError, Client, CliError, scan_path
-from cli.progress import OWN_SEQUENCES, Progress, format_counts
+from cli.progress import OWN_SEQUENCES, Progress, format_counts, format_diff
 from cli.textsafe import GuardedStream, visible
 from cli.verify import VerifyError, verify_bundle
 
@@ -108,14 +109,25 @@ def follow_scan(client: Client, test_id: str, args: argparse.Namespace, after: s
     record = client.get_json(scan_path(test_id))
     code = exit_code_for(record, ignore_policy=getattr(args, "ignore_policy", False))
     if args.json:
+        summary = record.get("summary") if isinstance(record.get("summary"), dict) else {}
         print(json.dumps({"type": "result", "test_id": test_id, "status": record.get("status"),
-                          "policy": record.get("policy"), "errors": record.get("errors"), "exit_code": code}))
+                          "policy": record.get("policy"), "errors": record.get("errors"),
+                          "baseline": summary.get("baseline"), "diff": summary.get("diff"), "exit_code": code}))
     else:
         print_verdict(record, code)
     return code
 
 
+def diff_line(record: dict[str, Any]) -> str | None:
+    """The scan's comparison with its baseline on one line, when its summary carries one."""
+    summary = record.get("summary")
+    return format_diff(summary.get("diff"), summary.get("baseline")) if isinstance(summary, dict) else None
+
+
 def print_verdict(record: dict[str, Any], code: int) -> None:
+    line = diff_line(record)
+    if line:
+        print(line)
     policy = record.get("policy")
     if isinstance(policy, dict):
         verdict = "passed" if policy.get("passed") else "FAILED"
@@ -175,6 +187,9 @@ def print_record(record: dict[str, Any]) -> None:
         print("  findings:  " + format_counts(summary.get("by_severity")))
         for tool, counts in sorted((summary.get("by_tool") or {}).items()):
             print(f"    {visible(tool):<18}{format_counts(counts)}")
+        line = diff_line(record)
+        if line:
+            print(f"  baseline:  {line}")
     policy = record.get("policy")
     if isinstance(policy, dict):
         print(f"  policy:    {'passed' if policy.get('passed') else 'FAILED'}")
@@ -251,6 +266,161 @@ def cmd_cancel(client: Client, args: argparse.Namespace) -> int:
         print(f"{visible(args.test_id)} cancelled")
     else:
         print(f"{visible(args.test_id)} cancel requested; the worker stops it shortly")
+    return EXIT_OK
+
+
+# -- findings ---------------------------------------------------------------------------------
+FINDING_STATES = ("open", "false_positive", "accepted_risk", "fixed")
+TRIAGE_STATES = ("open", "false_positive", "accepted_risk")
+
+
+def finding_path(finding_id: int, suffix: str = "") -> str:
+    return f"/v1/findings/{finding_id}{suffix}"
+
+
+def _listed(values: list[str] | None) -> str | None:
+    """Repeated and comma-separated flag values as the API's comma-separated list."""
+    names = [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
+    return ",".join(dict.fromkeys(names)) or None
+
+
+def _shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def _state_of(finding: dict[str, Any]) -> str:
+    """The state a finding counts as, saying so when a suppression has lapsed."""
+    effective = visible(finding.get("effective_state") or finding.get("state") or "")
+    return f"{effective} (lapsed {visible(finding.get('state'))})" if finding.get("expired") else effective
+
+
+def _where(path: Any, line: Any) -> str:
+    return visible(path or "-") + (f":{visible(line)}" if line is not None else "")
+
+
+def _rule_of(item: dict[str, Any]) -> str:
+    sources = item.get("sources")
+    count = len(sources) if isinstance(sources, list) else 0
+    more = f" +{count - 1}" if count > 1 else ""
+    return f"{visible(item.get('tool', ''))}:{visible(item.get('rule_id', ''))}{more}"
+
+
+def cmd_findings(client: Client, args: argparse.Namespace) -> int:
+    params = {"workspace_id": args.workspace, "component_id": args.component, "state": _listed(args.state),
+              "severity": _listed(args.severity), "tool": args.tool, "rule": args.rule, "path": args.path,
+              "new_since": args.new_since, "q": args.search, "limit": args.limit, "cursor": args.cursor}
+
+    def get(query: dict[str, Any]) -> Any:  # a query parameter is named `path`: not through get_json
+        return client.request("GET", "/v1/findings", params={k: v for k, v in query.items() if v is not None}).json()
+
+    page = get(params)
+    items = list(page.get("items", []))
+    while args.all and page.get("next_cursor"):
+        page = get({**params, "cursor": page["next_cursor"]})
+        items.extend(page.get("items", []))
+    if args.json:
+        _print_json({"items": items, "next_cursor": None if args.all else page.get("next_cursor")})
+        return EXIT_OK
+    print(f"{'ID':<9}{'SEVERITY':<10}{'STATE':<32}{'TOOL:RULE':<24}{'LOCATION':<40}MESSAGE")
+    for item in items:
+        print(f"{visible(item.get('id', '')):<9}{visible(item.get('severity', '')):<10}{_state_of(item):<32}"
+              f"{_shorten(_rule_of(item), 23):<24}{_shorten(_where(item.get('path'), item.get('line')), 39):<40}"
+              f"{_shorten(visible(item.get('message', '')), 80)}")
+    if not items:
+        print("(no findings)")
+    if page.get("next_cursor") and not args.all:
+        print(f"(more: --cursor {visible(page['next_cursor'])} or --all)")
+    return EXIT_OK
+
+
+def print_finding(finding: dict[str, Any]) -> None:
+    print(f"finding {visible(finding.get('id'))}  {visible(finding.get('severity'))}  {_state_of(finding)}")
+    rows = [("component", f"{visible(finding.get('workspace_id'))}/{visible(finding.get('component_id'))}"),
+            ("location", _where(finding.get("path"), finding.get("line"))),
+            ("rule", _rule_of(finding)), ("cwe", finding.get("cwe")), ("message", finding.get("message")),
+            ("sources", ", ".join(f"{visible(s.get('tool'))}:{visible(s.get('rule_id'))}"
+                                  for s in finding.get("sources") or [] if isinstance(s, dict))),
+            ("reason", finding.get("triage_reason")), ("owner", finding.get("triage_owner")),
+            ("expires", finding.get("expires_at")), ("triaged", " at ".join(
+                visible(v) for v in (finding.get("triaged_by"), finding.get("triaged_at")) if v)),
+            ("first seen", finding.get("first_seen_test_id")), ("last seen", finding.get("last_seen_test_id"))]
+    for name, value in rows:
+        if value:
+            print(f"  {name + ' ':<12}{visible(value)}")
+
+
+def cmd_finding(client: Client, args: argparse.Namespace) -> int:
+    finding = client.get_json(finding_path(args.finding_id))
+    history = client.get_json(finding_path(args.finding_id, "/history"))
+    if args.json:
+        _print_json({**finding, "history": history.get("items", [])})
+        return EXIT_OK
+    print_finding(finding)
+    print("  history:")
+    for event in history.get("items", []):
+        extra = "; ".join(f"{name} {visible(event[key])}" for name, key in
+                          (("owner", "owner"), ("until", "expires_at"), ("scan", "scan_test_id")) if event.get(key))
+        print(f"    {visible(event.get('at'))}  {visible(event.get('from_state'))} → {visible(event.get('to_state'))}"
+              f"  by {visible(event.get('actor'))}"
+              f"{': ' + visible(event['reason']) if event.get('reason') else ''}{'  (' + extra + ')' if extra else ''}")
+    return EXIT_OK
+
+
+def parse_expiry(text: str) -> str:
+    """``--expires``: a date (00:00 UTC that day) or an ISO 8601 time (UTC unless it names a zone),
+    as the API's ``expires_at``."""
+    try:
+        when = datetime.combine(date.fromisoformat(text), datetime.min.time(), UTC) if len(text) == 10 else \
+            datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise CliError(f"--expires takes a date (2027-01-31) or an ISO 8601 time, not {visible(text)!r}",
+                       EXIT_USAGE) from exc
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.isoformat().replace("+00:00", "Z")
+
+
+def cmd_triage(client: Client, args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"state": args.state}
+    for name, value in (("reason", args.reason), ("owner", args.owner)):
+        if value is not None:
+            body[name] = value
+    if args.expires is not None:
+        body["expires_at"] = parse_expiry(args.expires)
+    finding = client.patch_json(finding_path(args.finding_id), body)
+    if args.json:
+        _print_json(finding)
+        return EXIT_OK
+    until = f" until {visible(finding['expires_at'])}" if finding.get("expires_at") else ""
+    owner = f", owner {visible(finding['triage_owner'])}" if finding.get("triage_owner") else ""
+    print(f"finding {visible(finding.get('id'))} is now {visible(finding.get('state'))}{until}{owner}")
+    return EXIT_OK
+
+
+def _print_entries(title: str, entries: Any) -> None:
+    if not isinstance(entries, list) or not entries:
+        return
+    print(f"{title}:")
+    for entry in entries:
+        print(f"  {visible(entry.get('severity', '')):<9}{_shorten(_rule_of(entry), 23):<24}"
+              f"{_shorten(_where(entry.get('path'), entry.get('line')), 39):<40}"
+              f"{_shorten(visible(entry.get('message', '')), 80)}")
+
+
+def cmd_diff(client: Client, args: argparse.Namespace) -> int:
+    params: dict[str, Any] = {"against": args.against}
+    if args.unchanged:
+        params["include_unchanged"] = "true"
+    result = client.get_json(scan_path(args.test_id, "/diff"), **params)
+    if args.json:
+        _print_json(result)
+        return EXIT_OK
+    base = result.get("base") if isinstance(result.get("base"), dict) else {}
+    line = format_diff(result.get("counts"), {"test_id": result.get("against"), "branch": base.get("branch"),
+                                              "commit": base.get("commit")})
+    print(f"{visible(result.get('test_id'))}: {line}")
+    for title in ("new", "updated", "fixed", "unchanged"):
+        _print_entries(title, result.get(title))
     return EXIT_OK
 
 
@@ -499,10 +669,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait-timeout", type=float, default=600.0, help="seconds to wait for a final status")
     p.set_defaults(func=cmd_upload)
 
+    p = add("findings", "list a component's findings (effective state, severity, rule, place), most severe first")
+    p.add_argument("--workspace", required=True)
+    p.add_argument("--component", required=True)
+    p.add_argument("--state", action="append", metavar="STATE",
+                   help=f"effective state ({', '.join(FINDING_STATES)}; a lapsed suppression counts as open); "
+                        "repeatable or comma-separated")
+    p.add_argument("--severity", action="append", metavar="SEVERITY",
+                   help="critical, high, medium, low, info; repeatable or comma-separated")
+    p.add_argument("--tool", help="only findings one of whose sources is this tool")
+    p.add_argument("--rule", help="only findings one of whose sources is this rule")
+    p.add_argument("--path", help="only findings under this path prefix")
+    p.add_argument("--new-since", metavar="TEST_ID", help="only findings seen after that scan that it did not see")
+    p.add_argument("--search", "-s", metavar="TEXT", help="text in the message, path or rule id")
+    p.add_argument("--limit", type=int, default=50, help="findings per page (1-500, default 50)")
+    p.add_argument("--cursor")
+    p.add_argument("--all", action="store_true", help="follow every page")
+    p.set_defaults(func=cmd_findings)
+
+    p = add("finding", "show one finding and the history of its state")
+    p.add_argument("finding_id", type=int)
+    p.set_defaults(func=cmd_finding)
+
+    p = add("triage", "set a finding's state: accepted_risk (reason, owner, expiry), false_positive (reason) "
+                      "or back to open (needs a triager or admin key)")
+    p.add_argument("finding_id", type=int)
+    p.add_argument("--state", required=True, choices=TRIAGE_STATES)
+    p.add_argument("--reason", help="why (required for accepted_risk and false_positive)")
+    p.add_argument("--owner", help="who owns the accepted risk (required for accepted_risk)")
+    p.add_argument("--expires", metavar="WHEN",
+                   help="when the suppression lapses: a date (00:00 UTC that day) or an ISO 8601 time "
+                        "(required for accepted_risk)")
+    p.set_defaults(func=cmd_triage)
+
+    p = add("diff", "compare a scan with another scan of the same component: new, fixed, unchanged findings")
+    p.add_argument("test_id")
+    p.add_argument("--against", metavar="OTHER_ID",
+                   help="the scan to compare with (default: the baseline the scan was compared with)")
+    p.add_argument("--unchanged", action="store_true", help="also list the unchanged findings")
+    p.set_defaults(func=cmd_diff)
+
     p = add("keys", "manage API keys (needs an admin key): create, list, revoke")
     keys_sub = p.add_subparsers(dest="keys_command", required=True, metavar="KEYS_COMMAND")
     k = keys_sub.add_parser("create", help="create a key and print it once", parents=[common])
-    k.add_argument("--role", required=True, choices=["reader", "submitter", "publisher", "admin"])
+    k.add_argument("--role", required=True, choices=["reader", "submitter", "publisher", "triager", "admin"])
     k.add_argument("--workspace", action="append", required=True,
                    help="a workspace the key may use; repeat for several; '*' for all")
     k.add_argument("--name", default="", help="a label shown by list")

@@ -95,3 +95,30 @@ def format_counts(counts: Any) -> str:
         return "none"
     ordered = [s for s in SEVERITY_ORDER if s in counts] + sorted(set(counts) - set(SEVERITY_ORDER))
     return ", ".join(f"{visible(counts[s])} {visible(s)}" for s in ordered if counts[s]) or "none"
+
+
+def _total(counts: Any) -> int:
+    if not isinstance(counts, dict):
+        return 0
+    return sum(v for v in counts.values() if isinstance(v, int) and not isinstance(v, bool))
+
+
+def format_diff(diff: Any, baseline: Any = None) -> str | None:
+    """The comparison with the baseline on one line, from a summary's ``diff`` (counts by severity
+    of ``new``, ``unchanged``, ``fixed`` and perhaps ``updated``) and ``baseline`` (``test_id``,
+    ``commit``, ``branch``): ``2 new (1 high, 1 low), 5 fixed, 240 unchanged vs test_… (main @ 1a2b3c4)``.
+    None when there is no diff."""
+    if not isinstance(diff, dict):
+        return None
+    new = _total(diff.get("new"))
+    parts = [f"{new} new" + (f" ({format_counts(diff.get('new'))})" if new else "")]
+    if _total(diff.get("updated")):
+        parts.append(f"{_total(diff.get('updated'))} updated")
+    parts += [f"{_total(diff.get('fixed'))} fixed", f"{_total(diff.get('unchanged'))} unchanged"]
+    line = ", ".join(parts)
+    if not isinstance(baseline, dict) or not baseline.get("test_id"):
+        return line + " (no baseline: every finding is new)"
+    line += f" vs {visible(baseline['test_id'])}"
+    branch, commit = baseline.get("branch"), baseline.get("commit")
+    where = " @ ".join(w for w in (visible(branch) if branch else "", visible(commit)[:7] if commit else "") if w)
+    return line + (f" ({where})" if where else "")
