@@ -86,7 +86,7 @@ for clients without WebSockets.
 """
 
 _FLASK_PARAM = re.compile(r"<(?:[a-z_]+:)?([a-zA-Z_][a-zA-Z0-9_]*)>")
-_PATH_PARAM_DOC = {
+_PATH_PARAM_DOC: dict[str, dict[str, Any]] = {
     "test_id": {"description": "scan id", "schema": {"type": "string", "pattern": "^test_[0-9a-f]{12}$"},
                 "example": "test_3f9c2a1b7d4e"},
     "key_id": {"description": "API key id", "schema": {"type": "string", "pattern": "^[0-9a-f]{12}$"},
