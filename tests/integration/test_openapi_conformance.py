@@ -4,6 +4,8 @@ document (status code, content type, headers, body schema). Examples are bounded
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -11,11 +13,16 @@ from schemathesis import GenerationMode, checks
 
 from app import create_app
 from app.openapi import build_spec
+from tasks.db import make_engine, upgrade
+from tasks.findings import FindingInput, ScanInfo
+from tasks.findings_store import FindingsStore
 from tasks.settings import Settings
+from tasks.states import ScanStatus, Severity
 
 CHECKS = [checks.not_a_server_error, checks.status_code_conformance, checks.content_type_conformance,
           checks.response_headers_conformance, checks.response_schema_conformance]
 MAX_EXAMPLES = 40
+_RECORDED = "test_c0f0c0f0c0f0"
 
 
 def _document() -> dict:
@@ -41,6 +48,25 @@ def _operations() -> list[tuple[str, str]]:
 def served_schema(service):
     document = service.http.get(service.url("/openapi.json"), timeout=10).json()
     return schemathesis.openapi.from_dict(document)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def recorded_findings(service):
+    """A recorded scan in the service's findings store, so that the generated finding ids (small
+    integers) name findings that exist and their answers are checked too."""
+    url = service.env["CERTUS_ASSURANCE_DATABASE_URL"]
+    upgrade(url)  # as the API does on start; the test writes before any request reached it
+    store = FindingsStore(make_engine(url))
+    try:
+        if store.scan(_RECORDED) is None:
+            store.record_scan(
+                ScanInfo(test_id=_RECORDED, workspace_id="ws-test", component_id="comp", status=ScanStatus.SUCCEEDED,
+                         created_at=datetime.now(UTC), branch="main", on_baseline_branch=True),
+                [FindingInput(fingerprint=f"conformance-{n}", tool="bandit", rule_id=f"B60{n}", severity=severity,
+                              path=f"src/m{n}.py", line=n, message=f"finding {n}")
+                 for n, severity in enumerate(Severity, start=1)])
+    finally:
+        store.close()
 
 
 @pytest.mark.parametrize(("path", "method", "mode"), _cases(),

@@ -144,4 +144,6 @@ def base_env(tmp: Path, redis_url: str, **extra: str) -> dict[str, str]:
     for key in list(os.environ):
         if key.startswith("CERTUS_ASSURANCE_") and key not in env:
             env[key] = os.environ[key]
+    # The findings store of this service alone, never var/ of the checkout.
+    env.setdefault("CERTUS_ASSURANCE_DATABASE_URL", f"sqlite:///{tmp / 'certus.db'}")
     return env
