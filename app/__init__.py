@@ -1,4 +1,5 @@
-"""The HTTP and WebSocket edge. ``create_app()`` is the factory; nothing connects until a request."""
+"""The HTTP and WebSocket edge. ``create_app()`` is the factory; nothing connects to Redis until a
+request (the findings database's schema is brought up to date when the app is made)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+from alembic.util import CommandError
 from celery import Celery
 from flask import Blueprint, Flask, Response, g, request
+from sqlalchemy.exc import SQLAlchemyError
 
 from app import auth, routes
 from app.errors import register_error_handlers
@@ -21,7 +24,7 @@ from app.services.findings import FindingsService
 from app.services.scans import ScanService
 from app.services.stats import Presence, Stats
 from app.services.uploads import UploadService
-from tasks import names, plugins
+from tasks import db, names, plugins
 from tasks.api_keys import KeyStore
 from tasks.celery_app import create_celery
 from tasks.events import EventLog
@@ -53,6 +56,7 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
     settings = settings or Settings.from_env()
     configure_logging(settings)
     plugins.load(settings.plugins)  # source kinds of plugins, before any request is read
+    _upgrade_database(settings)
     client = connect(settings.redis_url, settings=settings)
     broker = client if settings.broker_is_store else connect(settings.broker, settings=settings)
     store = ScanStore(client, retention_seconds=settings.retention_seconds)
@@ -92,6 +96,18 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
     register_routes(app)
     logging.getLogger(__name__).debug("app created")
     return app
+
+
+def _upgrade_database(settings: Settings) -> None:
+    """The findings store's schema at the newest migration (every API and worker process does this
+    on start; the upgrade takes a lock, so they may do it at once). A database out of reach does
+    not stop the API: the endpoints that need it answer ``database_unavailable`` until it is back
+    (and a worker or the next start has upgraded it)."""
+    try:
+        db.upgrade(settings)
+    except (SQLAlchemyError, CommandError, OSError) as exc:
+        logging.getLogger(__name__).error("the findings database %s cannot be upgraded now: %s",
+                                          db.display_url(settings.database_url), exc.__class__.__name__)
 
 
 def register_routes(app: Flask) -> None:

@@ -228,15 +228,19 @@ class FindingsStore:
             return self._scan_ref(row) if row is not None else None
 
     def baseline_for(self, workspace_id: str, component_id: str, branch: str | None, *,
-                     exclude_test_id: str | None = None) -> ScanRef | None:
+                     exclude_test_id: str | None = None, created_before: datetime | None = None) -> ScanRef | None:
         """The latest SUCCEEDED scan of the component on ``branch`` (by creation time), never
-        ``exclude_test_id`` (the scan that asks); None when there is none."""
+        ``exclude_test_id`` (the scan that asks); with ``created_before``, only a scan created before
+        then (a scan that finishes after a newer one still compares with an older one). None when
+        there is none."""
         query = (self._scans().where(Scan.workspace_id == workspace_id, Scan.component_id == component_id,
                                      Scan.branch.is_(None) if branch is None else Scan.branch == branch,
                                      Scan.status == ScanStatus.SUCCEEDED.value)
                  .order_by(Scan.created_at.desc(), Scan.id.desc()).limit(1))
         if exclude_test_id is not None:
             query = query.where(Scan.test_id != exclude_test_id)
+        if created_before is not None:
+            query = query.where(Scan.created_at < created_before)
         with self._read() as conn:
             row = conn.execute(query).first()
             return self._scan_ref(row) if row is not None else None
@@ -516,6 +520,17 @@ class FindingsStore:
             items = self._views(conn, rows, now)
         next_cursor = encode_cursor(rows[-1].severity_rank, rows[-1].id) if more else None
         return FindingPage(tuple(items), next_cursor)
+
+    def triaged(self, workspace_id: str, component_id: str) -> list[FindingView]:
+        """The component's findings whose stored state is a suppression (``false_positive``,
+        ``accepted_risk``), expired or not: ``effective_state`` says which still hold at the store's
+        clock. A scan's gate leaves out those that hold."""
+        now = self.clock()
+        with self._read() as conn:
+            rows = conn.execute(self._view_query().where(
+                Finding.workspace_id == workspace_id, Finding.component_id == component_id,
+                Finding.state.in_(sorted(s.value for s in SUPPRESSED))).order_by(Finding.id)).all()
+            return self._views(conn, rows, now)
 
     def _finding_row(self, conn: Connection, finding_id: int, workspace_id: str | None) -> _Row:
         row = conn.execute(self._view_query().where(Finding.id == finding_id)).first()

@@ -57,6 +57,8 @@ class ManifestProfile:
     tools: tuple[str, ...]
     tool_config: dict[str, Any] = field(default_factory=dict)
     thresholds: dict[str, int] = field(default_factory=dict)
+    # The most *new* findings of each severity (not seen by the scan's baseline) the policy allows.
+    new_findings: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -240,7 +242,8 @@ def parse(obj: Any, *, strict: bool = False) -> Manifest:
             if isinstance(entry, dict) and entry.get("config") is not None:
                 config[tool] = entry["config"]
         name = prof["name"].strip()
-        profiles[name.lower()] = ManifestProfile(name, tuple(tools), config, dict(prof.get("thresholds", {})))
+        profiles[name.lower()] = ManifestProfile(name, tuple(tools), config, dict(prof.get("thresholds", {})),
+                                                 dict(prof.get("new_findings", {})))
     ceiling = obj.get("bundle", {}).get("runtimeCeilingMinutes")
     return Manifest(obj, _str_or_none(obj.get("product")), _str_or_none(obj.get("version")),
                     tuple(obj.get("owners", [])), profiles, ceiling)

@@ -94,6 +94,11 @@ class ScanRecord:
     manifest_digest: str | None = None
     manifest_metadata: dict[str, JSON] | None = None
     requested_by: str | None = None
+    # what to compare with (docs/findings.md): a test_id, "auto" (the latest SUCCEEDED scan of the
+    # component on its baseline branch) or "none"; None on a record made before baselines: "auto".
+    baseline: str | None = None
+    # the component's baseline branch; None: the repository's default branch (a git source)
+    baseline_branch: str | None = field(default=None, metadata=_SOMETIMES)
     stream_url: str | None = None
     status_url: str | None = None
     # progress and outcome

@@ -12,13 +12,14 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_shutdown, worker_ready, worker_shutdown
 
-from tasks import broker_recovery, metrics, plugins, scan_tasks, threadlogs, upload_tasks
+from tasks import broker_recovery, db, metrics, plugins, scan_tasks, threadlogs, upload_tasks
 from tasks.celery_app import create_celery, quiet_known_warnings
 from tasks.logconfig import bind_celery_task_context, configure_logging
 from tasks.redis_client import connect
 from tasks.settings import Settings
 from workers import presence
 from workers.engine import ScanEngine
+from workers.findings import UPGRADE_ERRORS
 from workers.sources.git import install_spares
 from workers.sweeper import Sweeper
 from workers.uploads.engine import UploadEngine
@@ -30,6 +31,7 @@ def create_worker_app(settings: Settings | None = None) -> Celery:
     settings = settings or Settings.from_env()
     configure_logging(settings)
     plugins.load(settings.plugins + settings.worker_plugins)  # source kinds and publish destinations
+    _upgrade_database(settings)
     bind_celery_task_context()
     app = create_celery(settings)
     threadlogs.install_in_worker(app, after_setup=quiet_known_warnings)
@@ -48,6 +50,17 @@ def create_worker_app(settings: Settings | None = None) -> Celery:
     worker_ready.connect(_start_sweeper, weak=False)
     worker_shutdown.connect(_stop_sweepers, weak=False)
     return app
+
+
+def _upgrade_database(settings: Settings) -> None:
+    """The findings store's schema at the newest migration (several processes may do this at once:
+    the upgrade takes a lock). A database out of reach does not stop the worker: its scans finish
+    without a comparison, and each pool process tries again when it records one."""
+    try:
+        db.upgrade(settings)
+    except UPGRADE_ERRORS as exc:
+        log.error("the findings database %s cannot be upgraded now: %s", db.display_url(settings.database_url),
+                  exc.__class__.__name__)
 
 
 def _serve_metrics(sender: Any = None, **_: Any) -> None:

@@ -37,6 +37,7 @@ from tasks.store import (
 )
 from workers.bundle import Bundle, storage_full
 from workers.emitter import ScanEmitter
+from workers.findings import Conclusion, FindingsRecorder, ScanContext, ScanFindings, counted, group
 from workers.lease import Lease
 from workers.pipeline.manifest import ResolvedManifest, resolve_manifest
 from workers.pipeline.policy import evaluate
@@ -77,6 +78,7 @@ class ScanEngine:
         self.events = EventLog(client, maxlen=settings.stream_maxlen, block_ms=settings.ws_block_ms,
                                retention_seconds=settings.retention_seconds)
         self.scanners = scanners if scanners is not None else all_scanners(settings)
+        self.findings = FindingsRecorder(settings)
         self._signer: Signer | None = None
         self._signer_lock = threading.Lock()
 
@@ -153,6 +155,8 @@ class ScanJob:
         self.checkout: git.GitCheckout | None = None
         self.source: FetchedSource | None = None
         self.tools: ToolRunReport | None = None
+        self.logical: ScanFindings | None = None
+        self.conclusion: Conclusion | None = None
         self.started_at = utcnow_iso()
         self.started_mono = time.monotonic()
         self.delivery = delivery or {}
@@ -362,7 +366,25 @@ class ScanJob:
     def _summary(self) -> dict[str, Any]:
         if self.tools is None:
             return {"total": 0, "by_severity": {}, "by_tool": {}, "executed_tools": [], "skipped_tools": {}}
-        return self.tools.summary()
+        # total and by_severity count logical findings (one per weakness and place); by_tool, reports
+        self.logical = group(self.tools.findings)
+        return {**self.tools.summary(), **counted(self.logical)}
+
+    def _conclude(self, status: ScanStatus, summary: dict[str, Any]) -> Conclusion | None:
+        """Record the findings of a scan that ran its tools and compare them with its baseline
+        (workers/findings.py); the summary gains ``baseline`` and ``diff``."""
+        if self.logical is None or status == CANCELLED:
+            return None
+        rec, source = self.record, self.source
+        conclusion = self.engine.findings.conclude(ScanContext(
+            test_id=self.test_id, workspace_id=rec.workspace_id, component_id=rec.component_id, status=status,
+            created_at=rec.created_at, findings=self.logical, baseline=rec.baseline,
+            baseline_branch=rec.baseline_branch, branch=self.checkout.branch if self.checkout else None,
+            commit=self.checkout.commit if self.checkout else None,
+            default_branch=source.default_branch if source else None))
+        summary.update(conclusion.summary_fields())
+        self.warnings.extend(conclusion.warnings)
+        return conclusion
 
     def _finish(self, status: ScanStatus, code: str | None, message: str | None) -> None:
         assert self.bundle is not None
@@ -391,7 +413,9 @@ class ScanJob:
             self.errors.append({"code": "signing_failed", "message": sign_msg})
             self.emitter.error("signing_failed", sign_msg)
         summary = self._summary()
-        policy = evaluate(self.manifest, summary) if self.manifest and status == SUCCEEDED else None
+        self.conclusion = self._conclude(status, summary)
+        policy = (evaluate(self.manifest, summary, self.conclusion) if self.manifest and status == SUCCEEDED
+                  else None)
         completed_at = utcnow_iso()
         try:
             event_id, payload, artifacts = self._write_bundle(status, summary, policy, completed_at, signer)
@@ -403,6 +427,8 @@ class ScanJob:
             log.error("scan %s: the bundle could not be written: %s", self.test_id, exc.strerror)
             self.bundle.discard()
             status, policy, artifacts = FAILED, None, {}
+            if self.conclusion is not None:
+                self.engine.findings.record_failed(self.conclusion)
             full = "the artifact folder is full: the bundle could not be written"
             self.errors.append({"code": STORAGE_FULL, "message": full})
             self.emitter.error(STORAGE_FULL, full)
@@ -439,6 +465,8 @@ class ScanJob:
         assert self.bundle is not None
         if policy is not None:
             self.bundle.write_json("policy-result.json", policy)
+        if self.conclusion is not None:
+            self.conclusion.write(self.bundle)  # baselineState in the SARIF files; reports/findings/diff.json
         if self.tools is not None:
             self.bundle.write_json("summary.json", summary)
         event_id, payload = self._final_event(status, summary, policy)
@@ -512,6 +540,8 @@ class ScanJob:
             "result": {"summary": scan_json.get("summary"),
                        "policy_passed": (scan_json.get("policy") or {}).get("passed"),
                        "errors": scan_json.get("errors", [])},
+            # the baseline compared with (and its bundle's digest), the diff, the triage applied
+            "findings": self.conclusion.predicate() if self.conclusion is not None else None,
             "builder": {"id": "certus-assurance", "signer_key_sha256": signer.key_id},
         }
 

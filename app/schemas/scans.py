@@ -19,12 +19,21 @@ from tasks import sources
 from tasks.errors import CodedError
 from tasks.profiles import DEFAULT_PROFILE
 from tasks.sources.base import FieldCheck
+from tasks.sources.git import check_branch
 from tasks.sources.urls import check_netloc, split_url
 from tasks.store import STATUSES
 
 SLUG = r"^[a-z0-9][a-z0-9-]{0,62}$"
 ASSESSMENT = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 MANIFEST_SCHEMES = ("s3", "oci", "https", "file")
+BASELINE = r"^(auto|none|test_[0-9a-f]{12})$"
+
+
+def check_baseline_branch(value: str) -> None:
+    try:
+        check_branch(value)
+    except sources.FieldInvalid as exc:
+        raise ValidationError(str(exc)) from exc
 
 
 def check_manifest_uri(value: str) -> None:
@@ -125,6 +134,16 @@ class ScanRequestSchema(Schema):
     manifest_signature = fields.String(validate=[validate.Length(min=16, max=4096),
                                                  Whole(r"^[A-Za-z0-9+/]+={0,2}\s*$")])
     requested_by = fields.String(validate=[validate.Length(max=256), shown_as_is])
+    # What the scan's findings are compared with (docs/findings.md): "auto", the latest SUCCEEDED
+    # scan of the component on its baseline branch; "none"; or the test_id of a SUCCEEDED scan of it.
+    baseline = fields.String(validate=Whole(BASELINE),
+                             metadata={"default": "auto",
+                                       "description": 'what the findings are compared with: "auto", "none" or a '
+                                                      "test_id of a SUCCEEDED scan of the same component"})
+    # The component's baseline branch; by default the repository's default branch.
+    baseline_branch = fields.String(validate=check_baseline_branch,
+                                    metadata={"description": "the component's baseline branch (default: the "
+                                                             "repository's default branch)"})
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._generation = sources.generation()

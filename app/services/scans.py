@@ -20,6 +20,8 @@ from tasks import manifest as manifests
 from tasks.api_keys import KeyCheck, Principal
 from tasks.clock import utcnow_iso
 from tasks.events import EventLog, InvalidEventId, check_event_id, encode_event, stream_key
+from tasks.findings import FindingsError
+from tasks.findings_store import FindingsStore
 from tasks.ids import is_test_id, new_test_id
 from tasks.netpolicy import HostNotAllowed, check_host
 from tasks.records import ScanRecord
@@ -59,12 +61,21 @@ class KeyConfirmation(Protocol):
 
 
 class ScanService:
-    def __init__(self, settings: Settings, store: ScanStore, events: EventLog, celery: Celery) -> None:
+    def __init__(self, settings: Settings, store: ScanStore, events: EventLog, celery: Celery,
+                 findings: FindingsStore | None = None) -> None:
         self.settings = settings
         self.store = store
         self.events = events
         self.celery = celery
         self.inline_enqueue = enqueue.usable(celery, settings)
+        self._findings = findings
+
+    @property
+    def findings(self) -> FindingsStore:
+        """The findings store (made on first use: nothing connects until a request needs it)."""
+        if self._findings is None:
+            self._findings = FindingsStore.from_settings(self.settings)
+        return self._findings
 
     # -- submit ------------------------------------------------------------------------------
     def _check_manifest_uri(self, uri: str, workspace_id: str) -> None:
@@ -97,6 +108,7 @@ class ScanService:
         write also confirms the caller's key (see ``KeyConfirmation``)."""
         caller = check_workspace(principal, data["workspace_id"])
         self._check_source(data, caller)
+        self._check_baseline(data)
         record = self._new_record(data)
         test_id = record.test_id
         # The record, its first event and (on the store's Redis) its task are written in one step:
@@ -140,10 +152,31 @@ class ScanService:
             manifest_signature=data.get("manifest_signature"),
             manifest_digest=manifest_digest,
             requested_by=data.get("requested_by"),
+            baseline=data.get("baseline", "auto"),
+            baseline_branch=data.get("baseline_branch"),
             stream_url=f"{base}/stream",
             status_url=base,
             **sources.record_fields(data),
         )
+
+    def _check_baseline(self, data: dict[str, Any]) -> None:
+        """A baseline named by its test_id must be a recorded SUCCEEDED scan of the same workspace and
+        component (another workspace's scan is "not found" like an unknown one). When the database
+        cannot be reached the scan is taken: its worker looks again, and without the baseline it
+        compares with nothing (every finding new) and says so in a warning."""
+        baseline = data.get("baseline")
+        if baseline in (None, "auto", "none"):
+            return
+        try:
+            ref = self.findings.scan(baseline)
+        except FindingsError as exc:
+            log.warning("baseline %s not checked at submit: %s", baseline, exc.code)
+            return
+        if ref is None or (ref.workspace_id, ref.component_id) != (data["workspace_id"], data["component_id"]):
+            message = f"baseline {baseline} is not a recorded scan of this workspace and component"
+            raise Invalid("baseline_not_found", message, fields={"baseline": [message]})
+        if ref.status != ScanStatus.SUCCEEDED:
+            raise Conflict("scan_not_succeeded", f"baseline {baseline} ended {ref.status}, not SUCCEEDED")
 
     def _write(self, record: ScanRecord, event: StreamAppend, task: enqueue.QueuedTask | None,
                key: KeyConfirmation | None) -> None:

@@ -37,6 +37,7 @@ class ResolvedManifest:
     tools: list[str]
     tool_config: dict[str, Any] = field(default_factory=dict)
     thresholds: dict[str, int] = field(default_factory=dict)
+    new_findings: dict[str, int] = field(default_factory=dict)
     ceiling_minutes: int | None = None
     source: str = "builtin"
     unsupported: list[str] = field(default_factory=list)
@@ -62,6 +63,7 @@ class ResolvedManifest:
             "tools_selected": self.tools,
             "unsupported_manifest_tools": self.unsupported,
             "policy_thresholds": self.thresholds,
+            "policy_new_findings": self.new_findings,
             "runtime_ceiling_minutes": self.ceiling_minutes,
             "manifest_digest": self.digest,
             "signature": {
@@ -79,13 +81,13 @@ class ManifestSignatureError(ManifestSourceError):
 
 # The fields a manifest may have (docs/manifests.md); a tool's ``config`` is the tool's own business.
 _FIELDS = {"product", "version", "owners", "profiles", "bundle"}
-_PROFILE_FIELDS = {"name", "tools", "thresholds"}
+_PROFILE_FIELDS = {"name", "tools", "thresholds", "new_findings"}
 _TOOL_FIELDS = {"id", "name", "config"}
 _BUNDLE_FIELDS = {"runtimeCeilingMinutes"}
 MAX_SIGNATURE_BYTES = 1024
 # Error paths that name only the schema, never a key taken from the document.
 _SCHEMA_PATH = re.compile(r"^(\$|product|version|owners|bundle(\.runtimeCeilingMinutes)?|profiles"
-                          r"(\[\d+\](\.name|\.tools(\[\d+\](\.config)?)?|\.thresholds"
+                          r"(\[\d+\](\.name|\.tools(\[\d+\](\.config)?)?|\.(thresholds|new_findings)"
                           r"(\.(critical|high|medium|low|info))?)?)?)\Z")
 
 
@@ -252,6 +254,7 @@ def select_profile(text: str, parsed: manifests.Manifest | None, requested: str,
     tools: list[str] = []
     config: dict[str, Any] = {}
     thresholds: dict[str, int] = {}
+    new_findings: dict[str, int] = {}
     unsupported: list[str] = []
     fallback = False
     resolved = requested.strip().lower()
@@ -260,6 +263,7 @@ def select_profile(text: str, parsed: manifests.Manifest | None, requested: str,
         tools = list(mprof.tools)
         config = dict(mprof.tool_config)
         thresholds = dict(mprof.thresholds)
+        new_findings = dict(mprof.new_findings)
         resolved = f"manifest:{mprof.name}"
         if known_tools is not None:
             unsupported = [t for t in tools if t not in known_tools]
@@ -278,6 +282,6 @@ def select_profile(text: str, parsed: manifests.Manifest | None, requested: str,
         text = json.dumps({"profiles": [{"name": resolved, "tools": tools}]}, sort_keys=True)
     return ResolvedManifest(text=text, digest=manifests.digest(text), parsed=parsed,
                             profile_requested=requested, profile_resolved=resolved, tools=tools,
-                            tool_config=config, thresholds=thresholds,
+                            tool_config=config, thresholds=thresholds, new_findings=new_findings,
                             ceiling_minutes=parsed.runtime_ceiling_minutes if parsed else None, source=source,
                             unsupported=unsupported, fallback=fallback)

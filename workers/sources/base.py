@@ -32,6 +32,9 @@ class FetchedSource:
     hash: str = ""
     commit: str | None = None
     branch: str | None = None
+    # The repository's default branch (a git source: the remote's HEAD), the baseline branch of a
+    # scan that names none.
+    default_branch: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
     warnings: list[dict[str, str]] = field(default_factory=list)
     # The worker wrote the tree itself (copied, extracted), so the tools' user is given it; a git

@@ -33,6 +33,7 @@ from workers.sources.errors import SourceError
 class GitCheckout:
     commit: str
     branch: str | None
+    default_branch: str | None = None  # the remote's HEAD
 
 
 def fetch_git(ctx: FetchContext) -> FetchedSource:
@@ -54,7 +55,8 @@ def fetch_git(ctx: FetchContext) -> FetchedSource:
                      credentials=(creds.username, creds.token) if creds and creds.token else None,
                      ssh_key=creds.ssh_key if creds else None, should_stop=ctx.should_stop,
                      full_history=ctx.full_history)
-    return FetchedSource("git", commit=checkout.commit, branch=checkout.branch, written_by_worker=False)
+    return FetchedSource("git", commit=checkout.commit, branch=checkout.branch, default_branch=checkout.default_branch,
+                         written_by_worker=False)
 
 
 def fetch(settings: Settings, url: str, dest: Path, *, branch: str | None, commit: str | None,
@@ -102,7 +104,7 @@ def fetch(settings: Settings, url: str, dest: Path, *, branch: str | None, commi
         os.replace(spare.folder / "src", dest)
     finally:
         shutil.rmtree(spare.folder, ignore_errors=True)
-    return GitCheckout(commit=out["commit"], branch=out.get("branch"))
+    return GitCheckout(commit=out["commit"], branch=out.get("branch"), default_branch=out.get("default_branch"))
 
 
 def _read_key(path: str | None) -> str | None:

@@ -213,14 +213,19 @@ def clone(url: str, dest: Path, branch: str | None, commit: str | None, *, max_f
         if _size(dest) > max_bytes * 2:
             raise CloneError("repository_too_large", f"the checkout exceeds {max_bytes * 2} bytes")
         resolved_branch = branch
-        if resolved_branch is None:
-            try:
-                symrefs: Any = repo.refs.get_symrefs()
-                target = symrefs.get(b"HEAD", b"")
-                resolved_branch = target.decode().removeprefix("refs/heads/") or None
-            except (KeyError, UnicodeDecodeError):
-                resolved_branch = None
-        return {"commit": head.decode(), "branch": resolved_branch}
+        default_branch = None
+        try:
+            symrefs: Any = repo.refs.get_symrefs()
+            if resolved_branch is None:
+                resolved_branch = symrefs.get(b"HEAD", b"").decode().removeprefix("refs/heads/") or None
+            # The remote's HEAD: its default branch, whichever branch was cloned.
+            default_branch = symrefs.get(b"refs/remotes/origin/HEAD", b"").decode().removeprefix(
+                "refs/remotes/origin/") or None
+        except (KeyError, UnicodeDecodeError):
+            pass
+        if default_branch is None and branch is None:
+            default_branch = resolved_branch
+        return {"commit": head.decode(), "branch": resolved_branch, "default_branch": default_branch}
 
 
 def _check_tree(repo: Repo, commit: bytes, max_files: int) -> None:
