@@ -130,8 +130,6 @@ def base_env(tmp: Path, redis_url: str, **extra: str) -> dict[str, str]:
         "CERTUS_ASSURANCE_REDIS_URL": redis_url,
         **scratch_env(tmp),
         "CERTUS_ASSURANCE_GIT_ALLOWED_HOSTS": "127.0.0.1",
-        # The findings store of this service alone (a test that needs PostgreSQL passes its URL).
-        "CERTUS_ASSURANCE_DATABASE_URL": f"sqlite:///{tmp / 'certus.db'}",
         "CERTUS_ASSURANCE_LEASE_SECONDS": "6",
         # Each test service generates its own signing key pair on first use, here.
         "CERTUS_ASSURANCE_SIGNING_KEY_DIR": str(tmp / "keys"),
