@@ -216,20 +216,26 @@ class ScanFindings:
 def group(findings: Mapping[str, list[Finding]], table: Equivalences | None = None) -> ScanFindings:
     """The logical findings of one scan's tool reports (``ToolRunReport.findings``)."""
     table = table or equivalences()
-    pending: list[tuple[str, Finding, str, Weakness, tuple[str, str, str]]] = []
+    pending: list[tuple[str, Finding, str, Weakness, tuple[str, str, str], int]] = []
     lines: dict[tuple[str, str, str], set[int]] = {}
     for tool in sorted(findings):
+        # One rule of one tool several times on one line (shellcheck's SC2086 for two variables):
+        # that many findings, told apart by their order in the tool's SARIF file.
+        seen: dict[tuple[str | None, int | None, str], int] = {}
         for finding, fingerprint in sarif.fingerprinted(findings[tool]):
             weakness = table.weakness(tool, finding.rule_id)
             place = (weakness.key, finding.path or "", sarif.anchor(finding))
             lines.setdefault(place, set()).add(finding.line or 0)
-            pending.append((tool, finding, fingerprint, weakness, place))
+            key = (finding.path, finding.line, finding.rule_id)
+            seen[key] = seen.get(key, 0) + 1
+            pending.append((tool, finding, fingerprint, weakness, place, seen[key]))
     # The same code flagged on several lines of a file: numbered by line, across every tool.
-    occurrence = {place: {line: i for i, line in enumerate(sorted(seen), 1)} for place, seen in lines.items()}
+    occurrence = {place: {line: i for i, line in enumerate(sorted(seen_lines), 1)}
+                  for place, seen_lines in lines.items()}
     out = ScanFindings()
-    for tool, finding, fingerprint, weakness, place in pending:
-        number = occurrence[place][finding.line or 0]
-        logical = hashlib.sha256("\x1f".join([LOGICAL_VERSION, *place, str(number)]).encode()).hexdigest()
+    for tool, finding, fingerprint, weakness, place, repeat in pending:
+        number = f"{occurrence[place][finding.line or 0]}" + (f".{repeat}" if repeat > 1 else "")
+        logical = hashlib.sha256("\x1f".join([LOGICAL_VERSION, *place, number]).encode()).hexdigest()
         item = out.logical.get(logical)
         if item is None:
             item = out.logical[logical] = LogicalFinding(logical, weakness.key, weakness.cwe)

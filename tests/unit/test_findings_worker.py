@@ -151,6 +151,9 @@ def test_the_same_code_on_several_lines_is_one_finding_per_line_across_tools() -
     other = group({"bandit": [_finding("bandit", "B307", 3, snippet="eval(y)"),
                               _finding("bandit", "B307", 3, path="n.py")]})
     assert len(other.logical) == 2 and not set(other.logical) & set(found.logical)
+    # one rule of one tool twice on one line (shellcheck's SC2086 for two variables): two findings
+    twice = group({"shellcheck": [_finding("shellcheck", "SC2086", 7, snippet="rm -rf $A/$b")] * 2})
+    assert len(twice.logical) == 2 and len(twice.of_report) == 2
     # and a rule named nowhere stays a finding of its own tool (after ruff's alias to bandit)
     lone = group({"bandit": [_finding("bandit", "B607", 3)], "ruff": [_finding("ruff", "S607", 3)],
                   "semgrep": [_finding("semgrep", "some-rule", 3)]})
