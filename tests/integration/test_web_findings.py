@@ -3,9 +3,9 @@ against a real API (gunicorn, Redis) and its findings store (SQLite): a scan's f
 file, rule and severity with their sources, rule help links, new/unchanged badges and the fixed
 list; the filter and the pages of the API's cursor; triage refused to a reader key and done with a
 triager key, with the row and the history updated; the component view; hostile text shown as text;
-and the first page of a component of 10,000 findings, timed.
+the first page of a component of 10,000 findings, timed; and two real scans by the real worker.
 
-The scans are recorded as a worker leaves them: the findings in the store (``FindingsStore``, the
+Except in the last test, the scans are recorded as a worker leaves them: the findings in the store (``FindingsStore``, the
 service's own database), the scan records and their last event in Redis, and a SARIF report with
 rule help URIs and code snippets in the bundle."""
 
@@ -520,3 +520,33 @@ def test_ten_thousand_findings_render_a_page_at_a_time(browser: Any, site: Site)
     assert [r["id"] for r in back] == [r["id"] for r in first]
     _select(browser, "#scan-findings", "limit", "200")
     _wait_rows(browser, lambda rs: len(rs) == 200)
+
+
+# -- a real scan --------------------------------------------------------------------------------------
+def test_real_scans_compared_on_the_page(browser: Any, service: Service,  # noqa: F811
+                                        vulnerable_repo: dict[str, str]) -> None:
+    """Two real scans by the real worker (bandit on the fixture repository: main, then the feature
+    branch that adds one os.system call): the page shows the worker's comparison and help links."""
+    from selenium.webdriver.common.by import By
+
+    workspace = "ws-webf-" + secrets.token_hex(3)
+    ids = []
+    for branch in ("main", "feature"):
+        answer = service.submit(git_url=vulnerable_repo["url"], profile="smoke", workspace_id=workspace,
+                                component_id="billing", branch=branch)
+        assert answer.status_code == 202, answer.text
+        ids.append(answer.json()["test_id"])
+        assert service.wait_done(ids[-1])["status"] == "SUCCEEDED"
+    record = service.status(ids[1])
+    assert record["summary"]["baseline"]["test_id"] == ids[0]
+
+    open_page(browser, f"{service.base_url}/#/scans/{ids[1]}", service.api_key)
+    total = record["summary"]["total"]
+    rows = _wait_rows(browser, lambda rs: len(rs) == total, timeout=60)
+    new = [r for r in rows if r["cells"][5] == "new"]
+    assert [r["cells"][1] for r in new] == ["extra.py:3"] and new[0]["cells"][3] == "bandit B605"
+    assert {r["cells"][5] for r in rows if r not in new} == {"unchanged"}
+    diff = browser.find_element(By.CSS_SELECTOR, "#scan-findings .fp-diff").text
+    assert f"Compared with the baseline {ids[0]}" in diff and "1 new (1 high)" in diff
+    wait(browser, lambda d: d.find_elements(
+        By.CSS_SELECTOR, "#scan-findings tr.finding a[href^='https://bandit.readthedocs.io/']"), timeout=30)
