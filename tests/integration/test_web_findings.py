@@ -5,9 +5,9 @@ list; the filter and the pages of the API's cursor; triage refused to a reader k
 triager key, with the row and the history updated; the component view; hostile text shown as text;
 the first page of a component of 10,000 findings, timed; and two real scans by the real worker.
 
-Except in the last test, the scans are recorded as a worker leaves them: the findings in the store (``FindingsStore``, the
-service's own database), the scan records and their last event in Redis, and a SARIF report with
-rule help URIs and code snippets in the bundle."""
+Except in the last test, the scans are recorded as a worker leaves them: the findings in the store
+(``FindingsStore``, the service's own database), the scan records and their last event in Redis,
+and a SARIF report with rule help URIs and code snippets in the bundle."""
 
 from __future__ import annotations
 
