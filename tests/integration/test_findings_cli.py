@@ -57,7 +57,10 @@ def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         server: Any = request.getfixturevalue("postgres_server")
         database_url = server.create_database()
     upgrade(database_url)  # the API also upgrades on start; before it, so the test's writes find tables
-    service = Service(env=base_env(tmp, redis_url, CERTUS_ASSURANCE_DATABASE_URL=database_url), workdir=tmp)
+    # A Redis database of its own: the session service's workers, on another findings store, must not
+    # take these scans.
+    own_redis = redis_url.rsplit("/", 1)[0] + "/10"
+    service = Service(env=base_env(tmp, own_redis, CERTUS_ASSURANCE_DATABASE_URL=database_url), workdir=tmp)
     try:
         service.start_api()
         site = Site(service, database_url)
@@ -176,7 +179,7 @@ def test_status_and_follow_show_the_comparison_with_the_baseline(site, redis_url
                  "fixed": {"critical": 0, "high": 1, "medium": 2, "low": 2, "info": 0}}}
     policy = {"passed": False, "thresholds": {"high": 0}, "violations": [
         {"severity": "high", "threshold": 0, "count": 1, "message": "1 new high findings exceed the threshold of 0"}]}
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    client = redis.Redis.from_url(site.service.env["CERTUS_ASSURANCE_REDIS_URL"], decode_responses=True)
     store = ScanStore(client)
     record = scan_record(workspace_id="acme", component_id="billing", status=ScanStatus.QUEUED)
     store.create(record, event=StreamAppend(stream_key(record.test_id), "*", encode_event(

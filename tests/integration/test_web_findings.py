@@ -140,7 +140,7 @@ def _record(site_store: FindingsStore, test_id: str, component: str, created: da
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Site]:
     tmp = tmp_path_factory.mktemp("web-findings")
-    env = base_env(tmp, redis_url)
+    env = base_env(tmp, redis_url.rsplit("/", 1)[0] + "/14")  # its own queue: not the session service's workers
     upgrade(env["CERTUS_ASSURANCE_DATABASE_URL"])  # before the API: the test's writes need the tables
     service = Service(env=env, workdir=tmp)
     store = FindingsStore(make_engine(env["CERTUS_ASSURANCE_DATABASE_URL"]))

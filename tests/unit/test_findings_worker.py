@@ -368,6 +368,19 @@ def test_auto_takes_the_baseline_branch_and_only_a_scan_created_before(recorder,
     assert again.baseline is not None and again.baseline.test_id == plain.test_id
 
 
+def test_a_commit_scanned_without_its_branch_marks_nothing_fixed_and_is_no_baseline(recorder, reports) -> None:
+    found = group(reports["first"])
+    start = datetime.now(UTC)
+    main = _conclude(recorder, found, created_at=(start - timedelta(minutes=5)).isoformat())
+    # The engine passes no branch for a commit asked for alone (a pull request's head, say).
+    pinned = _conclude(recorder, group([]), branch=None, created_at=(start - timedelta(minutes=4)).isoformat())
+    assert pinned.baseline is not None and pinned.baseline.test_id == main.test_id  # compared with main
+    page = recorder.store().list_findings("acme", "shop")
+    assert page.items and all(item.state != "fixed" for item in page.items)  # main's findings stay open
+    later = _conclude(recorder, found, created_at=(start - timedelta(minutes=3)).isoformat())
+    assert later.baseline is not None and later.baseline.test_id == main.test_id  # not the pinned scan
+
+
 def test_a_scan_recorded_then_failed_is_never_a_baseline(recorder, reports) -> None:
     found = group(reports["first"])
     one = _conclude(recorder, found)
