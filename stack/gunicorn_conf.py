@@ -25,6 +25,9 @@ def _access_log() -> str | None:
 
 
 accesslog = _access_log()
+# The longest request line gunicorn takes (its most): a findings query's filters, percent-encoded,
+# fit in it (app/schemas/findings.py); a longer line is refused with 414.
+limit_request_line = 8190
 
 
 def _wsgi_text(value: str) -> str:

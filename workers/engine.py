@@ -376,13 +376,10 @@ class ScanJob:
         if self.logical is None or status == CANCELLED:
             return None
         rec, source = self.record, self.source
-        # A commit asked for without a branch belongs to no branch: it is compared with the baseline
-        # branch, but never marks that branch's findings fixed nor becomes its baseline.
-        pinned = bool(rec.commit) and not rec.branch
         conclusion = self.engine.findings.conclude(ScanContext(
             test_id=self.test_id, workspace_id=rec.workspace_id, component_id=rec.component_id, status=status,
             created_at=rec.created_at, findings=self.logical, baseline=rec.baseline,
-            baseline_branch=rec.baseline_branch, branch=self.checkout.branch if self.checkout and not pinned else None,
+            baseline_branch=rec.baseline_branch, branch=self.checkout.branch if self.checkout else None,
             commit=self.checkout.commit if self.checkout else None,
             default_branch=source.default_branch if source else None))
         summary.update(conclusion.summary_fields())

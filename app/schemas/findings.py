@@ -10,15 +10,19 @@ from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validat
 
 from app.schemas.patterns import Whole, shown_as_is
 from app.schemas.scans import SLUG
-from tasks.findings import MAX_LIMIT, MAX_PERSON, MAX_REASON, MAX_RULE, MAX_TOOL, TRIAGE_TARGETS, FindingState
+from tasks.findings import MAX_LIMIT, MAX_PERSON, MAX_REASON, MAX_TOOL, TRIAGE_TARGETS, FindingState
 from tasks.states import SEVERITIES
 from tasks.textsafe import HIDDEN_MESSAGE, visible
 
 TEST_ID = r"^test_[0-9a-f]{12}$"
 STATES = tuple(s.value for s in FindingState)
 TRIAGE_STATES = tuple(s.value for s in FindingState if s in TRIAGE_TARGETS)
-MAX_PATH = 1024
-MAX_TEXT = 200
+# A query's filters are short: together they must fit in one request line (gunicorn's
+# limit_request_line, stack/gunicorn_conf.py) even when every character is percent-encoded UTF-8.
+MAX_PATH = 256
+MAX_TEXT = 100
+MAX_RULE_FILTER = 128
+MAX_LIST = 100
 
 
 def _one_or_more(names: tuple[str, ...]) -> str:
@@ -52,14 +56,14 @@ class FindingListQuerySchema(Schema):
 
     workspace_id = fields.String(required=True, validate=Whole(SLUG))
     component_id = fields.String(required=True, validate=Whole(SLUG))
-    state = fields.String(validate=Whole(_one_or_more(STATES)), metadata={
+    state = fields.String(validate=[validate.Length(max=MAX_LIST), Whole(_one_or_more(STATES))], metadata={
         "description": "effective states, comma-separated: a suppression past its expiry counts as open",
         "example": "open,accepted_risk"})
-    severity = fields.String(validate=Whole(_one_or_more(SEVERITIES)), metadata={
+    severity = fields.String(validate=[validate.Length(max=MAX_LIST), Whole(_one_or_more(SEVERITIES))], metadata={
         "description": "severities, comma-separated", "example": "critical,high"})
     tool = fields.String(validate=[validate.Length(min=1, max=MAX_TOOL), shown_as_is], metadata={
         "description": "a finding one of whose sources is this tool", "example": "bandit"})
-    rule = fields.String(validate=[validate.Length(min=1, max=MAX_RULE), shown_as_is], metadata={
+    rule = fields.String(validate=[validate.Length(min=1, max=MAX_RULE_FILTER), shown_as_is], metadata={
         "description": "a finding one of whose sources is this rule (with `tool`: of that tool)",
         "example": "B602"})
     path = fields.String(validate=[validate.Length(min=1, max=MAX_PATH), shown_as_is], metadata={

@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 import redis
+import requests
 
 from tasks.db import make_engine, upgrade
 from tasks.events import encode_event, stream_key
-from tasks.findings import FindingInput, ScanInfo
+from tasks.findings import MAX_TOOL, FindingInput, ScanInfo
 from tasks.findings_store import FindingsStore
 from tasks.states import ScanStatus, Severity
 from tasks.store import ScanStore, StreamAppend
@@ -201,3 +202,19 @@ def test_status_and_follow_show_the_comparison_with_the_baseline(site, redis_url
     assert tail[-1] == f"{record.test_id}: SUCCEEDED (exit 1)"
     as_json = site.cli("logs", record.test_id, "--follow", "--transport", "poll", "--json").json_lines()
     assert as_json[-1]["diff"] == summary["diff"] and as_json[-1]["baseline"] == summary["baseline"]
+
+
+def test_the_longest_filters_fit_in_one_request_line(site: Site) -> None:
+    """Every filter at its longest, each character four bytes of UTF-8 (twelve once percent-encoded):
+    the request line still reaches the API (a JSON answer, not gunicorn's 414)."""
+    from app.schemas import findings as query
+
+    wide = "\U0001d54f"  # 𝕏
+    params = {"workspace_id": "acme", "component_id": "billing", "state": "open," * 19 + "open",
+              "severity": "high," * 19 + "high", "tool": wide * MAX_TOOL, "rule": wide * query.MAX_RULE_FILTER,
+              "path": wide * query.MAX_PATH, "q": wide * query.MAX_TEXT, "cursor": "x" * 200,
+              "new_since": "test_0123456789ab", "limit": "500"}
+    answer = requests.get(f"{site.service.base_url}/v1/findings", params=params, timeout=30,
+                          headers={"Authorization": f"Bearer {site.reader}"})
+    assert answer.status_code != 414
+    assert "error" in answer.json() or "items" in answer.json()

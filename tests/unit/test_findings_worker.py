@@ -372,7 +372,7 @@ def test_a_commit_scanned_without_its_branch_marks_nothing_fixed_and_is_no_basel
     found = group(reports["first"])
     start = datetime.now(UTC)
     main = _conclude(recorder, found, created_at=(start - timedelta(minutes=5)).isoformat())
-    # The engine passes no branch for a commit asked for alone (a pull request's head, say).
+    # A commit asked for alone that the default branch does not hold is checked out with no branch.
     pinned = _conclude(recorder, group([]), branch=None, created_at=(start - timedelta(minutes=4)).isoformat())
     assert pinned.baseline is not None and pinned.baseline.test_id == main.test_id  # compared with main
     page = recorder.store().list_findings("acme", "shop")

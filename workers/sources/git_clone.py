@@ -202,6 +202,8 @@ def clone(url: str, dest: Path, branch: str | None, commit: str | None, *, max_f
         repo = _clone_once(source, dest, branch, None, kwargs)
     with repo:
         head = _target(repo, branch, commit)
+        # Before the checkout moves HEAD: whether the default branch holds a commit asked for alone.
+        held_by_default = bool(branch is None and commit and _on_head(repo, head))
         pack_bytes = _size(dest / ".git")
         if pack_bytes > max_bytes:
             raise CloneError("repository_too_large", f"the repository exceeds {max_bytes} bytes")
@@ -225,6 +227,10 @@ def clone(url: str, dest: Path, branch: str | None, commit: str | None, *, max_f
             pass
         if default_branch is None and branch is None:
             default_branch = resolved_branch
+        if branch is None and commit and not held_by_default:
+            # A commit asked for alone that the default branch does not hold (a pull request's
+            # head, say) belongs to no branch.
+            resolved_branch = None
         return {"commit": head.decode(), "branch": resolved_branch, "default_branch": default_branch}
 
 
@@ -276,6 +282,11 @@ def _target(repo: Repo, branch: str | None, commit: str | None) -> bytes:
     if branch and tip is not None and not _reachable(repo, tip, sha):
         raise CloneError("commit_not_on_branch", f"commit {commit} is not reachable from branch {branch!r}")
     return sha
+
+
+def _on_head(repo: Repo, sha: bytes) -> bool:
+    refs: Any = repo.refs
+    return b"HEAD" in refs and _reachable(repo, refs[b"HEAD"], sha)
 
 
 def _reachable(repo: Repo, tip: bytes, sha: bytes) -> bool:
