@@ -11,7 +11,11 @@
   ``names`` (task and queue names), ``ids``, ``clock``.
 - Who may do what: ``api_keys`` (API keys, principals, stream tokens), ``archives`` (uploaded
   archives and who owns them).
-- What a scan runs: ``manifest`` / ``manifest_s3`` / ``profiles``.
+- What a scan runs: ``manifest`` / ``manifest_s3`` / ``profiles`` (the manifest's JSON Schema in
+  ``schemas/``), and where it comes from: ``sources`` (the source kinds and their registry).
+- History across scans: ``db`` (SQLAlchemy models and Alembic migrations), ``findings`` (its
+  types) and ``findings_store`` (record, diff, list, triage).
+- Extensions from outside the tree: ``plugins`` (the modules named by PLUGINS and WORKER_PLUGINS).
 - The tasks and their transport: ``celery_app``, ``scan_tasks``, ``upload_tasks``, ``enqueue``,
   ``broker_recovery``, ``redis_client``, ``flower_app``.
 - Rules applied on both sides: ``settings``, ``netpolicy`` (which hosts may be reached),
