@@ -8,7 +8,6 @@ from __future__ import annotations
 import ast
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,8 +25,9 @@ from tasks.findings import FindingInput, ScanInfo
 from tasks.findings_store import FindingsStore
 from tasks.states import ScanStatus, Severity
 from tests.support.edge import auth
+from tests.support.postgres import Clock
 
-# database_url (SQLite and PostgreSQL) and postgres_server
+# database_url (SQLite and PostgreSQL), postgres_server and store
 pytest_plugins = ["tests.support.postgres"]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,12 +50,6 @@ BETA_ADMIN = principal("admin", ("beta",), "beta-admin")
 EVERYONE = principal("admin", ("*",), "root")
 
 
-@dataclass
-class Clock:
-    now: datetime = NOW
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def finding(n: int, severity: Severity | None = None, *, tool: str = "bandit") -> FindingInput:
@@ -74,17 +68,7 @@ def record(store: FindingsStore, test_id: str, findings: list[FindingInput], *, 
 
 @pytest.fixture()
 def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture()
-def store(database_url: str, clock: Clock) -> Iterator[FindingsStore]:
-    upgrade(database_url)
-    store = FindingsStore(make_engine(database_url), clock)
-    try:
-        yield store
-    finally:
-        store.close()
+    return Clock(NOW)
 
 
 @pytest.fixture()
@@ -310,7 +294,7 @@ def api(edge, database_url: str) -> Iterator[tuple[Flask, KeyStore, FindingsStor
     upgrade(database_url)
     app = build(database_url=database_url)
     store: FindingsStore = app.extensions["certus"].findings.store
-    clock = Clock()
+    clock = Clock(NOW)
     store.clock = clock  # the app's own store, on a clock the test moves
     try:
         yield app, keys, store, clock

@@ -5,14 +5,12 @@ filters and a cursor, triage and its history, expiry by the store's clock."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import event
 
-from tasks.db import make_engine, upgrade
+from tasks.db import make_engine
 from tasks.errors import ErrorCode
 from tasks.findings import (
     FindingFilter,
@@ -27,33 +25,13 @@ from tasks.findings_store import FindingsStore, decode_cursor, encode_cursor
 from tasks.states import ScanStatus, Severity
 
 # database_url (SQLite and PostgreSQL) and postgres_server
+
 pytest_plugins = ["tests.support.postgres"]
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 SEVERITIES = list(Severity)
 
 
-@dataclass
-class Clock:
-    now: datetime = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@pytest.fixture()
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture()
-def store(database_url: str, clock: Clock) -> Iterator[FindingsStore]:
-    upgrade(database_url)
-    store = FindingsStore(make_engine(database_url), clock)
-    try:
-        yield store
-    finally:
-        store.close()
 
 
 def finding(n: int, *, tool: str = "bandit", rule: str | None = None, severity: Severity | None = None,
