@@ -69,7 +69,9 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
     # An idle client is pinged; one that stops answering is disconnected.
     app.config["SOCK_SERVER_OPTIONS"] = {"ping_interval": settings.ws_ping_interval}
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    scan_service = ScanService(settings, store, events, celery)
+    # One findings store (one connection pool) per API process, for every service that reads it.
+    findings = FindingsStore.from_settings(settings)
+    scan_service = ScanService(settings, store, events, celery, findings=findings)
     keys = KeyStore(client)
     app.extensions["certus"] = Certus(
         settings=settings, redis=client, celery=celery, scans=scan_service,
@@ -77,7 +79,7 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
         presence=Presence(client), uploads=UploadService(UploadStore(store, events), celery, scan_service),
         keys=keys, api_keys=KeyService(keys), stream_slots=StreamSlots(client, settings.max_ws_per_key),
         limiter=RateLimiter(client, settings.rate_limit_per_minute, settings.rate_limit_burst),
-        findings=FindingsService(FindingsStore.from_settings(settings)))
+        findings=FindingsService(findings))
 
     @app.before_request
     def _request_id() -> None:
